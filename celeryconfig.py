@@ -1,0 +1,69 @@
+"""Celery configuration of eksops, every value from the environment.
+
+Loaded with ``app.config_from_object("celeryconfig")`` by the worker and by producers,
+so both sides agree on serialisation, queue and result handling. Why each setting:
+
+* JSON only, in and out: a pickle payload on the queue is refused, never executed.
+* Late acks + reject on worker lost: a message is removed only after its task has
+  finished, so a killed worker's task is redelivered rather than lost. Operations are
+  idempotent per request ID, which makes the redelivery safe.
+* Prefetch multiplier 1: tasks wait on the Kubernetes API; a worker should not hoard
+  messages other workers could run.
+* Visibility timeout above the longest task plus retry countdown, or Redis would hand
+  a running task to a second worker.
+* Extended results: pollers see the task name and completion time. ``started`` is
+  recorded by the task base class itself (see ``worker.task_base``).
+* Task events on so Flower shows tasks live; threads pool because the work is I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.contracts import QUEUE
+from worker.settings import QueueSettings
+
+
+def celery_settings(queue: QueueSettings) -> dict[str, Any]:
+    """Return the Celery configuration for ``queue`` (broker, backend, pool)."""
+    return {
+        "broker_url": queue.broker_url,
+        "result_backend": queue.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_default_queue": QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "worker_pool": queue.worker_pool,
+        "worker_concurrency": queue.worker_concurrency,
+        "worker_prefetch_multiplier": queue.worker_prefetch_multiplier,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_enable_remote_control": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_transport_options": {
+            "visibility_timeout": queue.visibility_timeout_seconds,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+        },
+        "result_expires": queue.result_expires_seconds,
+        "result_extended": True,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
+        "result_backend_base_sleep_between_retries_ms": 100,
+        "result_backend_max_sleep_between_retries_ms": 5_000,
+        "redis_backend_health_check_interval": 10,
+        "redis_socket_keepalive": True,
+        "redis_retry_on_timeout": True,
+    }
+
+
+# What `app.config_from_object("celeryconfig")` reads: the environment's configuration.
+globals().update(celery_settings(QueueSettings()))

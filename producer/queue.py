@@ -1,0 +1,28 @@
+"""The producer's view of the queue: a Celery app that never runs tasks, and Redis.
+
+Producers build task messages and read results with Celery's own machinery, and write
+to the broker's Redis directly (see :mod:`producer.enqueue`). They never import the
+worker's task code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from celery import Celery
+
+from celeryconfig import celery_settings
+from worker.settings import QueueSettings
+
+
+def make_app(queue: QueueSettings) -> Celery:
+    """Return a Celery app configured like the workers, for messages and results."""
+    app = Celery("eksops-producer", set_as_current=False)
+    app.conf.update(celery_settings(queue))
+    return app
+
+
+def make_redis(queue: QueueSettings) -> Any:
+    """Return a client of the broker's Redis (where queue and request records live)."""
+    return redis.Redis.from_url(str(queue.broker_url))

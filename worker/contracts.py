@@ -1,0 +1,288 @@
+"""What travels between producers and workers: task names, requests, results, states.
+
+Producers (library, CLI, gateway) and workers validate with these same models, so a
+request that would fail on the worker for its shape fails in the producer instead and
+is never enqueued. Pure pydantic: no kubernetes, boto3 or Celery imports (an
+import-linter contract checks it). Result models keep the seed API's response shapes.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES, ManifestError, validate_job_manifest
+from worker.names import NameError_, check_dns1123_label, protection_reason
+
+QUEUE = "eksops"
+TASK_PREFIX = "eksops."
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "eksops"
+REQUEST_ID_LABEL = "eksops.io/request-id"
+# Redis key of the per-request record (operation, submitted_at, attempts...).
+REQUEST_KEY_PREFIX = "eksops:request:"
+
+_CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9\-_]{0,99}")
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Producer/worker-side limits applied while validating a request."""
+
+    max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
+    protected_namespaces: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_context(self) -> dict[str, Any]:
+        """Return the pydantic validation context carrying these limits."""
+        return {"limits": self}
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    context = info.context or {}
+    limits = context.get("limits")
+    return limits if isinstance(limits, Limits) else Limits()
+
+
+def _label(field_name: str) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            return check_dns1123_label(value, field=field_name)
+        except NameError_ as exc:
+            raise ValueError(str(exc)) from None
+
+    return AfterValidator(check)
+
+
+NamespaceName = Annotated[str, _label("namespace")]
+JobName = Annotated[str, _label("job_name")]
+
+
+def explain(error: ValidationError, *, what: str = "request") -> str:
+    """Return a validation failure as one sentence naming each bad field."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (not part of the contract)"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        problems.append(
+            f"{location}: {message}" if location and not message.startswith(location) else message
+        )
+    return f"Invalid {what}: " + "; ".join(problems)
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class ClusterRef(_Contract):
+    """An EKS cluster other than the worker's default (or a kubeconfig context)."""
+
+    name: str
+    region: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _CLUSTER_NAME.fullmatch(value):
+            raise ValueError(
+                f"cluster name {value!r} is not a valid EKS cluster name "
+                "(1-100 letters, digits, '-' or '_', starting with a letter or digit)"
+            )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION.fullmatch(value):
+            raise ValueError(f"region {value!r} is not an AWS region name such as us-east-1")
+        return value
+
+
+class _Request(_Contract):
+    cluster: ClusterRef | None = None
+
+
+class CreateJobRequest(_Request):
+    """Create a Job; the namespace is created first if it does not exist."""
+
+    namespace: NamespaceName = "default"
+    job_manifest: dict[str, Any]
+
+    @field_validator("job_manifest")
+    @classmethod
+    def _check_manifest(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        namespace = info.data.get("namespace", "default")
+        try:
+            return validate_job_manifest(
+                value, namespace=namespace, max_bytes=_limits(info).max_manifest_bytes
+            )
+        except ManifestError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class JobRef(_Request):
+    """Name a Job to read or delete."""
+
+    job_name: JobName
+    namespace: NamespaceName = "default"
+
+
+class CreateNamespaceRequest(_Request):
+    """Create a Namespace labelled as managed by eksops."""
+
+    namespace_name: Annotated[str, _label("namespace_name")]
+
+
+class DeleteNamespaceRequest(_Request):
+    """Delete a Namespace; protected ones never, unmanaged ones only when allowed."""
+
+    namespace_name: str
+    allow_unmanaged: bool = False
+
+    @field_validator("namespace_name")
+    @classmethod
+    def _check_not_protected(cls, value: str, info: ValidationInfo) -> str:
+        reason = protection_reason(value, _limits(info).protected_namespaces)
+        if reason:
+            raise ValueError(
+                f"namespace {value.strip()!r} is protected ({reason}); refusing to delete it"
+            )
+        try:
+            return check_dns1123_label(value, field="namespace_name")
+        except NameError_ as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Operation(enum.StrEnum):
+    """The five operations eksops runs; each is one Celery task."""
+
+    CREATE_JOB = "create_job"
+    GET_JOB_STATUS = "get_job_status"
+    DELETE_JOB = "delete_job"
+    CREATE_NAMESPACE = "create_namespace"
+    DELETE_NAMESPACE = "delete_namespace"
+
+    @property
+    def task_name(self) -> str:
+        """Return the Celery task name producers enqueue by."""
+        return TASK_PREFIX + self.value
+
+    @property
+    def request_model(self) -> type[_Request]:
+        """Return the contract validating this operation's arguments."""
+        return _REQUEST_MODELS[self]
+
+    @classmethod
+    def from_task_name(cls, name: str) -> Operation:
+        """Return the operation of a task name, e.g. ``eksops.create_job``."""
+        return cls(name.removeprefix(TASK_PREFIX))
+
+
+_REQUEST_MODELS: dict[Operation, type[_Request]] = {
+    Operation.CREATE_JOB: CreateJobRequest,
+    Operation.GET_JOB_STATUS: JobRef,
+    Operation.DELETE_JOB: JobRef,
+    Operation.CREATE_NAMESPACE: CreateNamespaceRequest,
+    Operation.DELETE_NAMESPACE: DeleteNamespaceRequest,
+}
+TASK_NAMES = {operation: operation.task_name for operation in Operation}
+
+# --- results: the seed's response bodies -------------------------------------------
+
+JobState = Literal["pending", "running", "suspended", "completed", "failed", "unknown"]
+
+
+class JobCreated(_Contract):
+    """Seed response of create-job."""
+
+    job_name: str
+    namespace: str
+    creation_timestamp: str
+    status: Literal["created"] = "created"
+
+
+class JobStatus(_Contract):
+    """Seed response of get-job-status."""
+
+    job_name: str
+    namespace: str
+    state: JobState
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    start_time: str | None = None
+    completion_time: str | None = None
+
+
+class Deleted(_Contract):
+    """Seed response of delete-job and delete-namespace."""
+
+    message: str
+    status: Literal["success"] = "success"
+
+
+class NamespaceCreated(_Contract):
+    """Seed response of create-namespace."""
+
+    namespace_name: str
+    creation_timestamp: str
+    status: Literal["created"] = "created"
+
+
+# --- what a poller sees ------------------------------------------------------------
+
+
+class ErrorInfo(_Contract):
+    """A failed request's error as it survives the result backend."""
+
+    code: str
+    message: str
+    http_status: int
+    retryable: bool = False
+    details: dict[str, Any] | None = None
+
+
+class RequestState(enum.StrEnum):
+    """Where a request is; ``unknown`` means it was never submitted (or expired)."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Return whether the request will not change state any more."""
+        return self in (RequestState.SUCCEEDED, RequestState.FAILED, RequestState.UNKNOWN)
+
+
+class RequestStatus(_Contract):
+    """Everything a caller can learn about a request by its ID."""
+
+    request_id: str
+    state: RequestState
+    operation: str | None = None
+    result: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    submitted_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    attempts: int = Field(default=0, ge=0)

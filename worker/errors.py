@@ -1,0 +1,197 @@
+"""The one error tree of eksops.
+
+Every failure an operation can meet ends as one of these classes, built in one place
+(``worker.operations.translate``) from Kubernetes, AWS and transport exceptions, so the
+libraries' own exceptions never leak into tasks or callers. The tree splits on what a
+caller should do next: :class:`TransientError` is retried by the task layer,
+:class:`PermanentError` fails at once.
+
+Errors cross the Celery JSON result backend as ``exc_type``/``exc_module``/``exc_message``
+(the exception's ``args``). All constructor arguments are therefore positional,
+JSON-serialisable and stored in ``args``, so the poller rebuilds the same class with the
+same ``code``, ``http_status`` and Kubernetes message. This module is pure: producers
+import it to recognise errors read back from the backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from worker.contracts import ErrorInfo
+
+
+class EksOpsError(Exception):
+    """Raised when an operation cannot complete; the root of every eksops error."""
+
+    default_code: ClassVar[str] = "InternalError"
+    default_http_status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        http_status: int | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, http_status, code, details, retry_after)
+        self.message = message
+        self.http_status = http_status or self.default_http_status
+        self.code = code or self.default_code
+        self.details = details or {}
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.args)
+
+    def to_info(self) -> ErrorInfo:
+        """Return the structured form a poller reads: ``{code, message, http_status}``."""
+        return ErrorInfo(
+            code=self.code,
+            message=self.message,
+            http_status=self.http_status,
+            retryable=self.retryable,
+            details=self.details or None,
+        )
+
+
+class PermanentError(EksOpsError):
+    """Raised when repeating the same request cannot succeed; never retried."""
+
+
+class TransientError(EksOpsError):
+    """Raised when the same request may succeed later; retried with backoff."""
+
+    retryable: ClassVar[bool] = True
+
+
+class InvalidRequest(PermanentError):
+    """Raised when a request breaks the contract (bad name, manifest, argument types)."""
+
+    default_code = "BadRequest"
+    default_http_status = 400
+
+
+class Unauthorized(PermanentError):
+    """Raised when the cluster rejects the credentials, even after a fresh token."""
+
+    default_code = "Unauthorized"
+    default_http_status = 401
+
+
+class Forbidden(PermanentError):
+    """Raised when the caller's identity may not perform the operation (RBAC, policy)."""
+
+    default_code = "Forbidden"
+    default_http_status = 403
+
+
+class ProtectedNamespace(Forbidden):
+    """Raised when a request would delete a namespace eksops must never delete."""
+
+    default_code = "ProtectedNamespace"
+
+
+class NotFound(PermanentError):
+    """Raised when the named object (job, namespace) does not exist."""
+
+    default_code = "NotFound"
+    default_http_status = 404
+
+
+class ClusterNotFound(NotFound):
+    """Raised when EKS knows no cluster of the configured name in the region."""
+
+    default_code = "ClusterNotFound"
+
+
+class Conflict(PermanentError):
+    """Raised when the object exists already or changed under the request."""
+
+    default_code = "Conflict"
+    default_http_status = 409
+
+
+class Gone(PermanentError):
+    """Raised when the API reports a resource version that has expired."""
+
+    default_code = "Gone"
+    default_http_status = 410
+
+
+class Invalid(PermanentError):
+    """Raised when the Kubernetes API rejects the object as invalid (422)."""
+
+    default_code = "Invalid"
+    default_http_status = 422
+
+
+class ConfigurationError(PermanentError):
+    """Raised when the worker cannot reach a cluster as configured (credentials, TLS)."""
+
+    default_code = "ConfigurationError"
+
+
+class Throttled(TransientError):
+    """Raised when the API asks us to slow down (429); honours ``retry_after``."""
+
+    default_code = "TooManyRequests"
+    default_http_status = 429
+
+
+class Unavailable(TransientError):
+    """Raised when the API or the network fails in a way that may pass (5xx, resets)."""
+
+    default_code = "ServiceUnavailable"
+    default_http_status = 503
+
+
+def error_class_for_status(http_status: int) -> type[EksOpsError]:
+    """Return the class for an HTTP status: 5xx is transient, other unknowns the root."""
+    known = _BY_STATUS.get(http_status)
+    if known is not None:
+        return known
+    return Unavailable if http_status >= 500 else EksOpsError
+
+
+def error_from_info(info: ErrorInfo) -> EksOpsError:
+    """Rebuild the closest error class from its structured form."""
+    cls = _BY_CODE.get(info.code) or error_class_for_status(info.http_status)
+    return cls(info.message, info.http_status, info.code, info.details)
+
+
+_BY_CODE: dict[str, type[EksOpsError]] = {
+    cls.default_code: cls
+    for cls in (
+        InvalidRequest,
+        Unauthorized,
+        Forbidden,
+        ProtectedNamespace,
+        NotFound,
+        ClusterNotFound,
+        Conflict,
+        Gone,
+        Invalid,
+        ConfigurationError,
+        Throttled,
+        Unavailable,
+    )
+}
+_BY_STATUS: dict[int, type[EksOpsError]] = {
+    400: InvalidRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+    429: Throttled,
+    500: Unavailable,
+    502: Unavailable,
+    503: Unavailable,
+    504: Unavailable,
+}

@@ -1,0 +1,238 @@
+"""Kubernetes API clients, one per worker process and cluster, reused across tasks.
+
+EKS mode (no kubeconfig): ``eks.describe_cluster`` gives the endpoint and the CA, TLS is
+verified against that CA, and each request carries a bearer token from
+:class:`~worker.operations.tokens.TokenSource`. Kubeconfig mode (kind, k3s, minikube)
+loads the same client configuration from a kubeconfig. Either way operations get a
+:class:`ClusterClient`, whose :meth:`ClusterClient.call` is the one door to the API:
+it sets timeouts, re-mints the token once on a 401, and translates every failure into
+the eksops error tree.
+
+Clients are built lazily and keyed by process ID, so a prefork child never reuses a
+connection pool inherited from its parent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from worker.contracts import ClusterRef
+from worker.errors import ConfigurationError, Unavailable
+from worker.operations.tokens import TokenSource, mint_token
+from worker.operations.translate import translate
+from worker.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """Which cluster a request runs against: EKS name + region, or a kubeconfig context."""
+
+    name: str
+    region: str | None = None
+
+
+class ClusterClient:
+    """The API of one cluster, as operations see it."""
+
+    def __init__(
+        self,
+        target: ClusterTarget,
+        api_client: k8s.ApiClient,
+        *,
+        tokens: TokenSource | None,
+        timeout: tuple[float, float],
+    ) -> None:
+        self.target = target
+        self.api_client = api_client
+        self.core = k8s.CoreV1Api(api_client)
+        self.batch = k8s.BatchV1Api(api_client)
+        self.tokens = tokens
+        self._timeout = timeout
+
+    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Call a generated API ``method`` and return the response body as a dict.
+
+        The raw JSON is parsed directly (``_preload_content=False``): eksops only reads
+        a few fields, and skipping the client's model deserialisation halves the CPU
+        spent per call.
+        """
+        kwargs.setdefault("_request_timeout", self._timeout)
+        kwargs["_preload_content"] = False
+        try:
+            return self._call_once(method, args, kwargs)
+        except ApiException as exc:
+            if exc.status != 401 or self.tokens is None:
+                raise translate(exc) from exc
+            logger.warning(
+                "Kubernetes API answered 401 Unauthorized; re-minting the IAM token and "
+                "retrying once"
+            )
+            self.tokens.invalidate(self._current_token())
+        try:
+            return self._call_once(method, args, kwargs)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def _call_once(
+        self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            response = method(*args, **kwargs)
+        except ApiException:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+        body = response.data
+        if not body:
+            return {}
+        parsed = json.loads(body)
+        return parsed if isinstance(parsed, dict) else {}
+
+    def _current_token(self) -> str | None:
+        key = self.api_client.configuration.api_key.get("authorization")
+        return str(key) if key else None
+
+
+def warm_up() -> None:
+    """Pay the one-time costs of the first call now, not in the first task.
+
+    The generated API classes build their argument validators on first construction
+    (about a second), and the Job schema validator loads its schema once.
+    """
+    k8s.CoreV1Api(k8s.ApiClient())
+    k8s.BatchV1Api(k8s.ApiClient())
+
+
+class Clusters:
+    """Builds and caches a :class:`ClusterClient` per (process, cluster). Thread-safe."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        pool_size: int,
+        session_factory: Callable[..., Any] = boto3.session.Session,
+    ) -> None:
+        self._settings = settings
+        self._pool_size = pool_size
+        self._session_factory = session_factory
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[int, ClusterTarget], ClusterClient] = {}
+
+    def target(self, ref: ClusterRef | None) -> ClusterTarget:
+        """Resolve a request's cluster reference against the worker's defaults."""
+        if self._settings.mode == "kubeconfig":
+            return ClusterTarget(name=ref.name if ref else (self._settings.kube_context or ""))
+        name = ref.name if ref else str(self._settings.eks_cluster_name)
+        region = (ref.region if ref else None) or self._settings.eks_region
+        return ClusterTarget(name=name, region=region)
+
+    def get(self, ref: ClusterRef | None = None) -> ClusterClient:
+        """Return the client of ``ref`` (default: the configured cluster) for this process."""
+        key = (os.getpid(), self.target(ref))
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._build(key[1])
+                self._clients[key] = client
+            return client
+
+    def token_mints(self) -> int:
+        """Return how many tokens this process has minted (for cost reporting)."""
+        return sum(c.tokens.mint_count for c in self._clients.values() if c.tokens)
+
+    def _configuration(self) -> k8s.Configuration:
+        configuration = k8s.Configuration()
+        configuration.connection_pool_maxsize = self._pool_size
+        # Reconnect once on a failed connect; everything else is retried by the task
+        # layer's policy, declared once, never here.
+        configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
+        return configuration
+
+    def _build(self, target: ClusterTarget) -> ClusterClient:
+        timeout = (
+            self._settings.k8s_connect_timeout_seconds,
+            self._settings.k8s_read_timeout_seconds,
+        )
+        if self._settings.mode == "kubeconfig":
+            configuration = self._configuration()
+            try:
+                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=str(self._settings.kubeconfig),
+                    context=target.name or None,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+            except (k8s_config.ConfigException, OSError) as exc:
+                raise ConfigurationError(
+                    f"Cannot load KUBECONFIG: {exc}", code="KubeconfigError"
+                ) from exc
+            logger.info(
+                "Using kubeconfig %s context %s",
+                self._settings.kubeconfig,
+                target.name or "(current)",
+            )
+            return ClusterClient(target, k8s.ApiClient(configuration), tokens=None, timeout=timeout)
+        return self._build_eks(target, timeout)
+
+    def _build_eks(self, target: ClusterTarget, timeout: tuple[float, float]) -> ClusterClient:
+        logger.info("Connecting to EKS cluster %s in region %s", target.name, target.region)
+        try:
+            session = self._session_factory(region_name=target.region)
+            logger.debug("Step 1/3: Fetch cluster endpoint and CA certificate")
+            cluster = session.client("eks").describe_cluster(name=target.name)["cluster"]
+            sts = session.client("sts")
+        except Exception as exc:
+            raise translate(exc) from exc
+        status = cluster.get("status", "ACTIVE")
+        if status != "ACTIVE":
+            raise Unavailable(
+                f"EKS cluster {target.name} is {status}, not ACTIVE", code="ClusterNotActive"
+            )
+        endpoint = cluster["endpoint"]
+        logger.debug("Cluster endpoint: %s", endpoint)
+
+        logger.debug("Step 2/3: Generate IAM bearer token")
+        tokens = TokenSource(
+            lambda: mint_token(sts, target.name),
+            refresh_after_seconds=self._settings.token_refresh_seconds,
+        )
+        try:
+            tokens.get()
+        except Exception as exc:
+            raise translate(exc) from exc
+
+        logger.debug("Step 3/3: Configure Kubernetes client with IAM auth and the cluster CA")
+        configuration = self._configuration()
+        configuration.host = endpoint
+        configuration.verify_ssl = True
+        configuration.ca_cert_data = base64.b64decode(
+            cluster["certificateAuthority"]["data"]
+        ).decode()
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.api_key = {"authorization": tokens.get()}
+
+        def refresh(config: k8s.Configuration) -> None:
+            config.api_key["authorization"] = tokens.get()
+
+        configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
+        logger.info("Kubernetes client ready for EKS cluster %s", target.name)
+        return ClusterClient(target, k8s.ApiClient(configuration), tokens=tokens, timeout=timeout)

@@ -1,0 +1,69 @@
+"""What one worker process holds for all its tasks: settings, clusters, policy, Redis.
+
+Built once per process on first use (after any fork), never at import, so importing
+the task module stays free of side effects and tests can point a fresh runtime at a
+different configuration.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker.operations import Clusters
+from worker.retries import RetryPolicy
+from worker.settings import QueueSettings, WorkerSettings
+
+
+@dataclass
+class Runtime:
+    """The process-wide dependencies of tasks."""
+
+    settings: WorkerSettings
+    queue: QueueSettings
+    clusters: Clusters
+    policy: RetryPolicy
+    redis: Any
+
+    @classmethod
+    def load(cls) -> Runtime:
+        """Read and check the configuration; raise if it is missing or invalid."""
+        settings = WorkerSettings()
+        queue = QueueSettings()
+        queue.require_urls()
+        return cls(
+            settings=settings,
+            queue=queue,
+            clusters=Clusters(settings, pool_size=queue.worker_concurrency),
+            policy=RetryPolicy.from_settings(settings),
+            redis=redis.Redis.from_url(
+                str(queue.broker_url), max_connections=queue.worker_concurrency + 4
+            ),
+        )
+
+
+class _Holder:
+    """The process's runtime, loaded on first use."""
+
+    lock = threading.Lock()
+    current: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """Return this process's runtime, loading it on first use."""
+    current = _Holder.current
+    if current is None:
+        with _Holder.lock:
+            if _Holder.current is None:
+                _Holder.current = Runtime.load()
+            current = _Holder.current
+    return current
+
+
+def reset_runtime(value: Runtime | None = None) -> None:
+    """Replace (or drop) the process's runtime, e.g. after a fork or in tests."""
+    with _Holder.lock:
+        _Holder.current = value

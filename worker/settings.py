@@ -1,0 +1,172 @@
+"""Settings of eksops processes, read from the environment (``.env`` honoured).
+
+One pydantic-settings class per process kind: :class:`QueueSettings` (broker, results,
+worker pool; read by ``celeryconfig.py`` in every process), :class:`SharedSettings`
+(logging and request limits, shared by producers and workers) and
+:class:`WorkerSettings` (cluster access). Bad values fail at start, and
+:func:`describe_settings_error` turns a validation error into the one line an operator
+reads. Pure: no cluster clients, no Celery.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from worker.contracts import Limits
+from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+# EKS bearer tokens are accepted for 15 minutes; re-mint comfortably before that.
+TOKEN_LIFETIME_SECONDS = 900
+
+
+class ConfigurationInvalid(Exception):
+    """Raised when a process cannot start with the configuration it was given."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+
+class QueueSettings(_Settings):
+    """Broker, result backend and worker pool (every process; see celeryconfig.py)."""
+
+    redis_url: str | None = None
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
+    worker_concurrency: int = Field(default=8, ge=1, le=512)
+    worker_prefetch_multiplier: int = Field(default=1, ge=1, le=64)
+    worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
+    # Must exceed the longest task plus the longest retry countdown, or Redis redelivers
+    # a message that is still being worked on.
+    visibility_timeout_seconds: int = Field(default=600, ge=10)
+    result_expires_seconds: int = Field(default=86_400, ge=60)
+
+    @property
+    def broker_url(self) -> str | None:
+        """Return the broker URL: ``CELERY_BROKER_URL``, else ``REDIS_URL``."""
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str | None:
+        """Return the result backend URL: ``CELERY_RESULT_BACKEND``, else ``REDIS_URL``."""
+        return self.celery_result_backend or self.redis_url
+
+    def require_urls(self) -> None:
+        """Raise :class:`ConfigurationInvalid` unless broker and results are configured."""
+        for url, names in (
+            (self.broker_url, "REDIS_URL (or CELERY_BROKER_URL)"),
+            (self.result_backend, "REDIS_URL (or CELERY_RESULT_BACKEND)"),
+        ):
+            if not url:
+                raise ConfigurationInvalid(f"set {names}, e.g. redis://127.0.0.1:6379/0")
+            if not url.startswith(("redis://", "rediss://", "unix://", "valkey://", "valkeys://")):
+                raise ConfigurationInvalid(
+                    f"{names} must be a redis:// or rediss:// URL, not {url!r}"
+                )
+
+
+class SharedSettings(_Settings):
+    """Logging and request limits, the same in producers and workers."""
+
+    log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    max_manifest_bytes: int = Field(default=DEFAULT_MAX_MANIFEST_BYTES, ge=1024, le=3 * 1024 * 1024)
+    protected_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        validation_alias=AliasChoices("EKSOPS_PROTECTED_NAMESPACES", "protected_namespaces"),
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("protected_namespaces", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def limits(self) -> Limits:
+        """Return the validation limits producers and workers both apply."""
+        return Limits(
+            max_manifest_bytes=self.max_manifest_bytes,
+            protected_namespaces=self.protected_namespaces,
+        )
+
+
+class WorkerSettings(SharedSettings):
+    """How a worker reaches its cluster: EKS by name and region, or a kubeconfig."""
+
+    eks_cluster_name: str | None = None
+    eks_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("EKS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    token_refresh_seconds: int = Field(default=840, ge=1, lt=TOKEN_LIFETIME_SECONDS)
+    k8s_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    k8s_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    retry_max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_backoff_seconds: float = Field(default=1.0, gt=0)
+    retry_backoff_max_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_cluster_source(self) -> Self:
+        if not self.eks_cluster_name and not self.kubeconfig:
+            raise ValueError(
+                "EKS_CLUSTER_NAME is not set: set it to the EKS cluster to operate on "
+                "(or set KUBECONFIG for kind, k3s or minikube)"
+            )
+        if self.eks_cluster_name and not self.eks_region:
+            raise ValueError(
+                "EKS_REGION is not set: set it to the cluster's AWS region, e.g. us-east-1"
+            )
+        if self.kubeconfig and not self.eks_cluster_name and not self.kubeconfig.is_file():
+            raise ValueError(f"KUBECONFIG points to {self.kubeconfig}, which is not a file")
+        return self
+
+    @property
+    def mode(self) -> Literal["eks", "kubeconfig"]:
+        """Return how clusters are reached; EKS wins when both are configured."""
+        return "eks" if self.eks_cluster_name else "kubeconfig"
+
+    @property
+    def cluster_label(self) -> str:
+        """Return the cluster name to show in banners and health output."""
+        if self.mode == "eks":
+            return str(self.eks_cluster_name)
+        return self.kube_context or f"kubeconfig:{self.kubeconfig}"
+
+
+def describe_settings_error(error: ValidationError | ConfigurationInvalid) -> str:
+    """Return a validation failure as one line naming each variable to fix."""
+    if isinstance(error, ConfigurationInvalid):
+        return str(error)
+    parts = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        variable = "_".join(str(part) for part in item["loc"]).upper()
+        if variable:
+            parts.append(f"{variable}: {message} (got {item.get('input')!r})")
+        else:
+            parts.append(message)
+    return "; ".join(parts)
+
+
+def env_file_present() -> bool:
+    """Return whether a ``.env`` file is being honoured from the working directory."""
+    return Path(os.getcwd(), ".env").is_file()

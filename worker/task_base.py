@@ -1,0 +1,134 @@
+"""What every eksops task does around its operation, written once.
+
+:class:`OperationTask` binds the request ID to the log context, counts the attempt in
+the request record, answers a redelivered request that already succeeded from the
+stored result (no second API call), records ``STARTED``, and applies the retry policy:
+transient errors are retried with backoff, permanent ones fail at once, unexpected
+exceptions become a structured internal error. Task bodies stay one line of parsing
+and one operation call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import celery
+from celery import states
+from pydantic import BaseModel, ValidationError
+
+from worker.contracts import explain
+from worker.errors import EksOpsError, InvalidRequest, PermanentError, TransientError
+from worker.logs import bound_request
+from worker.operations import ClusterClient
+from worker.records import mark_started
+from worker.runtime import runtime
+from worker.timestamps import now_iso
+
+logger = logging.getLogger(__name__)
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+class OperationTask(celery.Task):  # type: ignore[type-arg]
+    """Base class of the five operation tasks."""
+
+    abstract = True
+    # STARTED is recorded by __call__ after the duplicate check, not by the tracer,
+    # which would overwrite a stored SUCCESS before we could read it.
+    track_started = False
+    # Expected failures: Celery logs them in one line instead of "raised unexpected"
+    # with a traceback; our own ERROR line already says what failed and why.
+    throws = (PermanentError,)
+
+    @property
+    def attempt(self) -> int:
+        """Return which execution of this request is running (redeliveries included)."""
+        return int(getattr(self.request, "eksops_attempt", 1))
+
+    @property
+    def request_id(self) -> str:
+        """Return the ID of the request being run (the Celery task ID)."""
+        return str(self.request.id)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request_id = self.request_id
+        with bound_request(request_id):
+            if self.request.called_directly:
+                return self.run(*args, **kwargs)
+            stored = self._stored_success(request_id)
+            if stored is not None:
+                logger.info("Request already succeeded; returning the stored result")
+                return stored
+            # The task object is shared by all pool threads; the request context is not.
+            self.request.eksops_attempt = mark_started(  # type: ignore[attr-defined]
+                runtime().redis,
+                request_id,
+                operation=self.name,
+                ttl_seconds=runtime().queue.result_expires_seconds,
+            )
+            self.update_state(
+                state=states.STARTED,
+                meta={
+                    "attempt": self.attempt,
+                    "started_at": now_iso(),
+                    "hostname": self.request.hostname,
+                },
+            )
+            try:
+                return self.run(*args, **kwargs)
+            except TransientError as exc:
+                raise self._retry_or_fail(exc) from exc
+            except EksOpsError as exc:
+                logger.error(
+                    "%s failed: %s %s: %s", self.name, exc.http_status, exc.code, exc.message
+                )
+                raise
+            except Exception as exc:
+                logger.exception("%s failed unexpectedly", self.name)
+                raise EksOpsError(f"Internal error: {type(exc).__name__}: {exc}") from exc
+
+    def _stored_success(self, request_id: str) -> Any:
+        meta = self.backend.get_task_meta(request_id)
+        if meta.get("status") == states.SUCCESS:
+            return meta.get("result")
+        return None
+
+    def _retry_or_fail(self, exc: TransientError) -> BaseException:
+        policy = runtime().policy
+        retries = self.request.retries
+        if retries >= policy.max_retries:
+            logger.error(
+                "%s failed after %d attempts, giving up: %s %s: %s",
+                self.name,
+                retries + 1,
+                exc.http_status,
+                exc.code,
+                exc.message,
+            )
+            return exc
+        countdown = policy.countdown(retries, exc.retry_after)
+        logger.warning(
+            "Attempt %d of %d failed: %s %s: %s; retrying in %.2fs",
+            retries + 1,
+            policy.max_attempts,
+            exc.http_status,
+            exc.code,
+            exc.message,
+            countdown,
+        )
+        retry: BaseException = self.retry(
+            exc=exc, countdown=countdown, max_retries=policy.max_retries, throw=False
+        )
+        return retry
+
+    def parse(self, model: type[RequestT], arguments: dict[str, Any]) -> RequestT:
+        """Validate task arguments against their contract, as producers did."""
+        try:
+            return model.model_validate(arguments, context=runtime().settings.limits.as_context())
+        except ValidationError as exc:
+            raise InvalidRequest(explain(exc, what=f"{self.name} request")) from None
+
+    def cluster(self, ref: Any) -> ClusterClient:
+        """Return the client of the request's cluster (default: the worker's)."""
+        return runtime().clusters.get(ref)
