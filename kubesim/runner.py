@@ -66,6 +66,12 @@ class Server:
 
     async def stop(self) -> None:
         if self._runner is not None:
+            # Idle keep-alive clients would never answer a TLS close_notify; abort
+            # their connections so no transport outlives the loop.
+            server = self._runner.server
+            for handler in list(server.connections if server is not None else []):
+                if handler.transport is not None:
+                    handler.transport.abort()
             await self._runner.cleanup()
             self._runner = None
         tls.cleanup(self.tls)

@@ -85,7 +85,7 @@ def _k8s_fault(rule: FaultRule) -> statuses.ApiError:
 def _authenticate(request: web.Request, state: SimState, info: RequestInfo) -> str:
     header = request.headers.get("Authorization")
     if header is None and not state.verifier.reject_all:
-        if info.path in _PUBLIC_PATHS:
+        if (info.path.rstrip("/") or "/") in _PUBLIC_PATHS:
             return rbac.ANONYMOUS
         raise rbac.forbidden_error(info, rbac.ANONYMOUS)
     try:

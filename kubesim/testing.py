@@ -29,7 +29,11 @@ from kubesim.auth import CLUSTER_ID_HEADER, TOKEN_PREFIX
 from kubesim.config import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from kubesim.simulator import Simulator
 
-FAST_JOBS: dict[str, Any] = {"job_duration": 0.2, "namespace_termination": 0.3, "pod_termination": 0.2}
+FAST_JOBS: dict[str, Any] = {
+    "job_duration": 0.2,
+    "namespace_termination": 0.3,
+    "pod_termination": 0.2,
+}
 
 
 @functools.cache
@@ -77,7 +81,10 @@ def kube_api_client(sim: Simulator, token: str | None = None) -> Any:
         aws_access_key_id=ACCESS_KEY_ID,
         aws_secret_access_key=SECRET_ACCESS_KEY,
     )
-    cluster = eks.describe_cluster(name=sim.cluster)["cluster"]
+    try:
+        cluster = eks.describe_cluster(name=sim.cluster)["cluster"]
+    finally:
+        eks.close()
     ca_file = Path(tempfile.mkdtemp(prefix="kubesim-client-")) / "ca.pem"
     ca_file.write_bytes(base64.b64decode(cluster["certificateAuthority"]["data"]))
     config = kubernetes.client.Configuration()
@@ -89,9 +96,7 @@ def kube_api_client(sim: Simulator, token: str | None = None) -> Any:
     return kubernetes.client.ApiClient(config)
 
 
-def simulator_fixture(
-    scope: Any = "session", **options: Any
-) -> Callable[..., Iterator[Simulator]]:
+def simulator_fixture(scope: Any = "session", **options: Any) -> Callable[..., Iterator[Simulator]]:
     """A fixture function yielding a started Simulator built with ``options``."""
 
     @pytest.fixture(scope=scope)
