@@ -108,3 +108,26 @@ def make_core(sim: Simulator) -> Iterator[Callable[[str | None], k8s.CoreV1Api]]
     yield build
     for api in made:
         api.close()
+
+
+def raw(
+    api_client: Any,
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, str]] | None = None,
+    body: Any = None,
+) -> tuple[int, Any, Any]:
+    """Send a request the typed API would refuse to build; return (status, JSON, headers)."""
+    serialized = api_client.param_serialize(
+        method,
+        path,
+        query_params=query or [],
+        header_params={"Content-Type": "application/json", "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = api_client.call_api(*serialized)
+    response.read()
+    data = response.data
+    return response.status, json.loads(data) if data else None, response.getheaders()
