@@ -69,8 +69,12 @@ def mint_token(
     return TOKEN_PREFIX + encoded
 
 
-def kube_api_client(sim: Simulator, token: str | None = None) -> Any:
-    """A ``kubernetes.client.ApiClient`` set up from DescribeCluster, like the worker."""
+def kube_api_client(sim: Simulator, token: str | None = None, *, retries: int | None = None) -> Any:
+    """A ``kubernetes.client.ApiClient`` set up from DescribeCluster, like the worker.
+
+    ``retries`` is urllib3's: by default it retries 429/503 answers that carry
+    ``Retry-After`` three times, sleeping as told - pass 0 to see the first answer.
+    """
     import kubernetes.client  # noqa: PLC0415 - only suites that use it pay the import
 
     eks = boto3.client(
@@ -93,6 +97,8 @@ def kube_api_client(sim: Simulator, token: str | None = None) -> Any:
     config.verify_ssl = True
     bearer = token if token is not None else mint_token(sim.cluster, region=sim.region)
     config.api_key = {"authorization": f"Bearer {bearer}"}
+    if retries is not None:
+        config.retries = retries
     return kubernetes.client.ApiClient(config)
 
 

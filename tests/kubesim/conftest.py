@@ -14,11 +14,13 @@ from kubernetes.client.rest import ApiException
 from kubesim import AdminClient, Simulator
 from kubesim.testing import kube_api_client, kubesim, kubesim_env  # noqa: F401 - fixtures
 
+# pytest resolves fixtures by parameter name, which F811 mistakes for redefinition.
+
 JOB_IMAGE = "public.ecr.aws/docker/library/busybox:1.36"
 
 
 @pytest.fixture
-def sim(kubesim_env: Simulator) -> Simulator:
+def sim(kubesim_env: Simulator) -> Simulator:  # noqa: F811
     return kubesim_env
 
 

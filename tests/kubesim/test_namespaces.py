@@ -100,9 +100,8 @@ def test_a_name_with_dots_is_invalid_because_it_contains_dots(core: k8s.CoreV1Ap
 def test_a_missing_name_is_required(core: k8s.CoreV1Api) -> None:
     _, body, _ = api_error(lambda: core.create_namespace({"metadata": {}}))
 
-    assert (
-        body["message"]
-        == 'Namespace "" is invalid: metadata.name: Required value: name or generateName is required'
+    assert body["message"] == (
+        'Namespace "" is invalid: metadata.name: Required value: name or generateName is required'
     )
 
 
@@ -136,9 +135,9 @@ def test_deleting_a_terminating_namespace_again_is_a_conflict(
     assert status == 409
     assert body["reason"] == "Conflict"
     assert body["message"] == (
-        'Operation cannot be fulfilled on namespaces "team-a": The system is ensuring all content is '
-        "removed from this namespace.  Upon completion, this namespace will automatically be purged "
-        "by the system."
+        'Operation cannot be fulfilled on namespaces "team-a": The system is ensuring all '
+        "content is removed from this namespace.  Upon completion, this namespace will "
+        "automatically be purged by the system."
     )
 
 
