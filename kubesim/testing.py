@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,8 +90,11 @@ def kube_api_client(sim: Simulator, token: str | None = None, *, retries: int | 
         cluster = eks.describe_cluster(name=sim.cluster)["cluster"]
     finally:
         eks.close()
-    ca_file = Path(tempfile.mkdtemp(prefix="kubesim-client-")) / "ca.pem"
-    ca_file.write_bytes(base64.b64decode(cluster["certificateAuthority"]["data"]))
+    ca_pem = base64.b64decode(cluster["certificateAuthority"]["data"])
+    digest = hashlib.sha256(ca_pem).hexdigest()[:16]
+    ca_file = Path(tempfile.gettempdir()) / f"kubesim-cluster-ca-{digest}.pem"
+    if not ca_file.exists():
+        ca_file.write_bytes(ca_pem)
     config = kubernetes.client.Configuration()
     config.host = cluster["endpoint"]
     config.ssl_ca_cert = str(ca_file)

@@ -330,6 +330,19 @@ def test_foreground_deletion_returns_the_job_being_deleted_until_its_pods_are_go
     assert api_error(lambda: batch.read_namespaced_job("fg", namespace))[0] == 404
 
 
+def test_the_propagation_policy_may_come_in_the_delete_options_body(
+    batch: k8s.BatchV1Api, namespace: str
+) -> None:
+    batch.create_namespaced_job(namespace, job_manifest("body"))
+
+    status = batch.delete_namespaced_job(
+        "body", namespace, body=k8s.V1DeleteOptions(propagation_policy="Background")
+    )
+
+    assert status.status == "Success"
+    assert api_error(lambda: batch.read_namespaced_job("body", namespace))[0] == 404
+
+
 def test_deletion_without_a_policy_orphans_and_warns_like_batch_v1(
     batch: k8s.BatchV1Api, namespace: str
 ) -> None:

@@ -1,0 +1,113 @@
+"""``python -m kubesim.loadtest``: measure authenticated requests per second.
+
+Starts ``python -m kubesim`` in a subprocess (so client and server do not share a
+GIL), mints one bearer token, and has ``--concurrency`` keep-alive HTTPS
+connections read a namespace for ``--duration`` seconds (bounded, loopback only).
+Prints one line: rate, request count, errors and latency percentiles. Pass
+``--env-file`` of an already running kubesim to measure that one instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+
+from kubesim.testing import mint_token
+
+log = logging.getLogger("kubesim.loadtest")
+_MAX_REQUESTS = 2_000_000
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+@contextlib.contextmanager
+def _kubesim_process(workdir: Path) -> Iterator[dict[str, str]]:
+    env_file = workdir / "kubesim.env"
+    command = [sys.executable, "-m", "kubesim", "--port", "0", "--cluster", "loadtest"]
+    command += ["--env-file", str(env_file), "--log-level", "WARNING"]
+    process = subprocess.Popen(command)  # noqa: S603 - our own module, fixed arguments
+    try:
+        deadline = time.monotonic() + 30
+        while not env_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("kubesim did not start")
+            time.sleep(0.05)
+        yield _read_env(env_file)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def _worker(
+    session: aiohttp.ClientSession,
+    url: str,
+    stop_at: float,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
+    while time.monotonic() < stop_at and len(latencies) < _MAX_REQUESTS:
+        started = time.monotonic()
+        async with session.get(url) as response:
+            await response.read()
+            if response.status != 200:
+                errors.append(response.status)
+        latencies.append(time.monotonic() - started)
+
+
+async def _measure(env: dict[str, str], duration: float, concurrency: int) -> str:
+    token = mint_token(env["EKS_CLUSTER_NAME"], region=env["EKS_REGION"])
+    context = ssl.create_default_context(cafile=env["AWS_CA_BUNDLE"])
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    url = env["AWS_ENDPOINT_URL_EKS"] + "/api/v1/namespaces/default"
+    latencies: list[float] = []
+    errors: list[int] = []
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        async with session.get(url) as warmup:
+            warmup.raise_for_status()
+        started = time.monotonic()
+        stop_at = started + duration
+        workers = [_worker(session, url, stop_at, latencies, errors) for _ in range(concurrency)]
+        await asyncio.gather(*workers)
+        elapsed = time.monotonic() - started
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return (
+        f"{len(latencies) / elapsed:.0f} req/s ({len(latencies)} authenticated GETs over TLS in "
+        f"{elapsed:.1f}s, concurrency {concurrency}, errors {len(errors)}); latency p50 "
+        f"{cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kubesim.loadtest", description=__doc__)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds to measure (max 60)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--env-file", type=Path, help="measure an already running kubesim")
+    args = parser.parse_args(argv)
+    duration = min(args.duration, 60.0)
+    if args.env_file:
+        result = asyncio.run(_measure(_read_env(args.env_file), duration, args.concurrency))
+    else:
+        with tempfile.TemporaryDirectory() as workdir, _kubesim_process(Path(workdir)) as env:
+            result = asyncio.run(_measure(env, duration, args.concurrency))
+    print(result)  # noqa: T201 - the CLI's output
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
