@@ -339,7 +339,7 @@ def test_the_propagation_policy_may_come_in_the_delete_options_body(
         "body", namespace, body=k8s.V1DeleteOptions(propagation_policy="Background")
     )
 
-    assert status.status == "Success"
+    assert batch.api_client.sanitize_for_serialization(status)["status"] == "Success"
     assert api_error(lambda: batch.read_namespaced_job("body", namespace))[0] == 404
 
 
