@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from kubesim.testing import mint_token
+from kubesim.clients import mint_token
 
 log = logging.getLogger("kubesim.loadtest")
 _MAX_REQUESTS = 2_000_000

@@ -13,97 +13,21 @@ and build a ``kubernetes`` client the way eksops' worker does: from DescribeClus
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.session
 import pytest
-from botocore.awsrequest import AWSRequest
 
-from kubesim.auth import CLUSTER_ID_HEADER, TOKEN_PREFIX
-from kubesim.config import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from kubesim.clients import kube_api_client, mint_token
 from kubesim.simulator import Simulator
+
+__all__ = ["kube_api_client", "kubesim", "kubesim_env", "mint_token", "simulator_fixture"]
 
 FAST_JOBS: dict[str, Any] = {
     "job_duration": 0.2,
     "namespace_termination": 0.3,
     "pod_termination": 0.2,
 }
-
-
-@functools.cache
-def _sts_client(region: str, access_key: str, secret: str) -> Any:
-    session = botocore.session.Session()
-    return session.create_client(
-        "sts", region_name=region, aws_access_key_id=access_key, aws_secret_access_key=secret
-    )
-
-
-def mint_token(
-    cluster: str,
-    *,
-    region: str = "us-east-1",
-    access_key: str = ACCESS_KEY_ID,
-    secret: str = SECRET_ACCESS_KEY,
-) -> str:
-    """An EKS bearer token: a presigned GetCallerIdentity URL signing ``x-k8s-aws-id``."""
-    client = _sts_client(region, access_key, secret)
-
-    def add_cluster_header(request: AWSRequest, **_: Any) -> None:
-        request.headers[CLUSTER_ID_HEADER] = cluster
-
-    event = "before-sign.sts.GetCallerIdentity"
-    client.meta.events.register(event, add_cluster_header)
-    try:
-        url = client.generate_presigned_url(
-            "get_caller_identity", Params={}, ExpiresIn=60, HttpMethod="GET"
-        )
-    finally:
-        client.meta.events.unregister(event, add_cluster_header)
-    encoded = base64.urlsafe_b64encode(str(url).encode()).decode().rstrip("=")
-    return TOKEN_PREFIX + encoded
-
-
-def kube_api_client(sim: Simulator, token: str | None = None, *, retries: int | None = None) -> Any:
-    """A ``kubernetes.client.ApiClient`` set up from DescribeCluster, like the worker.
-
-    ``retries`` is urllib3's: by default it retries 429/503 answers that carry
-    ``Retry-After`` three times, sleeping as told - pass 0 to see the first answer.
-    """
-    import kubernetes.client  # noqa: PLC0415 - only suites that use it pay the import
-
-    eks = boto3.client(
-        "eks",
-        region_name=sim.region,
-        endpoint_url=sim.url,
-        verify=str(sim.ca_pem_path),
-        aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=SECRET_ACCESS_KEY,
-    )
-    try:
-        cluster = eks.describe_cluster(name=sim.cluster)["cluster"]
-    finally:
-        eks.close()
-    ca_pem = base64.b64decode(cluster["certificateAuthority"]["data"])
-    digest = hashlib.sha256(ca_pem).hexdigest()[:16]
-    ca_file = Path(tempfile.gettempdir()) / f"kubesim-cluster-ca-{digest}.pem"
-    if not ca_file.exists():
-        ca_file.write_bytes(ca_pem)
-    config = kubernetes.client.Configuration()
-    config.host = cluster["endpoint"]
-    config.ssl_ca_cert = str(ca_file)
-    config.verify_ssl = True
-    bearer = token if token is not None else mint_token(sim.cluster, region=sim.region)
-    config.api_key = {"authorization": f"Bearer {bearer}"}
-    if retries is not None:
-        config.retries = retries
-    return kubernetes.client.ApiClient(config)
 
 
 def simulator_fixture(scope: Any = "session", **options: Any) -> Callable[..., Iterator[Simulator]]:
