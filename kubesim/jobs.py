@@ -18,7 +18,7 @@ from kubesim import lifecycle, namespaces, schema, statuses
 from kubesim.calls import JSON, Call, Reply, check_type_meta
 from kubesim.config import SimConfig
 from kubesim.jobdefaults import default_job, order_spec
-from kubesim.names import generate
+from kubesim.names import generate_unique
 from kubesim.selectors import field_predicate, label_predicate
 from kubesim.store import Record, Store, rfc3339
 from kubesim.validation import merge, validate_job
@@ -78,9 +78,11 @@ def create(store: Store, config: SimConfig, call: Call) -> Reply:
         )
     requested_name = str(meta.get("name") or "")
     namespaces.require_active(store, call, RESOURCE, GROUP, requested_name)
-    name = requested_name or (
-        generate(str(meta["generateName"])) if meta.get("generateName") else ""
-    )
+    name = requested_name
+    if not name and meta.get("generateName"):
+        name = generate_unique(
+            str(meta["generateName"]), lambda n: store.live_job(namespace, n, call.now) is not None
+        )
     uid = store.new_uid()
     job = _build(store, call, body, name, uid)
     errors = merge(decoded.required, validate_job(job))

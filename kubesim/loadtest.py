@@ -2,7 +2,8 @@
 
 Starts ``python -m kubesim`` in a subprocess (so client and server do not share a
 GIL), mints one bearer token, and has ``--concurrency`` keep-alive HTTPS
-connections read a namespace for ``--duration`` seconds (bounded, loopback only).
+connections read a namespace (``--mode read``) or create Jobs with generated
+names (``--mode create``) for ``--duration`` seconds (bounded, loopback only).
 Prints one line: rate, request count, errors and latency percentiles. Pass
 ``--env-file`` of an already running kubesim to measure that one instead.
 """
@@ -53,41 +54,69 @@ def _kubesim_process(workdir: Path) -> Iterator[dict[str, str]]:
         process.wait(timeout=30)
 
 
+_JOB = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {"generateName": "load-"},
+    "spec": {
+        "template": {
+            "spec": {
+                "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"]}],
+                "restartPolicy": "Never",
+            }
+        }
+    },
+}
+
+
 async def _worker(
     session: aiohttp.ClientSession,
     url: str,
+    *,
+    create: bool,
     stop_at: float,
     latencies: list[float],
     errors: list[int],
 ) -> None:
     while time.monotonic() < stop_at and len(latencies) < _MAX_REQUESTS:
         started = time.monotonic()
-        async with session.get(url) as response:
+        request = session.post(url, json=_JOB) if create else session.get(url)
+        async with request as response:
             await response.read()
-            if response.status != 200:
+            if response.status not in (200, 201):
                 errors.append(response.status)
         latencies.append(time.monotonic() - started)
 
 
-async def _measure(env: dict[str, str], duration: float, concurrency: int) -> str:
+async def _measure(env: dict[str, str], duration: float, concurrency: int, mode: str) -> str:
     token = mint_token(env["EKS_CLUSTER_NAME"], region=env["EKS_REGION"])
     context = ssl.create_default_context(cafile=env["AWS_CA_BUNDLE"])
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    url = env["AWS_ENDPOINT_URL_EKS"] + "/api/v1/namespaces/default"
+    base = env["AWS_ENDPOINT_URL_EKS"]
+    create = mode == "create"
+    url = base + (
+        "/apis/batch/v1/namespaces/default/jobs" if create else "/api/v1/namespaces/default"
+    )
     latencies: list[float] = []
     errors: list[int] = []
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        async with session.get(url) as warmup:
+        async with session.get(base + "/api/v1/namespaces/default") as warmup:
             warmup.raise_for_status()
         started = time.monotonic()
         stop_at = started + duration
-        workers = [_worker(session, url, stop_at, latencies, errors) for _ in range(concurrency)]
+        workers = [
+            _worker(
+                session, url, create=create, stop_at=stop_at, latencies=latencies, errors=errors
+            )
+            for _ in range(concurrency)
+        ]
         await asyncio.gather(*workers)
         elapsed = time.monotonic() - started
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return (
-        f"{len(latencies) / elapsed:.0f} req/s ({len(latencies)} authenticated GETs over TLS in "
+        f"{len(latencies) / elapsed:.0f} req/s ({len(latencies)} authenticated "
+        f"{'Job creates' if create else 'GETs'} over TLS in "
         f"{elapsed:.1f}s, concurrency {concurrency}, errors {len(errors)}); latency p50 "
         f"{cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms"
     )
@@ -97,14 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kubesim.loadtest", description=__doc__)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds to measure (max 60)")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--mode", choices=("read", "create"), default="read")
     parser.add_argument("--env-file", type=Path, help="measure an already running kubesim")
     args = parser.parse_args(argv)
     duration = min(args.duration, 60.0)
     if args.env_file:
-        result = asyncio.run(_measure(_read_env(args.env_file), duration, args.concurrency))
+        result = asyncio.run(
+            _measure(_read_env(args.env_file), duration, args.concurrency, args.mode)
+        )
     else:
         with tempfile.TemporaryDirectory() as workdir, _kubesim_process(Path(workdir)) as env:
-            result = asyncio.run(_measure(env, duration, args.concurrency))
+            result = asyncio.run(_measure(env, duration, args.concurrency, args.mode))
     print(result)  # noqa: T201 - the CLI's output
     return 0
 

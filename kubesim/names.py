@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 
 from kubesim.statuses import INVALID, REQUIRED, FieldError
 
@@ -98,6 +99,16 @@ def validate_object_names(
     else:
         errors += [FieldError(INVALID, f"{path}.name", name, m) for m in check(name)]
     return errors
+
+
+def generate_unique(prefix: str, taken: Callable[[str], bool], attempts: int = 8) -> str:
+    """Retry generation on collisions, as the apiserver does since 1.30 (RetryGenerateName)."""
+    name = generate(prefix)
+    for _ in range(attempts - 1):
+        if not taken(name):
+            break
+        name = generate(prefix)
+    return name
 
 
 def generate(prefix: str) -> str:

@@ -81,7 +81,9 @@ def create(store: Store, call: Call) -> Reply:
     name = str(meta.get("name") or "")
     generate_name = str(meta.get("generateName") or "")
     if not name and generate_name:
-        name = names.generate(generate_name)
+        name = names.generate_unique(
+            generate_name, lambda n: store.live_namespace(n, call.now) is not None
+        )
     errors = names.validate_object_names(name, generate_name, label=True)
     if errors:
         raise statuses.invalid("Namespace", "", name, errors)
