@@ -164,7 +164,18 @@ class Clusters:
         configuration.connection_pool_maxsize = self._pool_size
         # Reconnect once on a failed connect; everything else is retried by the task
         # layer's policy, declared once, never here.
-        configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
+        configuration.retries = urllib3.Retry(
+            total=1,
+            connect=1,
+            read=0,
+            status=0,
+            redirect=0,
+            other=0,
+            # 429/503 with Retry-After must reach the task layer as a Kubernetes Status
+            # (Throttled with retry_after), not be retried or swallowed by urllib3.
+            respect_retry_after_header=False,
+            raise_on_status=False,
+        )
         return configuration
 
     def _build(self, target: ClusterTarget) -> ClusterClient:

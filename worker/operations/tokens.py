@@ -61,12 +61,15 @@ class TokenSource:
         *,
         refresh_after_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._mint = mint
         self._refresh_after = refresh_after_seconds
         self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._token: str | None = None
+        self._rejected: str | None = None
         self._minted_at = 0.0
         self.mint_count = 0
 
@@ -74,11 +77,21 @@ class TokenSource:
         """Return a token younger than the refresh age, minting one if needed."""
         with self._lock:
             if self._token is None or self._clock() - self._minted_at >= self._refresh_after:
-                self._token = self._mint()
+                self._token = self._fresh_token()
                 self._minted_at = self._clock()
-                self.mint_count += 1
                 logger.info("Generated IAM bearer token length=%d", len(self._token))
             return self._token
+
+    def _fresh_token(self) -> str:
+        token = self._mint()
+        self.mint_count += 1
+        if token == self._rejected:
+            # Presigning is deterministic and X-Amz-Date has one-second resolution: a
+            # re-mint within the second of the rejected token is that same token.
+            self._sleep(1.0)
+            token = self._mint()
+            self.mint_count += 1
+        return token
 
     def invalidate(self, rejected: str | None) -> None:
         """Forget ``rejected`` so the next :meth:`get` mints anew.
@@ -88,4 +101,5 @@ class TokenSource:
         """
         with self._lock:
             if rejected is None or rejected == self._token:
+                self._rejected = self._token
                 self._token = None

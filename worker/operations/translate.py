@@ -114,7 +114,9 @@ def _from_aws_client_error(exc: botocore.exceptions.ClientError) -> EksOpsError:
     code = str(error.get("Code") or "ClientError")
     message = str(error.get("Message") or exc)
     http_status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
-    cls = _AWS_CODES.get(code) or error_class_for_status(http_status)
+    known = _AWS_CODES.get(code)
+    cls = known or error_class_for_status(http_status)
     if cls is ClusterNotFound:
         message = f"EKS cluster not found: {message}"
-    return cls(message, http_status, code, {"aws_error_code": code})
+    # A known AWS code maps to our own (ClusterNotFound, Forbidden...); others keep theirs.
+    return cls(message, http_status, None if known else code, {"aws_error_code": code})

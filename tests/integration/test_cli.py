@@ -1,0 +1,144 @@
+"""The eksops CLI end to end, and one request's log lines across processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import job_manifest, write_manifest
+from tests.support.processes import WorkerProcess, run_cli
+from worker.operations import ClusterClient
+
+pytestmark = pytest.mark.integration
+
+SEED_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| [A-Z]+ {0,8}\| .{20} \| .* \[[0-9a-f]{8}\]$"
+)
+
+
+def cli_json(args: list[str], env: dict[str, str]) -> tuple[int, dict[str, object]]:
+    completed = run_cli([*args, "--json"], env)
+    return completed.returncode, json.loads(completed.stdout)
+
+
+def test_all_five_operations_through_the_cli(
+    cli_env: dict[str, str], kube: ClusterClient, namespace: str, tmp_path: Path
+) -> None:
+    path = write_manifest(tmp_path / "job.yaml", job_manifest("from-cli"))
+
+    code, created_ns = cli_json(["create-namespace", namespace, "--wait", "30"], cli_env)
+    assert (code, created_ns["state"]) == (0, "succeeded")
+    assert created_ns["result"]["namespace_name"] == namespace  # type: ignore[index]
+
+    code, created = cli_json(
+        ["create-job", "-f", str(path), "-n", namespace, "--wait", "30"], cli_env
+    )
+    assert (code, created["state"]) == (0, "succeeded")
+    assert created["result"]["job_name"] == "from-cli"  # type: ignore[index]
+    assert kube.call(kube.batch.read_namespaced_job, name="from-cli", namespace=namespace)
+
+    code, status = cli_json(["job-status", "from-cli", "-n", namespace, "--wait", "30"], cli_env)
+    assert (code, status["state"]) == (0, "succeeded")
+    assert status["result"]["state"] in {"pending", "running", "completed"}  # type: ignore[index]
+
+    code, deleted = cli_json(["delete-job", "from-cli", "-n", namespace, "--wait", "30"], cli_env)
+    assert deleted["result"] == {
+        "message": "Job from-cli deleted successfully",
+        "status": "success",
+    }
+
+    code, gone = cli_json(["delete-namespace", namespace, "--wait", "30"], cli_env)
+    assert gone["result"] == {
+        "message": f"Namespace {namespace} deleted successfully",
+        "status": "success",
+    }
+
+
+def test_a_failure_exits_non_zero_with_the_structured_error(
+    cli_env: dict[str, str], namespace: str
+) -> None:
+    code, payload = cli_json(
+        ["job-status", "nonexistent-job", "-n", namespace, "--wait", "30"], cli_env
+    )
+    assert code == 1
+    assert payload["state"] == "failed"
+    assert payload["error"]["code"] == "NotFound"  # type: ignore[index]
+    assert payload["error"]["http_status"] == 404  # type: ignore[index]
+    assert "result" not in payload
+
+
+def test_submitting_without_wait_prints_the_request_id_and_task_polls_it(
+    cli_env: dict[str, str], namespace: str
+) -> None:
+    rid = str(uuid.uuid4())
+    code, submitted = cli_json(["create-namespace", namespace, "--request-id", rid], cli_env)
+    assert code == 0
+    assert submitted["request_id"] == rid
+    code, final = cli_json(["task", rid, "--wait", "30"], cli_env)
+    assert (code, final["state"]) == (0, "succeeded")
+    # Resubmitting the same ID is a no-op that reports the same request.
+    code, again = cli_json(
+        ["create-namespace", namespace, "--request-id", rid, "--wait", "5"], cli_env
+    )
+    assert again == final
+
+
+def test_an_unknown_request_id_exits_4(cli_env: dict[str, str]) -> None:
+    code, payload = cli_json(["task", str(uuid.uuid4())], cli_env)
+    assert (code, payload["state"]) == (4, "unknown")
+
+
+def test_invalid_input_exits_2_and_names_the_problem(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = job_manifest("bad")
+    bad["spec"]["template"]["spec"]["containers"][0]["bogus"] = 1  # type: ignore[index]
+    completed = run_cli(
+        ["create-job", "-f", str(write_manifest(tmp_path / "bad.yaml", bad))], cli_env
+    )
+    assert completed.returncode == 2
+    assert "job_manifest.spec.template.spec.containers[0]" in completed.stderr
+    assert "'bogus' was unexpected" in completed.stderr
+
+
+def test_a_manifest_from_stdin_is_accepted(cli_env: dict[str, str], namespace: str) -> None:
+    manifest = json.dumps(job_manifest("stdin-job"))
+    completed = run_cli(
+        ["create-job", "-f", "-", "-n", namespace, "--wait", "30", "--json"],
+        cli_env,
+        stdin=manifest,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["result"]["job_name"] == "stdin-job"
+
+
+def test_one_request_is_traceable_by_its_tag_in_cli_and_worker_logs(
+    cli_env: dict[str, str], worker: WorkerProcess, namespace: str
+) -> None:
+    rid = str(uuid.uuid4())
+    tag = f"[{rid.replace('-', '')[:8]}]"
+    completed = run_cli(
+        ["create-namespace", namespace, "--request-id", rid, "--wait", "30"],
+        {**cli_env, "LOG_LEVEL": "INFO"},
+    )
+    assert completed.returncode == 0, completed.stderr
+
+    cli_lines = [line for line in completed.stderr.splitlines() if tag in line]
+    assert any(
+        "| client               | Submitted create_namespace namespace=" in line
+        for line in cli_lines
+    )
+    assert all(SEED_LINE.match(line) for line in cli_lines), cli_lines
+
+    worker_lines = [line for line in worker.log().splitlines() if line.endswith(tag)]
+    messages = [line.split(" | ", 3)[3] for line in worker_lines]
+    assert any(m.startswith(f"START create_namespace namespace={namespace}") for m in messages)
+    assert any(
+        re.match(r"END create_namespace success=true duration_ms=\d+\.\d \[", m) for m in messages
+    )
+    assert any("eksops.create_namespace" in m and "received" in m for m in messages)
+    assert all(SEED_LINE.match(line) for line in worker_lines), worker_lines

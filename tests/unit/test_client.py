@@ -1,0 +1,109 @@
+"""The producer library validates before writing and is idempotent per request ID."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import fakeredis
+import pytest
+from celery import Celery
+
+from celeryconfig import celery_settings
+from producer import EksOps
+from producer.settings import ProducerSettings
+from worker.contracts import QUEUE, Operation, RequestState
+from worker.errors import InvalidRequest
+from worker.settings import ConfigurationInvalid, QueueSettings
+
+JOB: dict[str, Any] = {
+    "spec": {
+        "template": {
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}
+        }
+    }
+}
+
+
+@pytest.fixture
+def redis() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+@pytest.fixture
+def client(redis: fakeredis.FakeRedis) -> EksOps:
+    queue = QueueSettings(redis_url="redis://unused:6379/0")
+    app = Celery("t", set_as_current=False)
+    app.conf.update(celery_settings(queue))
+    app.conf.result_backend = "cache+memory://"
+    return EksOps(settings=ProducerSettings(), queue=queue, app=app, redis=redis)
+
+
+def test_a_valid_request_is_enqueued_with_a_new_uuid(
+    client: EksOps, redis: fakeredis.FakeRedis
+) -> None:
+    submission = client.create_job(JOB, "team-a")
+    assert uuid.UUID(submission.request_id)
+    assert submission.operation is Operation.CREATE_JOB
+    assert not submission.duplicate
+    assert redis.llen(QUEUE) == 1
+    assert client.status(submission.request_id).state is RequestState.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("submit", "problem"),
+    [
+        (lambda c: c.create_job({"spec": {"template": {}}}), "job_manifest.spec.template.spec"),
+        (lambda c: c.create_job(JOB, "Team_A"), "namespace 'Team_A' is not a valid name"),
+        (lambda c: c.get_job_status("x" * 64), "the limit is 63"),
+        (lambda c: c.delete_namespace("kube-system"), "is protected"),
+        (lambda c: c.create_namespace(""), "must not be empty"),
+        (
+            lambda c: c.submit(Operation.DELETE_JOB, {"job_name": "a", "force": True}),
+            "force: unknown field",
+        ),
+        (lambda c: c.create_namespace("ok", request_id="not-a-uuid"), "is not a UUID"),
+    ],
+)
+def test_invalid_input_is_refused_and_nothing_is_written(
+    client: EksOps, redis: fakeredis.FakeRedis, submit: Any, problem: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        submit(client)
+    assert redis.dbsize() == 0
+
+
+def test_a_caller_supplied_request_id_is_submitted_once(
+    client: EksOps, redis: fakeredis.FakeRedis
+) -> None:
+    rid = str(uuid.uuid4())
+    first = client.create_namespace("team-a", request_id=rid)
+    second = client.create_namespace("team-a", request_id=rid.upper())
+    assert first.request_id == second.request_id == rid
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert redis.llen(QUEUE) == 1
+
+
+def test_an_unknown_request_id_reads_as_unknown(client: EksOps) -> None:
+    assert client.status(str(uuid.uuid4())).state is RequestState.UNKNOWN
+
+
+def test_waiting_on_a_queued_request_returns_when_the_timeout_runs_out(client: EksOps) -> None:
+    submission = client.create_namespace("team-a")
+    assert client.wait(submission.request_id, timeout=0.05).state is RequestState.QUEUED
+    with pytest.raises(TimeoutError, match="still queued"):
+        client.result(submission.request_id, timeout=0.05)
+
+
+def test_a_client_without_redis_configured_says_what_to_set() -> None:
+    with pytest.raises(ConfigurationInvalid, match="set REDIS_URL"):
+        EksOps(queue=QueueSettings())
+
+
+def test_a_manifest_above_the_configured_limit_is_refused(redis: fakeredis.FakeRedis) -> None:
+    queue = QueueSettings(redis_url="redis://unused:6379/0")
+    client = EksOps(settings=ProducerSettings(max_manifest_bytes=1024), queue=queue, redis=redis)
+    big = {**JOB, "metadata": {"annotations": {"blob": "x" * 2000}}}
+    with pytest.raises(InvalidRequest, match="the limit is 1024 bytes"):
+        client.create_job(big)
+    assert redis.dbsize() == 0

@@ -1,0 +1,91 @@
+"""Enqueued messages are exactly what Celery would publish, and each ID goes once."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import fakeredis
+import pytest
+from celery import Celery
+
+from celeryconfig import celery_settings
+from producer.enqueue import Enqueuer, Outgoing, build_message
+from worker.contracts import QUEUE
+from worker.records import read_record
+from worker.settings import QueueSettings
+
+
+@pytest.fixture
+def redis() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+@pytest.fixture
+def app() -> Celery:
+    app = Celery("t", set_as_current=False)
+    app.conf.update(celery_settings(QueueSettings(redis_url="redis://fake:6379/0")))
+    return app
+
+
+def test_the_envelope_matches_what_celery_and_kombu_publish(app: Celery) -> None:
+    # kombu's in-memory transport shares the Redis transport's envelope (both are
+    # virtual transports); the Redis one only JSON-encodes it onto a list.
+    app.conf.result_backend = "cache+memory://"  # send_task must not subscribe to Redis
+    task_id = str(uuid.uuid4())
+    kwargs = {"namespace_name": "team-a"}
+    with app.connection_for_write("memory://") as connection:
+        app.send_task(
+            "eksops.create_namespace", kwargs=kwargs, task_id=task_id, connection=connection
+        )
+        published = connection.default_channel._get(QUEUE)
+    ours = json.loads(build_message(app, Outgoing(task_id, "eksops.create_namespace", kwargs)))
+
+    assert set(ours) == set(published)
+    assert set(ours["properties"]) == set(published["properties"])
+    assert ours["properties"]["delivery_info"] == published["properties"]["delivery_info"]
+    for key in ("correlation_id", "delivery_mode", "priority", "body_encoding"):
+        assert ours["properties"][key] == published["properties"][key]
+    assert ours["content-type"] == published["content-type"] == "application/json"
+    assert base64.b64decode(ours["body"]) == base64.b64decode(published["body"])
+    differing = {"origin", "ignore_result"}
+    assert {k: v for k, v in ours["headers"].items() if k not in differing} == {
+        k: v for k, v in published["headers"].items() if k not in differing
+    }
+
+
+def test_a_request_id_is_enqueued_once_however_often_it_is_submitted(
+    app: Celery, redis: fakeredis.FakeRedis
+) -> None:
+    enqueuer = Enqueuer(app, redis, record_ttl_seconds=60)
+    item = Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": "a"})
+    assert enqueuer.enqueue([item], submitted_at="t0") == [True]
+    assert enqueuer.enqueue([item], submitted_at="t1") == [False]
+    assert redis.llen(QUEUE) == 1
+    record = read_record(redis, item.request_id)
+    assert record["submitted_at"] == "t0"
+    assert record["operation"] == "eksops.create_namespace"
+    assert 0 < redis.ttl(f"eksops:request:{item.request_id}") <= 60
+
+
+def test_a_bulk_enqueue_spans_chunks_and_reports_duplicates_per_item(
+    app: Celery, redis: fakeredis.FakeRedis
+) -> None:
+    enqueuer = Enqueuer(app, redis, record_ttl_seconds=60)
+    items = [
+        Outgoing(
+            str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": f"n{i}"}, "batch-1"
+        )
+        for i in range(25)
+    ]
+    assert enqueuer.enqueue(items[:10], submitted_at="t0", chunk=4) == [True] * 10
+    accepted = enqueuer.enqueue(items, submitted_at="t1", chunk=7)
+    assert accepted == [False] * 10 + [True] * 15
+    assert redis.llen(QUEUE) == 25
+    assert read_record(redis, items[-1].request_id)["batch_id"] == "batch-1"
+
+
+def test_nothing_is_written_for_an_empty_batch(app: Celery, redis: fakeredis.FakeRedis) -> None:
+    assert Enqueuer(app, redis, record_ttl_seconds=60).enqueue([], submitted_at="t") == []
+    assert redis.dbsize() == 0

@@ -1,0 +1,100 @@
+"""Configuration problems are reported in one line that says what to set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from worker.settings import (
+    ConfigurationInvalid,
+    QueueSettings,
+    WorkerSettings,
+    describe_settings_error,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def failure(**values: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        WorkerSettings(**values)
+    return describe_settings_error(caught.value)
+
+
+def test_a_worker_needs_a_cluster() -> None:
+    assert "EKS_CLUSTER_NAME is not set" in failure()
+
+
+def test_a_worker_on_eks_needs_a_region() -> None:
+    assert "EKS_REGION is not set" in failure(eks_cluster_name="prod")
+
+
+def test_a_bad_log_level_is_named_with_its_value() -> None:
+    message = failure(eks_cluster_name="prod", eks_region="us-east-1", log_level="LOUD")
+    assert message.startswith("LOG_LEVEL:")
+    assert "'LOUD'" in message
+
+
+def test_a_token_refresh_beyond_the_token_lifetime_is_refused() -> None:
+    assert "TOKEN_REFRESH_SECONDS" in failure(
+        eks_cluster_name="p", eks_region="us-east-1", token_refresh_seconds=900
+    )
+
+
+def test_a_kubeconfig_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    assert "is not a file" in failure(kubeconfig=tmp_path / "missing")
+
+
+def test_the_region_falls_back_to_the_standard_aws_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EKS_CLUSTER_NAME", "prod")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert WorkerSettings().eks_region == "eu-west-1"
+
+
+def test_protected_namespaces_are_read_as_a_comma_separated_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EKS_CLUSTER_NAME", "prod")
+    monkeypatch.setenv("EKS_REGION", "us-east-1")
+    monkeypatch.setenv("EKSOPS_PROTECTED_NAMESPACES", "payments, ledger ,")
+    assert WorkerSettings().protected_namespaces == ("payments", "ledger")
+
+
+def test_separate_broker_and_backend_urls_override_redis_url() -> None:
+    queue = QueueSettings(redis_url="redis://a/0", celery_broker_url="redis://b/0")
+    assert (queue.broker_url, queue.result_backend) == ("redis://b/0", "redis://a/0")
+
+
+def test_a_non_redis_broker_is_refused() -> None:
+    with pytest.raises(ConfigurationInvalid, match="must be a redis:// or rediss:// URL"):
+        QueueSettings(redis_url="amqp://guest@localhost//").require_urls()
+
+
+@pytest.mark.timeout(60)
+def test_a_misconfigured_worker_refuses_to_start_with_one_line(tmp_path: Path) -> None:
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "HOME": str(tmp_path),
+    }
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("celery")), "-A", "worker", "worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "eksops worker: invalid configuration: EKS_CLUSTER_NAME is not set: set it to the EKS "
+        "cluster to operate on (or set KUBECONFIG for kind, k3s or minikube)"
+    ]

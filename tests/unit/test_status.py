@@ -1,0 +1,73 @@
+"""Pollers see caller-level states; unknown IDs are told apart from queued ones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from producer.status import combine, error_info
+from worker import errors
+from worker.contracts import RequestState
+
+RID = "3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c"
+RECORD = {"operation": "eksops.create_job", "submitted_at": "2026-01-20T10:30:00+00:00"}
+
+
+def test_an_id_never_submitted_is_unknown() -> None:
+    assert combine(RID, {}, {"status": "PENDING"}).state is RequestState.UNKNOWN
+
+
+def test_a_submitted_id_not_yet_picked_up_is_queued() -> None:
+    status = combine(RID, RECORD, {"status": "PENDING"})
+    assert status.state is RequestState.QUEUED
+    assert status.submitted_at == RECORD["submitted_at"]
+    assert status.operation == "eksops.create_job"
+
+
+def test_a_started_request_reports_its_start_and_attempts() -> None:
+    record = {**RECORD, "attempts": "2", "started_at": "2026-01-20T10:30:01+00:00"}
+    status = combine(RID, record, {"status": "STARTED", "result": {"attempt": 2}})
+    assert (status.state, status.attempts, status.started_at) == (
+        RequestState.STARTED,
+        2,
+        record["started_at"],
+    )
+
+
+def test_a_success_carries_the_result_and_finish_time() -> None:
+    done = datetime(2026, 1, 20, 10, 30, 2, tzinfo=UTC)
+    status = combine(
+        RID, RECORD, {"status": "SUCCESS", "result": {"status": "created"}, "date_done": done}
+    )
+    assert status.state is RequestState.SUCCEEDED
+    assert status.result == {"status": "created"}
+    assert status.finished_at == done.isoformat()
+    assert status.error is None
+
+
+def test_a_failure_carries_the_structured_error() -> None:
+    error = errors.NotFound('jobs.batch "x" not found', 404, "NotFound")
+    status = combine(
+        RID, RECORD, {"status": "FAILURE", "result": error, "date_done": "2026-01-20T10:30:02"}
+    )
+    assert status.state is RequestState.FAILED
+    assert status.error is not None
+    assert (status.error.code, status.error.http_status, status.error.message) == (
+        "NotFound",
+        404,
+        'jobs.batch "x" not found',
+    )
+
+
+def test_a_retrying_request_shows_the_error_of_the_last_attempt() -> None:
+    status = combine(
+        RID, RECORD, {"status": "RETRY", "result": errors.Throttled("slow down", retry_after=2.0)}
+    )
+    assert status.state is RequestState.RETRYING
+    assert status.error is not None
+    assert status.error.retryable
+
+
+def test_foreign_exceptions_still_give_a_structured_error() -> None:
+    info = error_info(RuntimeError("Worker exited prematurely: signal 9 (SIGKILL)."))
+    assert (info.code, info.http_status) == ("RuntimeError", 500)
+    assert "SIGKILL" in info.message
