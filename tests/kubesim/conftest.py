@@ -20,7 +20,7 @@ JOB_IMAGE = "public.ecr.aws/docker/library/busybox:1.36"
 
 
 @pytest.fixture
-def sim(kubesim_env: Simulator) -> Simulator:  # noqa: F811
+def sim(kubesim_env: Simulator) -> Simulator:
     return kubesim_env
 
 
