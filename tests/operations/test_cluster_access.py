@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+import yaml
 
 from kubesim import Simulator
+from kubesim.testing import mint_token
 from worker import errors
 from worker.contracts import ClusterRef
 from worker.operations import Clusters, create_namespace, get_job_status
@@ -113,4 +116,59 @@ def test_an_unreachable_endpoint_is_transient(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_EKS", "https://127.0.0.1:1")
     with pytest.raises(errors.Unavailable, match="Endpoint unreachable"):
+        Clusters(WorkerSettings(), pool_size=1).get()
+
+
+def test_kubeconfig_mode_runs_the_same_operations(
+    kubesim_env: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {
+                            "server": kubesim_env.url,
+                            "certificate-authority": str(kubesim_env.ca_pem_path),
+                        },
+                    }
+                ],
+                "users": [
+                    {
+                        "name": "dev",
+                        "user": {
+                            "token": mint_token(kubesim_env.cluster, region=kubesim_env.region)
+                        },
+                    }
+                ],
+                "contexts": [
+                    {"name": "kind-local", "context": {"cluster": "local", "user": "dev"}}
+                ],
+                "current-context": "kind-local",
+            }
+        )
+    )
+    monkeypatch.delenv("EKS_CLUSTER_NAME")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    settings = WorkerSettings()
+    assert settings.mode == "kubeconfig"
+    cluster = Clusters(settings, pool_size=1).get()
+    assert cluster.tokens is None
+    created = create_namespace(cluster=cluster, request_id=str(uuid.uuid4()), name="via-kubeconfig")
+    assert created.status == "created"
+    with pytest.raises(errors.NotFound):
+        get_job_status(cluster=cluster, name="none", namespace="via-kubeconfig")
+
+
+def test_a_broken_kubeconfig_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncontexts: []\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    with pytest.raises(errors.ConfigurationError, match="Cannot load KUBECONFIG"):
         Clusters(WorkerSettings(), pool_size=1).get()
