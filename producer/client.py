@@ -17,21 +17,29 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from celery import Celery
 from pydantic import BaseModel, ValidationError
 
-from producer.enqueue import Enqueuer, Outgoing
+from producer.batches import (
+    BatchInterrupted,
+    BatchItem,
+    BatchStatus,
+    BatchSubmission,
+    count_rejected,
+    open_batch,
+    read_batch,
+)
+from producer.enqueue import CHUNK, ChunksInterrupted, Enqueuer, Outgoing
 from producer.queue import make_app, make_redis
 from producer.settings import ProducerSettings
 from producer.status import read_status
 from worker.contracts import ClusterRef, Operation, RequestState, RequestStatus, explain
 from worker.errors import EksOpsError, InvalidRequest, NotFound, error_from_info
 from worker.logs import bound_request
-from worker.names import NameError_, normalise_request_id
+from worker.names import NameError_, new_request_id, normalise_request_id
 from worker.settings import QueueSettings
 from worker.timestamps import now_iso
 
@@ -94,13 +102,14 @@ class EksOps:
             )
         except ValidationError as exc:
             raise InvalidRequest(explain(exc, what=f"{operation.value} request")) from None
-        return request.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+        # Validated values are JSON types already; python mode skips a costly re-encode.
+        return request.model_dump(exclude_none=True)
 
     @staticmethod
     def request_id_for(request_id: str | None) -> str:
         """Return the caller's request ID in canonical form, or a new one."""
         if request_id is None:
-            return str(uuid.uuid4())
+            return new_request_id()
         try:
             return normalise_request_id(request_id)
         except NameError_ as exc:
@@ -115,7 +124,8 @@ class EksOps:
             kwargs = self.validate(operation, arguments)
             submitted_at = now_iso()
             (accepted,) = self._enqueuer.enqueue(
-                [Outgoing(rid, operation.task_name, kwargs)], submitted_at=submitted_at
+                [Outgoing(rid, operation.task_name, kwargs, summary=describe(kwargs))],
+                submitted_at=submitted_at,
             )
             if accepted:
                 logger.info("Submitted %s %s", operation.value, describe(kwargs))
@@ -126,6 +136,107 @@ class EksOps:
         return Submission(
             request_id=rid, operation=operation, duplicate=not accepted, submitted_at=submitted_at
         )
+
+    def submit_many(
+        self,
+        operation: Operation,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        batch_id: str | None = None,
+        durable: bool = True,
+    ) -> BatchSubmission:
+        """Validate and enqueue many operations at once, as one batch.
+
+        Each item is the operation's arguments, optionally with its own
+        ``request_id``. Bad items are reported (index and reason) and skipped; good
+        ones are enqueued in pipelined chunks. With ``durable`` (the default) the call
+        returns once Redis has written the batch to its append-only file, when the
+        server can confirm that (see :meth:`Enqueuer.wait_for_fsync`).
+        """
+        bid = self.request_id_for(batch_id)
+        outcomes: list[BatchItem] = []
+
+        def validated_chunks() -> Iterator[list[Outgoing]]:
+            # Validation runs lazily, chunk by chunk, while earlier chunks are sent.
+            chunk: list[Outgoing] = []
+            for index, item in enumerate(items):
+                arguments = dict(item)
+                try:
+                    rid = self.request_id_for(arguments.pop("request_id", None))
+                    kwargs = self.validate(operation, arguments)
+                except InvalidRequest as exc:
+                    outcomes.append(BatchItem(index=index, error=str(exc)))
+                    continue
+                outcomes.append(BatchItem(index=index, request_id=rid))
+                chunk.append(Outgoing(rid, operation.task_name, kwargs, summary=describe(kwargs)))
+                if len(chunk) == CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+        now = now_iso()
+        ttl = self.queue.result_expires_seconds
+        open_batch(self.redis, bid, operation=operation.value, created_at=now, ttl=ttl)
+        try:
+            accepted = self._enqueuer.enqueue_chunks(
+                validated_chunks(), submitted_at=now, batch_id=bid
+            )
+        except ChunksInterrupted as exc:
+            raise self._interrupted(bid, operation, outcomes, exc) from exc
+        flags = iter(accepted)
+        for outcome in outcomes:
+            if outcome.request_id is not None:
+                outcome.duplicate = not next(flags)
+        duplicates = sum(1 for outcome in outcomes if outcome.duplicate)
+        summary = BatchSubmission(
+            batch_id=bid,
+            operation=operation.value,
+            accepted=len(accepted) - duplicates,
+            duplicates=duplicates,
+            rejected=len(outcomes) - len(accepted),
+            items=outcomes,
+        )
+        count_rejected(self.redis, bid, summary.rejected)
+        if durable and accepted:
+            self._enqueuer.wait_for_fsync()
+        with bound_request(bid):
+            logger.info(
+                "Submitted batch of %s: %d accepted, %d duplicates, %d rejected",
+                operation.value,
+                summary.accepted,
+                summary.duplicates,
+                summary.rejected,
+            )
+        return summary
+
+    @staticmethod
+    def _interrupted(
+        batch_id: str, operation: Operation, outcomes: list[BatchItem], exc: ChunksInterrupted
+    ) -> BatchInterrupted:
+        flags = iter(exc.accepted)
+        for outcome in outcomes:
+            if outcome.request_id is None:
+                continue
+            flag = next(flags, None)
+            if flag is None:
+                outcome.error = "not enqueued (or unknown): Redis failed during the submit"
+            else:
+                outcome.duplicate = not flag
+        summary = BatchSubmission(
+            batch_id=batch_id,
+            operation=operation.value,
+            accepted=exc.enqueued,
+            duplicates=sum(1 for outcome in outcomes if outcome.duplicate),
+            rejected=sum(1 for outcome in outcomes if outcome.error),
+            items=outcomes,
+        )
+        return BatchInterrupted(f"Bulk submit interrupted: {exc}", summary)
+
+    def batch(self, batch_id: str) -> BatchStatus | None:
+        """Return a batch's counts by state and its failed items; ``None`` if unknown."""
+        bid = self.request_id_for(batch_id)
+        return read_batch(redis=self.redis, backend=self.app.backend, batch_id=bid)
 
     def create_job(
         self,

@@ -50,26 +50,39 @@ def _iso(value: object) -> str | None:
     return str(value)
 
 
+def _running_again(record: Mapping[str, str], meta: Mapping[str, Any]) -> bool:
+    """Return whether the worker started (again) after the last stored state."""
+    started = record.get("last_started_at")
+    if not started:
+        return False
+    stored_at = _iso(meta.get("date_done"))
+    if stored_at is None:
+        return True
+    return datetime.fromisoformat(started) > datetime.fromisoformat(stored_at)
+
+
 def combine(request_id: str, record: Mapping[str, str], meta: Mapping[str, Any]) -> RequestStatus:
     """Build the caller's view from the request record and the Celery result meta."""
     celery_state = meta.get("status", states.PENDING)
     state = _STATE_BY_CELERY.get(celery_state, RequestState.QUEUED)
     if celery_state == states.PENDING and not record:
         state = RequestState.UNKNOWN
+    elif celery_state in (states.PENDING, states.RETRY) and _running_again(record, meta):
+        # Workers record their start in the request record, not in the result meta.
+        state = RequestState.STARTED
     result = meta.get("result")
     fields: dict[str, Any] = {}
     if state is RequestState.SUCCEEDED:
         fields["result"] = result if isinstance(result, dict) else {"value": result}
-    elif state in (RequestState.FAILED, RequestState.RETRYING):
+    elif state is RequestState.FAILED or celery_state == states.RETRY:
         fields["error"] = error_info(result)
     finished = state in (RequestState.SUCCEEDED, RequestState.FAILED)
-    started_meta = result if celery_state == states.STARTED and isinstance(result, dict) else {}
     return RequestStatus(
         request_id=request_id,
         state=state,
         operation=record.get("operation") or meta.get("name"),
         submitted_at=record.get("submitted_at"),
-        started_at=record.get("started_at") or started_meta.get("started_at"),
+        started_at=record.get("started_at"),
         finished_at=_iso(meta.get("date_done")) if finished else None,
         attempts=int(record.get("attempts") or 0),
         **fields,

@@ -33,6 +33,8 @@ MANAGED_BY_VALUE = "eksops"
 REQUEST_ID_LABEL = "eksops.io/request-id"
 # Redis key of the per-request record (operation, submitted_at, attempts...).
 REQUEST_KEY_PREFIX = "eksops:request:"
+# Redis keys of a bulk submission: its summary and its list of request IDs.
+BATCH_KEY_PREFIX = "eksops:batch:"
 
 _CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9\-_]{0,99}")
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")

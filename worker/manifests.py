@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 import jsonschema_rs
+import orjson
 
 from worker.names import NameError_, check_dns1123_label, check_generate_name
 
@@ -53,7 +54,10 @@ def _field_path(parts: list[str | int]) -> str:
 
 def encoded_size(manifest: object) -> int:
     """Return the size of ``manifest`` as the JSON that will travel on the queue."""
-    return len(json.dumps(manifest, separators=(",", ":"), default=str).encode())
+    try:
+        return len(orjson.dumps(manifest))
+    except TypeError:  # not JSON at all (e.g. a set); the schema check names the field
+        return len(json.dumps(manifest, default=str).encode())
 
 
 def validate_job_manifest(

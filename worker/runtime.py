@@ -8,12 +8,14 @@ different configuration.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from worker.operations import Clusters
+from worker.operations import Clusters, ClusterTarget
+from worker.operations.limiter import Limiter, Limits, RedisLimiter, Unlimited
 from worker.retries import RetryPolicy
 from worker.settings import QueueSettings, WorkerSettings
 
@@ -34,15 +36,38 @@ class Runtime:
         settings = WorkerSettings()
         queue = QueueSettings()
         queue.require_urls()
+        # Blocking pool: threads wait for a connection rather than fail when all are busy.
+        pool = redis.BlockingConnectionPool.from_url(
+            str(queue.broker_url), max_connections=queue.worker_concurrency + 4, timeout=10
+        )
+        client = redis.Redis(connection_pool=pool)
         return cls(
             settings=settings,
             queue=queue,
-            clusters=Clusters(settings, pool_size=queue.worker_concurrency),
-            policy=RetryPolicy.from_settings(settings),
-            redis=redis.Redis.from_url(
-                str(queue.broker_url), max_connections=queue.worker_concurrency + 4
+            clusters=Clusters(
+                settings,
+                pool_size=queue.worker_concurrency,
+                limiter_for=limiter_factory(settings, client),
             ),
+            policy=RetryPolicy.from_settings(settings),
+            redis=client,
         )
+
+
+def limiter_factory(settings: WorkerSettings, client: Any) -> Callable[[ClusterTarget], Limiter]:
+    """Return how clusters get their fleet-wide limiter (none when limits are off)."""
+    limits = Limits(
+        rate_per_second=settings.k8s_rate_limit_qps,
+        burst=settings.k8s_rate_limit_burst,
+        max_in_flight=settings.k8s_max_in_flight,
+        # A slot outlives its call only if the worker died holding it.
+        lease_seconds=settings.k8s_connect_timeout_seconds + settings.k8s_read_timeout_seconds + 5,
+    )
+    if not limits.enabled:
+        return lambda _target: Unlimited()
+    return lambda target: RedisLimiter(
+        client, f"{target.name}@{target.region or 'kubeconfig'}", limits
+    )
 
 
 class _Holder:

@@ -1,8 +1,9 @@
 """What every eksops task does around its operation, written once.
 
 :class:`OperationTask` binds the request ID to the log context, counts the attempt in
-the request record, answers a redelivered request that already succeeded from the
-stored result (no second API call), records ``STARTED``, and applies the retry policy:
+the request record (which is also how pollers learn it started: no extra result-backend
+write), answers a redelivered request that already succeeded from the stored result
+(no second API call), and applies the retry policy:
 transient errors are retried with backoff, permanent ones fail at once, unexpected
 exceptions become a structured internal error. Task bodies stay one line of parsing
 and one operation call.
@@ -21,9 +22,8 @@ from worker.contracts import explain
 from worker.errors import EksOpsError, InvalidRequest, PermanentError, TransientError
 from worker.logs import bound_request
 from worker.operations import ClusterClient
-from worker.records import mark_started
+from worker.records import start_attempt
 from worker.runtime import runtime
-from worker.timestamps import now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ class OperationTask(celery.Task):  # type: ignore[type-arg]
     """Base class of the five operation tasks."""
 
     abstract = True
-    # STARTED is recorded by __call__ after the duplicate check, not by the tracer,
-    # which would overwrite a stored SUCCESS before we could read it.
+    # "started" comes from the request record written in _start; the tracer's STARTED
+    # write would cost a round trip and overwrite a stored SUCCESS before we read it.
     track_started = False
     # Expected failures: Celery logs them in one line instead of "raised unexpected"
     # with a traceback; our own ERROR line already says what failed and why.
@@ -56,25 +56,10 @@ class OperationTask(celery.Task):  # type: ignore[type-arg]
         with bound_request(request_id):
             if self.request.called_directly:
                 return self.run(*args, **kwargs)
-            stored = self._stored_success(request_id)
+            stored = self._start(request_id)
             if stored is not None:
                 logger.info("Request already succeeded; returning the stored result")
                 return stored
-            # The task object is shared by all pool threads; the request context is not.
-            self.request.eksops_attempt = mark_started(  # type: ignore[attr-defined]
-                runtime().redis,
-                request_id,
-                operation=self.name,
-                ttl_seconds=runtime().queue.result_expires_seconds,
-            )
-            self.update_state(
-                state=states.STARTED,
-                meta={
-                    "attempt": self.attempt,
-                    "started_at": now_iso(),
-                    "hostname": self.request.hostname,
-                },
-            )
             try:
                 return self.run(*args, **kwargs)
             except TransientError as exc:
@@ -88,11 +73,29 @@ class OperationTask(celery.Task):  # type: ignore[type-arg]
                 logger.exception("%s failed unexpectedly", self.name)
                 raise EksOpsError(f"Internal error: {type(exc).__name__}: {exc}") from exc
 
-    def _stored_success(self, request_id: str) -> Any:
-        meta = self.backend.get_task_meta(request_id)
-        if meta.get("status") == states.SUCCESS:
-            return meta.get("result")
-        return None
+    def _start(self, request_id: str) -> Any:
+        """Record this attempt; return the stored result if the request already succeeded.
+
+        One round trip when results share the broker's Redis. A redelivered message
+        of a finished request is answered from Redis, without a second API call.
+        """
+        current = runtime()
+        shared = current.queue.broker_url == current.queue.result_backend
+        attempt, raw = start_attempt(
+            current.redis,
+            request_id,
+            operation=self.name,
+            ttl_seconds=current.queue.result_expires_seconds,
+            result_key=self.backend.get_key_for_task(request_id) if shared else None,  # type: ignore[attr-defined]
+        )
+        # The task object is shared by all pool threads; the request context is not.
+        self.request.eksops_attempt = attempt  # type: ignore[attr-defined]
+        meta = (
+            self.backend.decode_result(raw)
+            if raw
+            else ({} if shared else self.backend.get_task_meta(request_id))
+        )
+        return meta.get("result") if meta.get("status") == states.SUCCESS else None
 
     def _retry_or_fail(self, exc: TransientError) -> BaseException:
         policy = runtime().policy

@@ -107,3 +107,47 @@ def test_a_manifest_above_the_configured_limit_is_refused(redis: fakeredis.FakeR
     with pytest.raises(InvalidRequest, match="the limit is 1024 bytes"):
         client.create_job(big)
     assert redis.dbsize() == 0
+
+
+def test_a_bulk_submit_enqueues_good_items_and_reports_bad_ones(
+    client: EksOps, redis: fakeredis.FakeRedis
+) -> None:
+    items = [
+        {"job_manifest": JOB, "namespace": "team-a"},
+        {"job_manifest": {"spec": {}}, "namespace": "team-a"},
+        {"job_manifest": JOB, "namespace": "Team_B"},
+        {"job_manifest": JOB},
+    ]
+    batch = client.submit_many(Operation.CREATE_JOB, items)
+    assert (batch.accepted, batch.duplicates, batch.rejected) == (2, 0, 2)
+    assert [item.index for item in batch.items] == [0, 1, 2, 3]
+    assert batch.items[1].error is not None
+    assert 'job_manifest.spec: "template" is a required property' in batch.items[1].error
+    assert batch.items[2].error is not None
+    assert "Team_B" in batch.items[2].error
+    assert redis.llen(QUEUE) == 2
+    status = client.batch(batch.batch_id)
+    assert status is not None
+    assert (status.total, status.rejected, status.counts["queued"], status.done) == (2, 2, 2, False)
+    for item in batch.items:
+        if item.request_id:
+            assert client.status(item.request_id).state is RequestState.QUEUED
+
+
+def test_items_may_carry_their_own_request_ids_and_resubmitting_a_batch_is_harmless(
+    client: EksOps, redis: fakeredis.FakeRedis
+) -> None:
+    rids = [str(uuid.uuid4()) for _ in range(3)]
+    items = [{"namespace_name": f"ns-{i}", "request_id": rid} for i, rid in enumerate(rids)]
+    first = client.submit_many(Operation.CREATE_NAMESPACE, items)
+    again = client.submit_many(Operation.CREATE_NAMESPACE, items, batch_id=first.batch_id)
+    assert [item.request_id for item in first.items] == rids
+    assert (again.accepted, again.duplicates) == (0, 3)
+    assert redis.llen(QUEUE) == 3
+    status = client.batch(first.batch_id)
+    assert status is not None
+    assert status.total == 3
+
+
+def test_an_unknown_batch_reads_as_none(client: EksOps) -> None:
+    assert client.batch(str(uuid.uuid4())) is None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterator
 
 import fakeredis
 import pytest
 from celery import Celery
 
 from celeryconfig import celery_settings
-from producer.enqueue import Enqueuer, Outgoing, build_message
+from producer.enqueue import ChunksInterrupted, Enqueuer, Outgoing, build_message
 from worker.contracts import QUEUE
 from worker.records import read_record
 from worker.settings import QueueSettings
@@ -40,7 +41,11 @@ def test_the_envelope_matches_what_celery_and_kombu_publish(app: Celery) -> None
             "eksops.create_namespace", kwargs=kwargs, task_id=task_id, connection=connection
         )
         published = connection.default_channel._get(QUEUE)
-    ours = json.loads(build_message(app, Outgoing(task_id, "eksops.create_namespace", kwargs)))
+    ours = json.loads(
+        build_message(
+            app, Outgoing(task_id, "eksops.create_namespace", kwargs, summary="namespace=team-a")
+        )
+    )
 
     assert set(ours) == set(published)
     assert set(ours["properties"]) == set(published["properties"])
@@ -48,8 +53,11 @@ def test_the_envelope_matches_what_celery_and_kombu_publish(app: Celery) -> None
     for key in ("correlation_id", "delivery_mode", "priority", "body_encoding"):
         assert ours["properties"][key] == published["properties"][key]
     assert ours["content-type"] == published["content-type"] == "application/json"
-    assert base64.b64decode(ours["body"]) == base64.b64decode(published["body"])
-    differing = {"origin", "ignore_result"}
+    assert json.loads(base64.b64decode(ours["body"])) == json.loads(
+        base64.b64decode(published["body"])
+    )
+    assert ours["headers"]["kwargsrepr"] == "namespace=team-a"
+    differing = {"origin", "ignore_result", "argsrepr", "kwargsrepr"}
     assert {k: v for k, v in ours["headers"].items() if k not in differing} == {
         k: v for k, v in published["headers"].items() if k not in differing
     }
@@ -74,18 +82,57 @@ def test_a_bulk_enqueue_spans_chunks_and_reports_duplicates_per_item(
 ) -> None:
     enqueuer = Enqueuer(app, redis, record_ttl_seconds=60)
     items = [
-        Outgoing(
-            str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": f"n{i}"}, "batch-1"
-        )
+        Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": f"n{i}"})
         for i in range(25)
     ]
-    assert enqueuer.enqueue(items[:10], submitted_at="t0", chunk=4) == [True] * 10
-    accepted = enqueuer.enqueue(items, submitted_at="t1", chunk=7)
+    first = enqueuer.enqueue_chunks([items[:4], items[4:10]], submitted_at="t0", batch_id="batch-1")
+    assert first == [True] * 10
+    in_sevens = [items[i : i + 7] for i in range(0, 25, 7)]
+    accepted = enqueuer.enqueue_chunks(in_sevens, submitted_at="t1", batch_id="batch-1")
     assert accepted == [False] * 10 + [True] * 15
     assert redis.llen(QUEUE) == 25
     assert read_record(redis, items[-1].request_id)["batch_id"] == "batch-1"
+    # Each request appears once in its batch, in submission order.
+    assert [rid.decode() for rid in redis.lrange("eksops:batch:batch-1:items", 0, -1)] == [
+        item.request_id for item in items
+    ]
 
 
 def test_nothing_is_written_for_an_empty_batch(app: Celery, redis: fakeredis.FakeRedis) -> None:
     assert Enqueuer(app, redis, record_ttl_seconds=60).enqueue([], submitted_at="t") == []
     assert redis.dbsize() == 0
+
+
+def test_an_interrupted_enqueue_says_how_many_items_went_in(app: Celery) -> None:
+    server = fakeredis.FakeServer()
+    enqueuer = Enqueuer(app, fakeredis.FakeRedis(server=server), record_ttl_seconds=60)
+    items = [
+        Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": f"n{i}"})
+        for i in range(6)
+    ]
+
+    def chunks() -> Iterator[list[Outgoing]]:
+        yield items[:3]
+        server.connected = False
+        yield items[3:]
+
+    with pytest.raises(ChunksInterrupted) as caught:
+        enqueuer.enqueue_chunks(chunks(), submitted_at="t0")
+    # Pipelined: nothing is confirmed when the connection breaks before the replies.
+    assert caught.value.accepted == [None] * 3
+    assert caught.value.enqueued == 0
+
+
+def test_an_item_whose_record_key_is_taken_fails_alone(
+    app: Celery, redis: fakeredis.FakeRedis
+) -> None:
+    enqueuer = Enqueuer(app, redis, record_ttl_seconds=60)
+    items = [
+        Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": f"n{i}"})
+        for i in range(3)
+    ]
+    redis.set(f"eksops:request:{items[1].request_id}", "not a hash")
+    with pytest.raises(ChunksInterrupted) as caught:
+        enqueuer.enqueue(items, submitted_at="t0")
+    assert caught.value.accepted == [True, None, True]
+    assert redis.llen(QUEUE) == 2

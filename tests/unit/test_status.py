@@ -24,13 +24,37 @@ def test_a_submitted_id_not_yet_picked_up_is_queued() -> None:
 
 
 def test_a_started_request_reports_its_start_and_attempts() -> None:
-    record = {**RECORD, "attempts": "2", "started_at": "2026-01-20T10:30:01+00:00"}
-    status = combine(RID, record, {"status": "STARTED", "result": {"attempt": 2}})
+    record = {
+        **RECORD,
+        "attempts": "1",
+        "started_at": "2026-01-20T10:30:01+00:00",
+        "last_started_at": "2026-01-20T10:30:01+00:00",
+    }
+    status = combine(RID, record, {"status": "PENDING"})
     assert (status.state, status.attempts, status.started_at) == (
         RequestState.STARTED,
-        2,
+        1,
         record["started_at"],
     )
+
+
+def test_a_retried_request_running_again_reads_started_with_the_last_error() -> None:
+    record = {
+        **RECORD,
+        "attempts": "2",
+        "started_at": "2026-01-20T10:30:01+00:00",
+        "last_started_at": "2026-01-20T10:30:05+00:00",
+    }
+    meta = {
+        "status": "RETRY",
+        "result": errors.Unavailable("boom", 503),
+        "date_done": "2026-01-20T10:30:02+00:00",
+    }
+    status = combine(RID, record, meta)
+    assert status.state is RequestState.STARTED
+    assert status.attempts == 2
+    assert status.error is not None
+    assert status.error.http_status == 503
 
 
 def test_a_success_carries_the_result_and_finish_time() -> None:

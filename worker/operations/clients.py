@@ -31,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 
 from worker.contracts import ClusterRef
 from worker.errors import ConfigurationError, Unavailable
+from worker.operations.limiter import Limiter, Unlimited
 from worker.operations.tokens import TokenSource, mint_token
 from worker.operations.translate import translate
 from worker.settings import WorkerSettings
@@ -56,8 +57,10 @@ class ClusterClient:
         *,
         tokens: TokenSource | None,
         timeout: tuple[float, float],
+        limiter: Limiter | None = None,
     ) -> None:
         self.target = target
+        self.limiter: Limiter = limiter or Unlimited()
         self.api_client = api_client
         self.core = k8s.CoreV1Api(api_client)
         self.batch = k8s.BatchV1Api(api_client)
@@ -91,12 +94,15 @@ class ClusterClient:
     def _call_once(
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> dict[str, Any]:
-        try:
-            response = method(*args, **kwargs)
-        except ApiException:
-            raise
-        except Exception as exc:
-            raise translate(exc) from exc
+        with self.limiter.slot():
+            try:
+                response = method(*args, **kwargs)
+            except ApiException as exc:
+                if exc.status == 429:
+                    self.limiter.pause(translate(exc).retry_after or 1.0)
+                raise
+            except Exception as exc:
+                raise translate(exc) from exc
         body = response.data
         if not body:
             return {}
@@ -127,10 +133,12 @@ class Clusters:
         *,
         pool_size: int,
         session_factory: Callable[..., Any] = boto3.session.Session,
+        limiter_for: Callable[[ClusterTarget], Limiter] = lambda _target: Unlimited(),
     ) -> None:
         self._settings = settings
         self._pool_size = pool_size
         self._session_factory = session_factory
+        self._limiter_for = limiter_for
         self._lock = threading.Lock()
         self._clients: dict[tuple[int, ClusterTarget], ClusterClient] = {}
 
@@ -201,7 +209,13 @@ class Clusters:
                 self._settings.kubeconfig,
                 target.name or "(current)",
             )
-            return ClusterClient(target, k8s.ApiClient(configuration), tokens=None, timeout=timeout)
+            return ClusterClient(
+                target,
+                k8s.ApiClient(configuration),
+                tokens=None,
+                timeout=timeout,
+                limiter=self._limiter_for(target),
+            )
         return self._build_eks(target, timeout)
 
     def _build_eks(self, target: ClusterTarget, timeout: tuple[float, float]) -> ClusterClient:
@@ -246,4 +260,10 @@ class Clusters:
 
         configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
         logger.info("Kubernetes client ready for EKS cluster %s", target.name)
-        return ClusterClient(target, k8s.ApiClient(configuration), tokens=tokens, timeout=timeout)
+        return ClusterClient(
+            target,
+            k8s.ApiClient(configuration),
+            tokens=tokens,
+            timeout=timeout,
+            limiter=self._limiter_for(target),
+        )

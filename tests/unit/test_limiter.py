@@ -1,0 +1,115 @@
+"""The fleet-wide limiter: token bucket, in-flight bound, 429 pauses, leases."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import fakeredis
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from worker.operations.limiter import Limits, RedisLimiter
+
+
+@pytest.fixture
+def client() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+def limiter(client: object, **limits: float) -> RedisLimiter:
+    values = {
+        "rate_per_second": 0.0,
+        "burst": 1,
+        "max_in_flight": 0,
+        "lease_seconds": 5.0,
+        **limits,
+    }
+    return RedisLimiter(client, "prod@us-east-1", Limits(**values))  # type: ignore[arg-type]
+
+
+def take(limiter: RedisLimiter, count: int) -> float:
+    started = time.monotonic()
+    for _ in range(count):
+        with limiter.slot():
+            pass
+    return time.monotonic() - started
+
+
+def test_a_burst_passes_at_once_then_the_rate_applies(client: fakeredis.FakeRedis) -> None:
+    bucket = limiter(client, rate_per_second=50, burst=5)
+    assert take(bucket, 5) < 0.1
+    assert take(bucket, 10) >= 10 / 50 * 0.9
+
+
+def test_two_processes_share_one_bucket(client: fakeredis.FakeRedis) -> None:
+    first, second = (
+        limiter(client, rate_per_second=50, burst=4),
+        limiter(client, rate_per_second=50, burst=4),
+    )
+    take(first, 4)
+    assert take(second, 5) >= 5 / 50 * 0.9
+
+
+def test_calls_in_flight_are_bounded_fleet_wide(client: fakeredis.FakeRedis) -> None:
+    bounded = limiter(client, max_in_flight=2)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with bounded.slot():
+            holding.set()
+            release.wait(5)
+
+    holders = [threading.Thread(target=hold) for _ in range(2)]
+    for holder in holders:
+        holder.start()
+    holding.wait(5)
+    time.sleep(0.05)
+    waited = threading.Event()
+
+    def third() -> None:
+        with limiter(client, max_in_flight=2).slot():
+            waited.set()
+
+    late = threading.Thread(target=third)
+    late.start()
+    assert not waited.wait(0.3)
+    release.set()
+    assert waited.wait(5)
+    for thread in (*holders, late):
+        thread.join(5)
+
+
+def test_a_slot_held_by_a_dead_worker_expires_with_its_lease(client: fakeredis.FakeRedis) -> None:
+    crashed = limiter(client, max_in_flight=1, lease_seconds=0.3)
+    assert crashed._wait_for_slot("dead-worker")  # taken, never released
+    assert take(limiter(client, max_in_flight=1, lease_seconds=0.3), 1) >= 0.2
+
+
+def test_a_429_pauses_every_worker_for_the_retry_after(client: fakeredis.FakeRedis) -> None:
+    limiter(client, rate_per_second=1000, burst=1000).pause(0.3)
+    assert take(limiter(client, rate_per_second=1000, burst=1000), 1) >= 0.25
+
+
+def test_a_pause_is_never_shortened(client: fakeredis.FakeRedis) -> None:
+    paused = limiter(client, rate_per_second=1000, burst=1000)
+    paused.pause(0.4)
+    paused.pause(0.05)
+    assert take(paused, 1) >= 0.3
+
+
+def test_without_redis_calls_pass_and_the_problem_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    open_limiter = limiter(dead, rate_per_second=1, burst=1, max_in_flight=1)
+    with caplog.at_level(logging.WARNING):
+        assert take(open_limiter, 20) < 2
+    assert "rate limiter unavailable" in caplog.text
+    assert caplog.text.count("rate limiter unavailable") == 1

@@ -1,0 +1,194 @@
+"""API-server protection shared by every worker process and host, through Redis.
+
+Each Kubernetes call first takes a slot from its cluster's limiter: a token bucket
+(requests per second with a burst) and a bound on calls in flight, both fleet-wide,
+decided atomically by one Lua script on Redis's own clock. A 429 with ``Retry-After``
+pauses the whole fleet for that cluster, not just the thread that saw it.
+
+Defaults (50 req/s, burst 100, 32 in flight) keep a fleet well inside what an EKS
+standard control plane gives one client at the ``workload-low`` priority level (of
+about 600 seats per API server, workload-low holds roughly 245; EKS runs at least two
+servers). In-flight slots are leases that expire, so a killed worker cannot leak them.
+If Redis cannot be reached the limiter lets calls through and says so, and does not
+ask Redis again for a few seconds: the cluster work must not stop, or crawl, because
+its guard is unavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+
+logger = logging.getLogger(__name__)
+
+_KEY_PREFIX = "eksops:limit:"
+# After Redis failed, calls pass unthrottled for this long before asking it again.
+_BYPASS_SECONDS = 5.0
+
+# KEYS: bucket hash, pause key, in-flight zset.
+# ARGV: rate/s (0 = none), burst, max in flight (0 = none), lease ms, holder.
+# Returns 0 when the slot is granted, else the milliseconds to wait before asking again.
+_ACQUIRE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local paused = redis.call('PTTL', KEYS[2])
+if paused > 0 then return paused end
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= limit then return 5 end
+end
+local rate = tonumber(ARGV[1])
+if rate > 0 then
+  local burst = tonumber(ARGV[2])
+  local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local last = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + (now - last) * rate / 1000)
+  if tokens < 1 then
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+    return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+  end
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', now)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 60000)
+end
+if limit > 0 then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]) + 60000)
+end
+return 0
+"""
+
+# KEYS: pause key. ARGV: pause ms. Only ever lengthens a pause.
+_PAUSE = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 0
+"""
+
+
+class Limiter(Protocol):
+    """What a cluster client needs from a limiter."""
+
+    def slot(self) -> contextlib.AbstractContextManager[None]:
+        """Hold a slot for one API call."""
+
+    def pause(self, seconds: float) -> None:
+        """Stop every worker from calling this cluster for ``seconds``."""
+
+
+class Unlimited:
+    """A limiter that never waits (limits switched off)."""
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Grant at once."""
+        yield
+
+    def pause(self, seconds: float) -> None:
+        """Nothing to pause."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Fleet-wide limits of one cluster."""
+
+    rate_per_second: float
+    burst: int
+    max_in_flight: int
+    lease_seconds: float
+
+    @property
+    def enabled(self) -> bool:
+        """Return whether any limit applies."""
+        return self.rate_per_second > 0 or self.max_in_flight > 0
+
+
+class RedisLimiter:
+    """One cluster's fleet-wide limiter."""
+
+    def __init__(
+        self,
+        client: Any,
+        cluster: str,
+        limits: Limits,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._limits = limits
+        self._keys = [f"{_KEY_PREFIX}{cluster}:{part}" for part in ("bucket", "pause", "inflight")]
+        self._acquire = client.register_script(_ACQUIRE)
+        self._pause = client.register_script(_PAUSE)
+        self._sleep = sleep
+        self._warned_at = 0.0
+        self._bypass_until = 0.0
+        self._lock = threading.Lock()
+        self.waited_seconds = 0.0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Wait for a token and an in-flight slot; free the slot afterwards."""
+        holder = uuid.uuid4().hex
+        granted = self._wait_for_slot(holder)
+        try:
+            yield
+        finally:
+            if granted and self._limits.max_in_flight > 0:
+                with contextlib.suppress(redis.RedisError):
+                    self._client.zrem(self._keys[2], holder)
+
+    def pause(self, seconds: float) -> None:
+        """Pause every worker's calls to this cluster for ``seconds`` (a 429)."""
+        milliseconds = max(1, int(seconds * 1000))
+        if time.monotonic() < self._bypass_until:
+            return
+        try:
+            self._pause(keys=[self._keys[1]], args=[milliseconds])
+        except redis.RedisError as exc:
+            self._warn(exc)
+            return
+        logger.warning("Cluster asked to slow down: all workers pause for %.2fs", seconds)
+
+    def _wait_for_slot(self, holder: str) -> bool:
+        limits = self._limits
+        args = [
+            limits.rate_per_second,
+            limits.burst,
+            limits.max_in_flight,
+            int(limits.lease_seconds * 1000),
+            holder,
+        ]
+        while True:
+            if time.monotonic() < self._bypass_until:
+                return False
+            try:
+                wait_ms = int(self._acquire(keys=self._keys, args=args))
+            except redis.RedisError as exc:
+                self._warn(exc)
+                return False
+            if wait_ms <= 0:
+                return True
+            # Jitter spreads the waiters so they do not all ask again at once.
+            delay = wait_ms / 1000 * (1 + random.random() / 4)  # noqa: S311 - not security
+            self.waited_seconds += delay
+            self._sleep(delay)
+
+    def _warn(self, exc: Exception) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._bypass_until = now + _BYPASS_SECONDS
+            if now - self._warned_at < 60:
+                return
+            self._warned_at = now
+        logger.warning("API rate limiter unavailable (%s); calling the cluster unthrottled", exc)
