@@ -1,0 +1,213 @@
+"""Bulk commands: ``create-jobs`` (a JSONL file or a directory of manifests) and ``batch``.
+
+Each input item is either a Job manifest or a request body
+(``{"job_manifest": ..., "namespace": ..., "request_id": ...}``); a ``request_id``
+per item makes resubmitting the same file harmless. Bad items are listed by index,
+good ones enqueued. ``--wait`` follows the batch to the end with a progress bar.
+Exit codes as for single requests: 1 if any item failed or was refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from producer.batches import BatchInterrupted, BatchStatus, BatchSubmission
+from producer.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_UNKNOWN,
+    client,
+    err,
+    fail,
+    out,
+)
+from producer.client import EksOps
+from worker.contracts import Operation
+from worker.errors import InvalidRequest
+
+_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
+_SHOWN_ERRORS = 20
+
+
+def _documents(path: Path) -> Iterator[Any]:
+    if path.suffix == ".jsonl":
+        with path.open() as lines:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError as exc:
+                        fail(f"{path}:{number} is not JSON: {exc}")
+        return
+    try:
+        yield from (doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None)
+    except yaml.YAMLError as exc:
+        fail(f"{path} is not valid YAML or JSON: {exc}")
+
+
+def read_items(source: str, namespace: str) -> Iterator[dict[str, Any]]:
+    """Yield create-job requests from a JSONL/YAML file or a directory of manifests."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in _MANIFEST_SUFFIXES and p.is_file())
+        if not files:
+            fail(f"{source} holds no {', '.join(_MANIFEST_SUFFIXES)} files")
+    elif path.is_file():
+        files = [path]
+    else:
+        fail(f"{source} is neither a file nor a directory")
+    for file in files:
+        for document in _documents(file):
+            if isinstance(document, dict) and "job_manifest" in document:
+                yield {"namespace": namespace, **document}
+            else:
+                yield {"job_manifest": document, "namespace": namespace}
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _print_submission(submission: BatchSubmission) -> None:
+    out.print(
+        f"batch {submission.batch_id}: {submission.accepted} enqueued, "
+        f"{submission.duplicates} already submitted, {submission.rejected} refused"
+    )
+    refused = [item for item in submission.items if item.error]
+    for item in refused[:_SHOWN_ERRORS]:
+        err.print(f"  item {item.index}: {item.error}")
+    if len(refused) > _SHOWN_ERRORS:
+        err.print(f"  ... and {len(refused) - _SHOWN_ERRORS} more (--json lists them all)")
+
+
+def _follow(eksops: EksOps, batch_id: str, timeout: float) -> BatchStatus | None:
+    deadline = time.monotonic() + timeout
+    status = eksops.batch(batch_id)
+    with _progress() as progress:
+        task = progress.add_task("running", total=status.total if status else None)
+        while status is not None and not status.done and time.monotonic() < deadline:
+            time.sleep(1.0)
+            status = eksops.batch(batch_id)
+            if status is not None:
+                finished = status.counts.get("succeeded", 0) + status.counts.get("failed", 0)
+                progress.update(task, completed=finished, total=status.total)
+    return status
+
+
+def _batch_exit(status: BatchStatus | None, *, rejected: int = 0, waited: bool) -> int:
+    if status is None:
+        return EXIT_UNKNOWN
+    if rejected or status.rejected or status.counts.get("failed"):
+        return EXIT_FAILED
+    if waited and not status.done:
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def _report_batch(status: BatchStatus | None, *, as_json: bool, code: int) -> NoReturn:
+    if as_json:
+        out.print_json(data=status.model_dump() if status else {"state": "unknown"})
+    elif status is None:
+        err.print("batch is unknown: never submitted, or it expired")
+    else:
+        counts = ", ".join(f"{count} {state}" for state, count in status.counts.items() if count)
+        out.print(f"batch {status.batch_id}: {status.total} requests: {counts or 'none'}")
+        for item in status.failed[:_SHOWN_ERRORS]:
+            error = item.error
+            if error is not None:
+                err.print(f"  {item.request_id}: {error.http_status} {error.code}: {error.message}")
+    sys.exit(code)
+
+
+@click.command("create-jobs")
+@click.option(
+    "-f",
+    "--file",
+    "source",
+    required=True,
+    help="A .jsonl/.yaml file, or a directory of manifests.",
+)
+@click.option(
+    "-n", "--namespace", default="default", show_default=True, help="For items that name none."
+)
+@click.option("--batch-id", help="Use this batch ID (a UUID); default: a new one.")
+@click.option(
+    "--wait",
+    "wait",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Follow the batch to its end.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the submission (and status) as JSON.")
+def create_jobs(
+    source: str, namespace: str, batch_id: str | None, wait: float | None, as_json: bool
+) -> None:
+    """Create many Jobs in one batch."""
+    eksops = client()
+    items = list(read_items(source, namespace))
+    with _progress() as progress:
+        task = progress.add_task("submitting", total=len(items))
+
+        def counted() -> Iterator[dict[str, Any]]:
+            for item in items:
+                yield item
+                progress.advance(task)
+
+        try:
+            submission = eksops.submit_many(Operation.CREATE_JOB, counted(), batch_id=batch_id)
+        except InvalidRequest as exc:
+            fail(str(exc))
+        except BatchInterrupted as exc:
+            if exc.submission is not None:
+                _print_submission(exc.submission)
+            fail(str(exc), EXIT_FAILED)
+    if as_json and wait is None:
+        out.print_json(data=submission.model_dump())
+        sys.exit(EXIT_FAILED if submission.rejected else EXIT_OK)
+    if not as_json:
+        _print_submission(submission)
+    if wait is None:
+        sys.exit(EXIT_FAILED if submission.rejected else EXIT_OK)
+    status = _follow(eksops, submission.batch_id, wait)
+    _report_batch(
+        status, as_json=as_json, code=_batch_exit(status, rejected=submission.rejected, waited=True)
+    )
+
+
+@click.command("batch")
+@click.argument("batch_id")
+@click.option(
+    "--wait",
+    "wait",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Follow the batch to its end.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def batch(batch_id: str, wait: float | None, as_json: bool) -> None:
+    """Show a batch's counts by state and its failed requests."""
+    eksops = client()
+    try:
+        status = eksops.batch(batch_id) if wait is None else _follow(eksops, batch_id, wait)
+    except InvalidRequest as exc:
+        fail(str(exc))
+    _report_batch(status, as_json=as_json, code=_batch_exit(status, waited=wait is not None))
