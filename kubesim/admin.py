@@ -105,7 +105,11 @@ def register(app: web.Application, state: SimState) -> None:
 
     def _tokens() -> dict[str, Any]:
         verifier = state.verifier
-        return {"reject_all": verifier.reject_all, "revoked_before": verifier.revoked_before}
+        return {
+            "reject_all": verifier.reject_all,
+            "revoked_before": verifier.revoked_before,
+            "verified": verifier.verified,
+        }
 
     async def tokens(_: web.Request) -> web.Response:
         return _ok(_tokens())

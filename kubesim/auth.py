@@ -74,12 +74,15 @@ class TokenVerifier:
         self._revoked: set[str] = set()
         self.revoked_before = 0.0
         self.reject_all = False
+        self.verified = 0
+        """Distinct tokens verified (cache misses): how often clients minted one."""
 
     def reset(self) -> None:
         self._cache.clear()
         self._revoked.clear()
         self.revoked_before = 0.0
         self.reject_all = False
+        self.verified = 0
 
     def revoke_existing(self) -> None:
         """Reject every token signed up to now; tokens minted afterwards still work.
@@ -102,6 +105,7 @@ class TokenVerifier:
         caller = self._cache.get(token)
         if caller is None:
             caller = self._verify(token)
+            self.verified += 1
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[token] = caller

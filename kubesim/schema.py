@@ -12,7 +12,11 @@ fields exist and of what type. The apiserver reports problems of these kinds
 * missing required properties -> left to ``validation`` as ``Required value``.
 
 Validators are built once per kind (kubernetes-validate's own ``validate()`` would
-re-read the 1.3 MB definitions file on every call).
+re-read the 1.3 MB definitions file on every call). A body is first checked with
+``jsonschema-rs`` (compiled, ~100x faster): a valid body, the common case, costs a
+few microseconds, and only an invalid one goes through the pure-Python validator,
+whose error objects (validator keyword, path, sub-schema) the answers are built from.
+That keeps kubesim from being the bottleneck of a benchmark of thousands of creates.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev extras
+import jsonschema_rs
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
@@ -58,6 +63,17 @@ def _validator(filename: str) -> jsonschema.protocols.Validator:
         Resource.from_contents(schema) @ Registry()
     )
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+@functools.cache
+def _fast_validator(filename: str) -> Any:
+    """The same schema compiled by jsonschema-rs; only says valid or not."""
+    schema = kv_utils.schema_contents(
+        f"kubernetes-json-schema/v{SCHEMA_VERSION}-local-strict/{filename}", SCHEMA_VERSION
+    )
+    definitions = _definitions()
+    registry = jsonschema_rs.Registry([(definitions["$id"], definitions), (schema["$id"], schema)])
+    return jsonschema_rs.validator_for(schema, registry=registry)
 
 
 def _path(parts: list[str | int]) -> str:
@@ -114,6 +130,8 @@ def _struct_name(root: JSON, where: list[str | int]) -> str:
 def decode(body: JSON, *, filename: str, kind: str, version: str, strict: bool) -> DecodeResult:
     """Check ``body`` against the schema, dropping unknown fields in place unless strict."""
     result = DecodeResult()
+    if _fast_validator(filename).is_valid(body):
+        return result
     prefix = f'{kind} in version "{version}" cannot be handled as a {kind}'
     unknown: list[tuple[JSON, str, str]] = []
     for error in _validator(filename).iter_errors(body):
