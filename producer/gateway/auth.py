@@ -1,0 +1,56 @@
+"""Optional API-key authentication for every route but ``/health``.
+
+Off when ``GATEWAY_API_KEYS`` is empty (then no route declares a security scheme in
+OpenAPI). On, a request must carry one of the keys in ``X-API-Key`` or as
+``Authorization: Bearer <key>``; anything else is a 401. Keys are compared in constant
+time against every configured key (no early exit that would reveal which one nearly
+matched), and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import HTTPException, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+logger = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+UNAUTHORIZED = f"Missing or invalid API key (send it in {API_KEY_HEADER} or as a Bearer token)"
+
+_api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="One of GATEWAY_API_KEYS."
+)
+_bearer = HTTPBearer(auto_error=False, description="One of GATEWAY_API_KEYS, as a Bearer token.")
+
+
+def key_matches(candidate: str | None, keys: tuple[bytes, ...]) -> bool:
+    """Return whether ``candidate`` is one of ``keys``, in time independent of which."""
+    if not candidate:
+        return False
+    presented = candidate.encode()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(presented, key)
+    return matched
+
+
+def require_api_key(keys: tuple[bytes, ...]) -> Callable[..., Awaitable[None]]:
+    """Return the dependency that lets a request through only with one of ``keys``."""
+
+    async def check(
+        api_key: Annotated[str | None, Security(_api_key_header)] = None,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    ) -> None:
+        presented = api_key or (bearer.credentials if bearer else None)
+        if not key_matches(presented, keys):
+            logger.warning(
+                "Rejected request: %s", "no API key" if not presented else "wrong API key"
+            )
+            raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+
+    return check

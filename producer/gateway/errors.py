@@ -1,0 +1,210 @@
+"""HTTP answers for failures: a failed request's error as the seed API answered it.
+
+The worker stores every failure as an :class:`~worker.contracts.ErrorInfo` (code,
+message, http_status, details). :func:`seed_failure` is the one place that turns it
+into the status code and ``{"detail": ...}`` text the synchronous seed API gave, so
+callers written against the seed keep working. Where the seed is silent the choice is
+the closest HTTP meaning, and the structured error always travels beside ``detail``
+under ``error`` (an extra key; ``detail`` keeps the seed's text).
+
+Mapping, checked in this order (``operation``: the seed endpoint; "Kubernetes": an answer
+of the Kubernetes API, recognised by the ``reason`` the worker keeps in ``details``):
+
+================================================  =====  ===================================
+failure                                           HTTP   ``detail``
+================================================  =====  ===================================
+ClusterNotFound, the body named ``cluster``       404    ``EKS cluster not found: ...``
+ClusterNotFound, the worker's own cluster         500    ``Internal server error: <message>``
+ProtectedNamespace / UnmanagedNamespace (worker)  403    the worker's message
+Kubernetes 404, get/delete job                    404    ``Job X not found in namespace Y``
+Kubernetes 404, delete namespace                  404    ``Namespace X not found``
+Kubernetes 400 / 409 / 422 (caller can fix)       same   the Kubernetes message
+Kubernetes, any other (401, 403, 429, 5xx...)     500    ``Kubernetes API error: <Reason>``
+BadRequest (the worker's contract check)          422    the message (names the field)
+anything else (NoCredentials, TLSError, AWS...)   500    ``Internal server error: <message>``
+================================================  =====  ===================================
+
+``<Reason>`` is the HTTP reason phrase, as the seed's ``ApiException.reason`` was
+(``Forbidden``, ``Not Found``, ``Too Many Requests``). Seed texts: 404 job (Scenario 3),
+``Kubernetes API error: Forbidden`` (Scenario 1), ``Internal server error: Unable to
+locate credentials...`` (Scenario 2). Where the seed is silent: a policy refusal by the
+worker is the caller's 403, and a conflict or an object the API rejects as invalid keeps
+its own status (409, 422, 400) with the Kubernetes message, since the caller can fix it
+and a 500 would invite a useless retry.
+
+Errors of the gateway itself: invalid input 422 (nothing enqueued), body too large 413,
+missing or wrong API key 401, a request ID reused for another operation 409, Redis
+unreachable 503. Every body is ``{"detail": "<one sentence>"}``.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from worker.contracts import ErrorInfo, Operation
+from worker.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+_JOB_OPERATIONS = (Operation.GET_JOB_STATUS, Operation.DELETE_JOB)
+# Kubernetes answers whose message tells the caller what to change in the request.
+_CALLER_FIXABLE = (400, 409, 422)
+_WORKER_REFUSALS = ("ProtectedNamespace", "UnmanagedNamespace")
+
+
+class RequestIdReused(Exception):
+    """Raised when an X-Request-ID already names a request for another operation."""
+
+    def __init__(self, request_id: str, operation: str) -> None:
+        super().__init__(
+            f"Request ID {request_id} was already used for {operation}; "
+            "use a new X-Request-ID for a different operation"
+        )
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class SeedFailure:
+    """The HTTP answer to a failed request, and what the route logs about it."""
+
+    status_code: int
+    detail: str
+    error: ErrorInfo
+
+    @property
+    def from_kubernetes(self) -> bool:
+        """Return whether the Kubernetes API itself refused the request."""
+        return is_kubernetes_error(self.error)
+
+    def log_text(self, doing: str) -> str:
+        """Return the seed's route log line, e.g. ``Kubernetes API error creating job: ...``."""
+        error = self.error
+        if self.from_kubernetes:
+            phrase = _phrase(error.http_status)
+            return (
+                f"Kubernetes API error {doing}: ({error.http_status}) "
+                f"Reason: {phrase}: {error.message}"
+            )
+        return f"Error {doing}: {error.code}: {error.message}"
+
+
+def is_kubernetes_error(error: ErrorInfo) -> bool:
+    """Return whether ``error`` is a Kubernetes API answer (not AWS, transport or policy).
+
+    The worker's translation keeps the Kubernetes ``Status`` reason in ``details``;
+    AWS errors carry ``aws_error_code`` instead, and the worker's own refusals neither.
+    """
+    details = error.details or {}
+    return "reason" in details and "aws_error_code" not in details
+
+
+def seed_failure(
+    operation: Operation, arguments: Mapping[str, Any], error: ErrorInfo
+) -> SeedFailure:
+    """Return the status code and ``detail`` the seed API gave for ``error``."""
+
+    def answer(status_code: int, detail: str) -> SeedFailure:
+        return SeedFailure(status_code=status_code, detail=detail, error=error)
+
+    if error.code == "ClusterNotFound":
+        if arguments.get("cluster"):
+            return answer(404, error.message)
+        return answer(500, f"Internal server error: {error.message}")
+    if error.code in _WORKER_REFUSALS:
+        return answer(403, error.message)
+    if is_kubernetes_error(error):
+        status = error.http_status
+        if status == 404 and operation in _JOB_OPERATIONS:
+            return answer(
+                404,
+                f"Job {arguments.get('job_name')} not found in namespace "
+                f"{arguments.get('namespace', 'default')}",
+            )
+        if status == 404 and operation is Operation.DELETE_NAMESPACE:
+            return answer(404, f"Namespace {arguments.get('namespace_name')} not found")
+        if status in _CALLER_FIXABLE:
+            return answer(status, error.message)
+        return answer(500, f"Kubernetes API error: {_phrase(status)}")
+    if error.code == InvalidRequest.default_code:
+        return answer(422, error.message)
+    return answer(500, f"Internal server error: {error.message}")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return str(status)
+
+
+def error_body(
+    detail: str, *, request_id: str | None = None, error: ErrorInfo | None = None
+) -> dict[str, Any]:
+    """Return the JSON body of an error answer: ``detail`` first, extras only when known."""
+    body: dict[str, Any] = {"detail": detail}
+    if request_id is not None:
+        body["request_id"] = request_id
+    if error is not None:
+        body["error"] = error.model_dump(mode="json", exclude_none=True)
+    return body
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    """Return FastAPI's parameter errors as one sentence naming each field.
+
+    Same wording as :func:`worker.contracts.explain` gives for the contracts, so a bad
+    query parameter and a bad body field read alike.
+    """
+    problems = []
+    for item in exc.errors():
+        location = ".".join(str(part) for part in item.get("loc", ())[1:]) or "body"
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        if item.get("type") == "missing":
+            message = "required field is missing"
+        problems.append(f"{location}: {message}")
+    return "Invalid request: " + "; ".join(problems)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidRequest)
+    logger.warning("Rejected request: %s", exc.message)
+    return JSONResponse(error_body(exc.message), status_code=422)
+
+
+async def _invalid_parameters(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = describe_validation(exc)
+    logger.warning("Rejected request: %s", detail)
+    return JSONResponse(error_body(detail), status_code=422)
+
+
+async def _request_id_reused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestIdReused)
+    logger.warning("Rejected request: %s", exc)
+    return JSONResponse(error_body(str(exc), request_id=exc.request_id), status_code=409)
+
+
+async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("Queue unavailable: %s: %s", type(exc).__name__, exc)
+    return JSONResponse(
+        error_body(f"Queue unavailable: {type(exc).__name__}: {exc}"),
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer invalid input 422, a reused request ID 409 and a dead Redis 503."""
+    app.add_exception_handler(InvalidRequest, _invalid_request)
+    app.add_exception_handler(RequestValidationError, _invalid_parameters)
+    app.add_exception_handler(RequestIdReused, _request_id_reused)
+    app.add_exception_handler(RedisError, _queue_unavailable)

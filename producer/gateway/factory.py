@@ -1,0 +1,139 @@
+"""The gateway's FastAPI application: factory, lifespan, startup banner.
+
+:func:`create_app` builds an app from settings; tests pass their own ``EksOps`` (on
+fakeredis) and worker counter, the server builds both from the environment. Routes
+requiring an API key get the dependency only when keys are configured, so the OpenAPI
+schema declares security exactly when it is enforced. :func:`server_app` is what
+``uvicorn producer.gateway:app`` loads: it reads the environment, refuses to start on a
+bad configuration with one line, and configures logging once in the seed format.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import platform
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from producer.client import EksOps
+from producer.gateway import health, routes, tasks
+from producer.gateway.auth import require_api_key
+from producer.gateway.errors import install_handlers
+from producer.gateway.health import HealthMonitor
+from producer.gateway.middleware import RequestContext
+from producer.gateway.openapi import install_openapi
+from producer.gateway.schemas import error_responses
+from producer.gateway.service import Gateway, connect
+from producer.gateway.settings import GatewaySettings, load_settings
+from worker.logs import configure_logging, log_banner, safe_url
+from worker.settings import ConfigurationInvalid, QueueSettings
+
+logger = logging.getLogger("producer.gateway.main")
+
+VERSION = "0.1.0"
+DESCRIPTION = (
+    "The seed EKS operations API, served through the eksops queue. Every operation "
+    "answers 202 with a request ID to poll at /api/tasks/{request_id}; add ?wait=SECONDS "
+    "to get the seed's own response (200 with its body, or its error status and detail)."
+)
+
+
+def celery_worker_counter(eksops: EksOps, timeout: float) -> Callable[[], int]:
+    """Return a function counting the workers that answer a Celery ping."""
+
+    def count() -> int:
+        return len(eksops.app.control.ping(timeout=timeout) or [])
+
+    return count
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    queue: QueueSettings | None = None,
+    eksops: EksOps | None = None,
+    count_workers: Callable[[], int] | None = None,
+) -> FastAPI:
+    """Return the gateway app; an ``eksops`` passed in is not closed on shutdown."""
+    settings = settings or GatewaySettings()
+    owned = eksops is None
+    if eksops is None:
+        eksops = connect(settings, queue or QueueSettings())
+    gateway = Gateway(eksops, settings)
+    monitor = HealthMonitor(
+        ping_redis=eksops.redis.ping,
+        count_workers=count_workers
+        or celery_worker_counter(eksops, settings.gateway_health_timeout_seconds),
+        settings=settings,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _banner(settings, eksops.queue)
+        try:
+            yield
+        finally:
+            if owned:
+                gateway.close()
+            logger.info("Gateway stopped")
+
+    app = FastAPI(
+        title="eksops gateway", version=VERSION, description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.gateway = gateway
+    app.state.health = monitor
+    install_handlers(app)
+    guarded: dict[str, Any] = {}
+    if settings.api_keys:
+        guarded = {
+            "dependencies": [Depends(require_api_key(settings.api_keys))],
+            "responses": error_responses(401),
+        }
+    app.include_router(routes.router, **guarded)
+    app.include_router(tasks.router, **guarded)
+    app.include_router(health.router)
+    app.add_middleware(RequestContext, max_body_bytes=settings.gateway_max_body_bytes)
+    install_openapi(app)
+    return app
+
+
+def _banner(settings: GatewaySettings, queue: QueueSettings) -> None:
+    keys = len(settings.gateway_api_keys)
+    log_banner(
+        logger,
+        "eksops gateway - Startup",
+        [
+            f"Python version: {platform.python_version()}",
+            f"Application version: {VERSION}",
+            "Configuration loaded successfully:",
+            f"  - EKS Cluster: {settings.eks_cluster_name or '-'}",
+            f"  - AWS Region: {settings.eks_region or '-'}",
+            f"  - Broker: {safe_url(queue.broker_url)}",
+            f"  - Result backend: {safe_url(queue.result_backend)}",
+            f"  - API keys: {f'{keys} configured' if keys else 'none (authentication off)'}",
+            f"  - Max body: {settings.gateway_max_body_bytes} bytes",
+            f"  - Wait: up to {settings.gateway_wait_max_seconds:g}s, "
+            f"{settings.gateway_max_waiting} callers at once",
+            f"  - Log Level: {settings.log_level}",
+            "Application startup completed successfully",
+            "Ready to accept requests",
+        ],
+    )
+
+
+@functools.cache
+def server_app() -> FastAPI:
+    """Return the app configured from the environment; exit with one line if it cannot."""
+    try:
+        settings, queue = load_settings()
+    except ConfigurationInvalid as exc:
+        sys.stderr.write(f"eksops gateway: invalid configuration: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings, queue=queue)

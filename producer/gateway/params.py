@@ -1,0 +1,53 @@
+"""Parameters shared by the gateway's routes: its service, the request ID, ``?wait``.
+
+Declared once so every route documents them the same way in OpenAPI.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from producer.gateway.service import Gateway
+
+
+def gateway(request: Request) -> Gateway:
+    """Return the app's :class:`Gateway` (set by the factory)."""
+    service: Gateway = request.app.state.gateway
+    return service
+
+
+def request_id(request: Request) -> str:
+    """Return this request's ID, assigned from ``X-Request-ID`` by the middleware."""
+    rid: str = request.state.request_id
+    return rid
+
+
+GatewayDep = Annotated[Gateway, Depends(gateway)]
+RequestIdDep = Annotated[str, Depends(request_id)]
+Wait = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        allow_inf_nan=False,
+        description="Wait up to this many seconds for the outcome (capped by "
+        "GATEWAY_WAIT_MAX_SECONDS) and answer as the seed API did; 202 if it is not done.",
+    ),
+]
+# The rule worker.names.check_dns1123_label enforces, stated for the schema only: the
+# contracts validate (one place, one wording), the schema tells clients and fuzzers.
+DNS1123_LABEL = {"pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "minLength": 1, "maxLength": 63}
+
+
+def _name(description: str, example: str) -> Any:
+    return Query(
+        description=description,
+        json_schema_extra=DNS1123_LABEL,
+        openapi_examples={"seed": {"value": example}},
+    )
+
+
+JobName = Annotated[str, _name("Name of the Job (an RFC 1123 label).", "my-job")]
+Namespace = Annotated[str, _name("Kubernetes namespace of the Job.", "default")]
+NamespaceName = Annotated[str, _name("Name of the Namespace (RFC 1123 label).", "my-namespace")]

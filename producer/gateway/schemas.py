@@ -1,0 +1,76 @@
+"""Bodies the gateway answers with beyond the seed's own: 202, errors, health.
+
+The seed's success bodies are the shared result contracts (``worker.contracts``) and
+the request bodies are the shared request contracts; only what the queue adds (a
+request ID to poll, a structured error, broker health) is defined here. These models
+document the OpenAPI schema; the routes build plain JSON of the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from worker.contracts import ErrorInfo
+
+TASKS_PATH = "/api/tasks"
+
+
+def status_url(request_id: str) -> str:
+    """Return where a request's status is polled, relative to the gateway's root."""
+    return f"{TASKS_PATH}/{request_id}"
+
+
+class Accepted(BaseModel):
+    """202: the request is queued; poll ``status_url`` (also in ``Location``)."""
+
+    request_id: str = Field(description="The request ID (a UUID); also the X-Request-ID header.")
+    status_url: str = Field(
+        description="Relative URL of GET /api/tasks/{request_id}, resolved against the gateway."
+    )
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the seed's ``detail`` sentence, plus what the queue knows."""
+
+    detail: str = Field(description="One sentence saying what went wrong (the seed's text).")
+    request_id: str | None = Field(
+        default=None, description="The request that failed, when one was enqueued."
+    )
+    error: ErrorInfo | None = Field(
+        default=None, description="The worker's structured error, when the request failed."
+    )
+
+
+class Health(BaseModel):
+    """``GET /health``: the seed's fields plus the queue's state."""
+
+    status: Literal["healthy", "degraded", "unhealthy"] = Field(
+        description="healthy: Redis answers and a worker is live; degraded: no live worker "
+        "(requests queue up); unhealthy: Redis is unreachable (HTTP 503)."
+    )
+    cluster: str | None = Field(description="EKS_CLUSTER_NAME as configured for the gateway.")
+    region: str | None = Field(description="EKS_REGION as configured for the gateway.")
+    broker: Literal["reachable", "unreachable"]
+    workers: int | None = Field(
+        description="Workers that answered a ping (cached a few seconds); null if unknown."
+    )
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Return OpenAPI ``responses`` entries for ``codes``, each an :class:`ErrorBody`."""
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+_ERROR_TEXT = {
+    400: "The Kubernetes API refused the request as malformed.",
+    401: "Missing or invalid API key.",
+    403: "The worker refused the operation (protected or unmanaged namespace).",
+    404: "The job, namespace or request does not exist.",
+    409: "The object already exists, or the request ID was used for another operation.",
+    413: "The request body is larger than GATEWAY_MAX_BODY_BYTES.",
+    422: "Invalid input (the detail names the field); nothing was enqueued.",
+    500: "The operation failed in the cluster or the worker (seed texts).",
+    503: "Redis (the queue) is unreachable; retry later.",
+}

@@ -1,0 +1,88 @@
+"""The gateway's use of the producer library, kept off the event loop.
+
+Routes stay thin: they hand an operation and its arguments to :class:`Gateway`, which
+submits through :class:`producer.client.EksOps` (validation with the shared contracts,
+idempotent enqueue) in a worker thread and waits through :class:`Waiter`. It also builds
+the gateway's own ``EksOps`` with short Redis timeouts, so a dead Redis answers 503
+quickly instead of holding requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import anyio.to_thread
+import redis
+
+from producer.client import EksOps, Submission
+from producer.gateway.errors import RequestIdReused
+from producer.gateway.settings import GatewaySettings
+from producer.gateway.waiting import Waiter
+from producer.queue import make_app
+from worker.contracts import TASK_PREFIX, Operation, RequestStatus
+from worker.settings import QueueSettings
+
+
+def connect(settings: GatewaySettings, queue: QueueSettings) -> EksOps:
+    """Return an ``EksOps`` whose Redis calls give up after the gateway's timeouts."""
+    queue.require_urls()
+    timeout = settings.gateway_redis_timeout_seconds
+    app = make_app(queue)
+    # Producer-side only: a poll failing fast (503, caller retries) beats one that
+    # retries for minutes inside an HTTP request.
+    app.conf.update(
+        redis_socket_timeout=timeout,
+        redis_socket_connect_timeout=timeout,
+        result_backend_always_retry=False,
+        broker_connection_timeout=settings.gateway_health_timeout_seconds,
+        broker_connection_max_retries=1,
+    )
+    client = redis.Redis.from_url(
+        str(queue.broker_url),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+    )
+    return EksOps(settings=settings, queue=queue, app=app, redis=client)
+
+
+class Gateway:
+    """Submit, read and wait for requests on behalf of HTTP callers."""
+
+    def __init__(self, eksops: EksOps, settings: GatewaySettings) -> None:
+        self.eksops = eksops
+        self.settings = settings
+        self.waiter = Waiter(
+            eksops.status,
+            max_seconds=settings.gateway_wait_max_seconds,
+            max_waiting=settings.gateway_max_waiting,
+            poll_min_seconds=settings.wait_poll_min_seconds,
+            poll_max_seconds=settings.wait_poll_max_seconds,
+        )
+
+    async def submit(
+        self, operation: Operation, arguments: Mapping[str, Any], *, request_id: str
+    ) -> Submission:
+        """Validate and enqueue; a repeated request ID must name the same operation."""
+        submit = partial(self.eksops.submit, operation, arguments, request_id=request_id)
+        submission = await anyio.to_thread.run_sync(submit)
+        if submission.duplicate:
+            earlier = (await self.status(request_id)).operation
+            earlier = earlier.removeprefix(TASK_PREFIX) if earlier else None
+            if earlier and earlier != operation.value:
+                raise RequestIdReused(request_id, earlier)
+        return submission
+
+    async def status(self, request_id: str) -> RequestStatus:
+        """Return where ``request_id`` is now (``unknown`` if never submitted)."""
+        return await self.waiter.read(request_id)
+
+    async def wait(self, request_id: str, seconds: float) -> RequestStatus:
+        """Return the status once final, or after ``seconds`` (capped by the settings)."""
+        return await self.waiter.wait(request_id, seconds)
+
+    def close(self) -> None:
+        """Release the Redis connections."""
+        self.eksops.close()

@@ -1,0 +1,126 @@
+"""Settings of the HTTP gateway, read from the environment (``.env`` honoured).
+
+The gateway is a producer, so it extends :class:`producer.settings.ProducerSettings`
+(logging, request limits, polling pace) with what only an HTTP front door needs: API
+keys, a body size limit, how long ``?wait`` may hold a request, and how often health
+checks may ask the broker about workers. Variables are prefixed ``GATEWAY_``; the
+broker and result backend come from :class:`worker.settings.QueueSettings` as in every
+process. :func:`load_settings` fails fast with one line naming what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import NoDecode
+
+from producer.settings import ProducerSettings
+from worker.settings import ConfigurationInvalid, QueueSettings, describe_settings_error
+
+# Values that show a key was copied from an example rather than generated.
+PLACEHOLDER_KEYS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "secret",
+        "password",
+        "apikey",
+        "api-key",
+        "api_key",
+        "example",
+        "test",
+        "xxx",
+        "todo",
+    }
+)
+MIN_KEY_LENGTH = 16
+
+
+class GatewaySettings(ProducerSettings):
+    """What the gateway adds to a producer: authentication, limits, waiting, health."""
+
+    # Comma-separated; empty disables authentication (every endpoint open).
+    gateway_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Largest request body accepted, in bytes (checked before the body is read).
+    gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Upper bound of ``?wait=SECONDS``; a longer wait is cut to this.
+    gateway_wait_max_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # ``?wait`` requests waiting at once; beyond this a request answers 202 at once.
+    gateway_max_waiting: int = Field(default=1000, ge=1, le=100_000)
+    # How long the live-worker count of /health is reused before asking the broker again.
+    gateway_health_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Time a worker ping (and the Redis check of /health) may take.
+    gateway_health_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    # Socket timeouts of the gateway's Redis connections, so nothing hangs on a dead Redis.
+    gateway_redis_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    # Shown by /health as the seed did; the workers' cluster (the gateway never calls it).
+    eks_cluster_name: str | None = None
+    eks_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("EKS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+
+    @field_validator("gateway_api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("gateway_api_keys")
+    @classmethod
+    def _reject_weak_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for position, key in enumerate(keys, start=1):
+            secret = key.get_secret_value()
+            if secret.lower() in PLACEHOLDER_KEYS:
+                raise ValueError(
+                    f"key #{position} is a placeholder; generate one, e.g. with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
+            if len(secret) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"key #{position} is {len(secret)} characters; use at least {MIN_KEY_LENGTH}"
+                )
+        return keys
+
+    @model_validator(mode="after")
+    def _wait_fits_polling(self) -> Self:
+        if self.wait_poll_min_seconds > self.wait_poll_max_seconds:
+            raise ValueError("WAIT_POLL_MIN_SECONDS must not exceed WAIT_POLL_MAX_SECONDS")
+        return self
+
+    @property
+    def api_keys(self) -> tuple[bytes, ...]:
+        """Return the configured keys as bytes, ready for a constant-time compare."""
+        return tuple(key.get_secret_value().encode() for key in self.gateway_api_keys)
+
+
+def load_settings() -> tuple[GatewaySettings, QueueSettings]:
+    """Return the gateway's settings, or raise :class:`ConfigurationInvalid` with one line."""
+    try:
+        settings = GatewaySettings()
+        queue = QueueSettings()
+    except ValidationError as exc:
+        raise ConfigurationInvalid(_describe(exc)) from None
+    queue.require_urls()
+    return settings, queue
+
+
+def _describe(error: ValidationError) -> str:
+    # The shared description quotes each bad input; never quote an API key.
+    keys = [item for item in error.errors() if item["loc"][:1] == ("gateway_api_keys",)]
+    if keys:
+        return "; ".join(
+            "GATEWAY_API_KEYS: " + str(item["msg"]).removeprefix("Value error, ") for item in keys
+        )
+    return describe_settings_error(error)

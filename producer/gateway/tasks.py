@@ -1,0 +1,52 @@
+"""``GET /api/tasks/{request_id}``: where a request is, and its outcome once it has one.
+
+The ``status_url`` of every 202 points here. The answer is the shared
+:class:`~worker.contracts.RequestStatus`: state (queued, started, retrying, succeeded,
+failed), the seed's result body or the structured error, and timestamps. It reads
+Redis only, never the cluster. An ID that was never submitted (or whose result expired)
+is a 404, never "queued". ``?wait=SECONDS`` long-polls until the request is final.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+
+from producer.gateway.errors import error_body
+from producer.gateway.params import GatewayDep, Wait
+from producer.gateway.schemas import TASKS_PATH, error_responses
+from worker.contracts import RequestState, RequestStatus
+from worker.logs import bound_request
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["tasks"])
+
+
+@router.get(
+    TASKS_PATH + "/{request_id}",
+    response_model=RequestStatus,
+    responses=error_responses(404, 422, 503),
+    summary="Poll a request: state, result or error, timestamps",
+)
+async def get_task(
+    service: GatewayDep,
+    request_id: Annotated[uuid.UUID, Path(description="The request ID a submission returned.")],
+    wait: Wait = None,
+) -> JSONResponse:
+    """Return the request's status; 404 if the ID was never submitted or has expired."""
+    rid = str(request_id)
+    if wait is None:
+        status = await service.status(rid)
+    else:
+        status = await service.wait(rid, wait)
+    with bound_request(rid):
+        logger.debug("Polled: %s", status.state.value)
+    if status.state is RequestState.UNKNOWN:
+        detail = f"Request {rid} not found: never submitted, or its result expired"
+        return JSONResponse(error_body(detail, request_id=rid), status_code=404)
+    return JSONResponse(status.model_dump(mode="json"))

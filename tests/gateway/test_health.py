@@ -1,0 +1,92 @@
+"""/health reports the seed's fields, Redis and live workers, fast, and 503 without Redis."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import fakeredis
+from fastapi.testclient import TestClient
+
+from producer.gateway.health import HealthMonitor
+from producer.gateway.settings import GatewaySettings
+from tests.gateway.conftest import WorkerCount
+
+
+def test_health_reports_the_seed_fields_the_broker_and_live_workers(
+    make_app: Any, workers: WorkerCount
+) -> None:
+    workers.value = 2
+    app = make_app(eks_cluster_name="my-cluster", EKS_REGION="us-east-1")
+    with TestClient(app) as client:
+        response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "healthy",
+        "cluster": "my-cluster",
+        "region": "us-east-1",
+        "broker": "reachable",
+        "workers": 2,
+    }
+
+
+def test_without_live_workers_the_gateway_is_degraded_but_up(
+    client: TestClient, workers: WorkerCount
+) -> None:
+    workers.value = 0
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["workers"]) == ("degraded", 0)
+
+
+def test_with_redis_down_health_is_503_and_fast(
+    client: TestClient, redis_server: fakeredis.FakeServer, workers: WorkerCount
+) -> None:
+    redis_server.connected = False
+    started = time.monotonic()
+    response = client.get("/health")
+    assert time.monotonic() - started < 1.0
+    assert response.status_code == 503
+    assert response.json()["status"] == "unhealthy"
+    assert response.json()["broker"] == "unreachable"
+    assert response.json()["workers"] is None
+    assert workers.calls == 0
+
+
+def test_the_worker_count_is_cached_between_checks(make_app: Any, workers: WorkerCount) -> None:
+    with TestClient(make_app(gateway_health_cache_seconds=60)) as client:
+        for _ in range(5):
+            assert client.get("/health").json()["workers"] == 1
+    assert workers.calls == 1
+
+
+def test_the_worker_count_is_asked_again_once_the_cache_expires(
+    make_app: Any, workers: WorkerCount
+) -> None:
+    with TestClient(make_app(gateway_health_cache_seconds=0)) as client:
+        client.get("/health")
+        workers.value = 3
+        assert client.get("/health").json()["workers"] == 3
+    assert workers.calls == 2
+
+
+def test_a_failing_worker_ping_reads_as_unknown_not_as_an_error(
+    client: TestClient, workers: WorkerCount
+) -> None:
+    workers.value = OSError("broker connection lost")
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["workers"]) == ("degraded", None)
+
+
+def test_a_hanging_redis_is_abandoned_after_the_health_timeout(workers: WorkerCount) -> None:
+    monitor = HealthMonitor(
+        ping_redis=lambda: time.sleep(2),
+        count_workers=workers,
+        settings=GatewaySettings(gateway_health_timeout_seconds=0.2),
+    )
+    started = time.monotonic()
+    report = anyio.run(monitor.report)
+    assert time.monotonic() - started < 1.0
+    assert (report.status, report.broker) == ("unhealthy", "unreachable")
