@@ -16,6 +16,7 @@ failure                                           HTTP   ``detail``
 ClusterNotFound, the body named ``cluster``       404    ``EKS cluster not found: ...``
 ClusterNotFound, the worker's own cluster         500    ``Internal server error: <message>``
 ProtectedNamespace / UnmanagedNamespace (worker)  403    the worker's message
+OutcomeUnknown (started, no outcome stored)       504    the message (check before resubmitting)
 Kubernetes 404, get/delete job                    404    ``Job X not found in namespace Y``
 Kubernetes 404, delete namespace                  404    ``Namespace X not found``
 Kubernetes 400 / 409 / 422 (caller can fix)       same   the Kubernetes message
@@ -50,8 +51,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from producer.enqueue import ChunksInterrupted
 from worker.contracts import ErrorInfo, Operation
-from worker.errors import InvalidRequest
+from worker.errors import InvalidRequest, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ def seed_failure(
         return answer(500, f"Internal server error: {error.message}")
     if error.code in _WORKER_REFUSALS:
         return answer(403, error.message)
+    if error.code == "OutcomeUnknown":
+        return answer(504, error.message)
     if is_kubernetes_error(error):
         status = error.http_status
         if status == 404 and operation in _JOB_OPERATIONS:
@@ -194,11 +198,12 @@ async def _request_id_reused(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("Queue unavailable: %s: %s", type(exc).__name__, exc)
+    # Redis itself, an enqueue it broke off (resubmitting the same ID is safe), or a
+    # status read the producer library gave up on.
+    text = f"{type(exc).__name__}: {exc}" if isinstance(exc, RedisError) else str(exc)
+    logger.error("Queue unavailable: %s", text)
     return JSONResponse(
-        error_body(f"Queue unavailable: {type(exc).__name__}: {exc}"),
-        status_code=503,
-        headers={"Retry-After": "5"},
+        error_body(f"Queue unavailable: {text}"), status_code=503, headers={"Retry-After": "5"}
     )
 
 
@@ -207,4 +212,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRequest, _invalid_request)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(RequestIdReused, _request_id_reused)
-    app.add_exception_handler(RedisError, _queue_unavailable)
+    for unavailable in (RedisError, ChunksInterrupted, Unavailable):
+        app.add_exception_handler(unavailable, _queue_unavailable)

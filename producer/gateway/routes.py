@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
+# Final states that carry an error: failed, or started and lost (no outcome stored).
+_ENDED_BADLY = (RequestState.FAILED, RequestState.UNKNOWN)
 # What the seed's failure lines say the route was doing.
 _DOING = {
     Operation.CREATE_JOB: "creating job",
@@ -63,7 +65,7 @@ def _responses(result: type, *errors: int) -> dict[int | str, dict[str, Any]]:
         200: {"model": result, "description": "With ?wait: the seed's response body."}
     }
     # 409 also answers a request ID reused for another operation.
-    return {**ok, **error_responses(*sorted({*errors, 409, 422, 500, 503}))}
+    return {**ok, **error_responses(*sorted({*errors, 409, 422, 500, 503, 504}))}
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -111,7 +113,7 @@ async def _run(
         result = status.result or {}
         _log_success(operation, arguments, result)
         return JSONResponse(result, status_code=200)
-    if status.state is RequestState.FAILED and status.error is not None:
+    if status.error is not None and status.state in _ENDED_BADLY:
         failure = seed_failure(operation, arguments, status.error)
         logger.error("%s", failure.log_text(_DOING[operation]))
         body = error_body(failure.detail, request_id=submission.request_id, error=failure.error)

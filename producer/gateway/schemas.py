@@ -73,4 +73,5 @@ _ERROR_TEXT = {
     422: "Invalid input (the detail names the field); nothing was enqueued.",
     500: "The operation failed in the cluster or the worker (seed texts).",
     503: "Redis (the queue) is unreachable; retry later.",
+    504: "A worker started the request but no outcome was stored; check before resubmitting.",
 }

@@ -4,7 +4,9 @@ The ``status_url`` of every 202 points here. The answer is the shared
 :class:`~worker.contracts.RequestStatus`: state (queued, started, retrying, succeeded,
 failed), the seed's result body or the structured error, and timestamps. It reads
 Redis only, never the cluster. An ID that was never submitted (or whose result expired)
-is a 404, never "queued". ``?wait=SECONDS`` long-polls until the request is final.
+is a 404, never "queued"; one that a worker started but whose outcome was never stored
+reads ``unknown`` with an ``OutcomeUnknown`` error (200: the poll itself worked).
+``?wait=SECONDS`` long-polls until the request is final.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ async def get_task(
         status = await service.wait(rid, wait)
     with bound_request(rid):
         logger.debug("Polled: %s", status.state.value)
-    if status.state is RequestState.UNKNOWN:
+    if status.state is RequestState.UNKNOWN and status.error is None:
         detail = f"Request {rid} not found: never submitted, or its result expired"
         return JSONResponse(error_body(detail, request_id=rid), status_code=404)
     return JSONResponse(status.model_dump(mode="json"))

@@ -186,6 +186,14 @@ CASES = [
     pytest.param(
         Operation.CREATE_JOB,
         {},
+        own("OutcomeUnknown", 504, "A worker started this request and no outcome was stored"),
+        504,
+        "A worker started this request and no outcome was stored",
+        id="outcome-lost",
+    ),
+    pytest.param(
+        Operation.CREATE_JOB,
+        {},
         own("BadRequest", 400, "Invalid create_job request: namespace: must not be empty"),
         422,
         "Invalid create_job request: namespace: must not be empty",

@@ -89,5 +89,16 @@ def test_a_poll_with_redis_down_is_503_not_a_crash(
     redis_server.connected = False
     response = client.get(f"/api/tasks/{new_id()}")
     assert response.status_code == 503
-    assert response.json()["detail"].startswith("Queue unavailable: ConnectionError")
+    assert response.json()["detail"].startswith("Queue unavailable: ")
+    assert "FakeRedis is emulating a connection error" in response.json()["detail"]
     assert response.headers["Retry-After"] == "5"
+
+
+def test_a_submission_with_redis_down_is_503_not_a_crash(
+    client: TestClient, redis_server: fakeredis.FakeServer
+) -> None:
+    redis_server.connected = False
+    response = client.post("/api/eks-create-namespace", json={"namespace_name": "team-a"})
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("Queue unavailable: ")
+    assert response.headers["X-Request-ID"]
