@@ -75,6 +75,8 @@ async def read_json(request: Request) -> dict[str, Any]:
         body = json.loads(raw) if raw else None
     except ValueError as exc:
         raise InvalidRequest(f"Invalid request body: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidRequest("Invalid request body: JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest(
             f"Invalid request body: expected a JSON object, got {type(body).__name__}"
@@ -127,17 +129,19 @@ def _log_success(
 ) -> None:
     if operation is Operation.CREATE_JOB:
         logger.info(
-            "Successfully created job %s in namespace %s", result["job_name"], result["namespace"]
+            "Successfully created job %s in namespace %s",
+            result.get("job_name"),
+            result.get("namespace"),
         )
     elif operation is Operation.GET_JOB_STATUS:
         logger.debug(
             "Job status: %s (active=%s, succeeded=%s, failed=%s)",
-            result["state"],
-            result["active"],
-            result["succeeded"],
-            result["failed"],
+            result.get("state"),
+            result.get("active"),
+            result.get("succeeded"),
+            result.get("failed"),
         )
-        logger.info("Successfully retrieved status for job %s", result["job_name"])
+        logger.info("Successfully retrieved status for job %s", arguments["job_name"])
     elif operation is Operation.DELETE_JOB:
         logger.info(
             "Successfully deleted job %s from namespace %s",
@@ -145,7 +149,7 @@ def _log_success(
             arguments["namespace"],
         )
     elif operation is Operation.CREATE_NAMESPACE:
-        logger.info("Successfully created namespace %s", result["namespace_name"])
+        logger.info("Successfully created namespace %s", result.get("namespace_name"))
     else:
         logger.info("Successfully deleted namespace %s", arguments["namespace_name"])
 

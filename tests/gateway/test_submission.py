@@ -193,6 +193,18 @@ def test_a_request_id_that_is_not_a_uuid_is_refused_and_nothing_is_written(
             "Invalid request body: expected a JSON object, got list",
         ),
         ("POST", "/api/eks-create-namespace", {}, "expected a JSON object, got NoneType"),
+        (
+            "POST",
+            "/api/eks-create-namespace",
+            {"content": b"[" * 100_000 + b"]" * 100_000},
+            "Invalid request body: JSON nested too deeply",
+        ),
+        (
+            "POST",
+            "/api/eks-create-job",
+            {"content": b'{"job_manifest": {"spec": ' + b'{"a": ' * 800 + b"{}" + b"}" * 802},
+            "job_manifest: Recursion limit reached",
+        ),
     ],
 )
 def test_invalid_input_is_a_422_naming_the_field_and_nothing_is_written(
