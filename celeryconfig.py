@@ -4,6 +4,8 @@ Loaded with ``app.config_from_object("celeryconfig")`` by the worker and by prod
 so both sides agree on serialisation, queue and result handling. Why each setting:
 
 * JSON only, in and out: a pickle payload on the queue is refused, never executed.
+  With ``MESSAGE_SIGNING_*`` set, task messages must also be signed (Celery's "auth"
+  serializer over JSON) by a certificate in the trusted store; results stay JSON.
 * Late acks + reject on worker lost: a message is removed only after its task has
   finished, so a killed worker's task is redelivered rather than lost. Operations are
   idempotent per request ID, which makes the redelivery safe.
@@ -24,9 +26,14 @@ from worker.contracts import QUEUE
 from worker.settings import QueueSettings
 
 
-def celery_settings(queue: QueueSettings) -> dict[str, Any]:
-    """Return the Celery configuration for ``queue`` (broker, backend, pool)."""
-    return {
+def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, Any]:
+    """Return the Celery configuration for ``queue`` (broker, backend, pool).
+
+    ``role="producer"`` turns off retrying result-backend reads: a worker must keep
+    trying to store a result until Redis is back, but a caller polling a status
+    should hear at once that Redis is unreachable.
+    """
+    settings: dict[str, Any] = {
         "broker_url": queue.broker_url,
         "result_backend": queue.result_backend,
         "task_serializer": "json",
@@ -49,13 +56,18 @@ def celery_settings(queue: QueueSettings) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         "broker_transport_options": {
             "visibility_timeout": queue.visibility_timeout_seconds,
+            # Look for abandoned messages every tenth of the timeout (at most every 10 s),
+            # on every sweep: kombu's default looks only every ~100 s, which would add
+            # up to that much to the recovery of a crashed worker's tasks.
+            "unacked_restore_interval": max(1, min(10, queue.visibility_timeout_seconds // 10)),
+            "unacked_restore_throttle": 1,
             "socket_keepalive": True,
             "health_check_interval": 10,
             "retry_on_timeout": True,
         },
         "result_expires": queue.result_expires_seconds,
         "result_extended": True,
-        "result_backend_always_retry": True,
+        "result_backend_always_retry": role == "worker",
         "result_backend_max_retries": 30,
         "result_backend_base_sleep_between_retries_ms": 100,
         "result_backend_max_sleep_between_retries_ms": 5_000,
@@ -63,6 +75,28 @@ def celery_settings(queue: QueueSettings) -> dict[str, Any]:
         "redis_socket_keepalive": True,
         "redis_retry_on_timeout": True,
     }
+    settings.update(_signing(queue))
+    return settings
+
+
+def _signing(queue: QueueSettings) -> dict[str, Any]:
+    """Signed messages only, when a key is configured (results stay plain JSON)."""
+    if not queue.signing:
+        return {}
+    return {
+        "task_serializer": "auth",
+        "accept_content": ["auth"],
+        "security_key": str(queue.message_signing_key),
+        "security_certificate": str(queue.message_signing_certificate),
+        "security_cert_store": queue.message_signing_cert_store,
+        "security_digest": "sha256",
+    }
+
+
+def enable_signing(app: Any, queue: QueueSettings) -> None:
+    """Register the signing serializer in this process when signing is configured."""
+    if queue.signing:
+        app.setup_security(allowed_serializers=["json"], serializer="json")
 
 
 # What `app.config_from_object("celeryconfig")` reads: the environment's configuration.

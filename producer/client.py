@@ -319,7 +319,13 @@ class EksOps:
     def status(self, request_id: str) -> RequestStatus:
         """Return where ``request_id`` is now; ``unknown`` if it was never submitted."""
         rid = self.request_id_for(request_id)
-        return read_status(redis=self.redis, backend=self.app.backend, request_id=rid)
+        return read_status(
+            redis=self.redis,
+            backend=self.app.backend,
+            request_id=rid,
+            # A request redelivered after a crash restarts within one visibility timeout.
+            stale_after=2 * self.queue.visibility_timeout_seconds,
+        )
 
     def wait(self, request_id: str, timeout: float) -> RequestStatus:
         """Poll until the request ends or ``timeout`` seconds pass; return the last status."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from celery import Celery
+from kombu.serialization import dumps as kombu_dumps
 from redis.exceptions import RedisError, ResponseError
 
 from worker.contracts import QUEUE, REQUEST_KEY_PREFIX
@@ -100,10 +101,15 @@ def build_message(app: Celery, item: Outgoing) -> bytes:
         argsrepr="()",
         kwargsrepr=item.summary or "{...}",
     )
+    if app.conf.task_serializer == "auth":  # signed messages (see celeryconfig)
+        content_type, content_encoding, payload = kombu_dumps(task.body, serializer="auth")
+        body = payload.encode() if isinstance(payload, str) else payload
+    else:
+        content_type, content_encoding, body = "application/json", "utf-8", orjson.dumps(task.body)
     envelope = {
-        "body": base64.b64encode(orjson.dumps(task.body)).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": content_encoding,
+        "content-type": content_type,
         "headers": task.headers,
         "properties": {
             **task.properties,

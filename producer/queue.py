@@ -12,14 +12,15 @@ from typing import Any
 import redis
 from celery import Celery
 
-from celeryconfig import celery_settings
+from celeryconfig import celery_settings, enable_signing
 from worker.settings import QueueSettings
 
 
 def make_app(queue: QueueSettings) -> Celery:
     """Return a Celery app configured like the workers, for messages and results."""
     app = Celery("eksops-producer", set_as_current=False)
-    app.conf.update(celery_settings(queue))
+    app.conf.update(celery_settings(queue, role="producer"))
+    enable_signing(app, queue)
     return app
 
 

@@ -9,14 +9,17 @@ Reads Redis only: polling a finished request never reaches Kubernetes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import states
+from celery.exceptions import BackendError
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 import worker.errors  # noqa: F401 - Celery rebuilds stored errors from sys.modules
 from worker.contracts import ErrorInfo, RequestState, RequestStatus
-from worker.errors import EksOpsError
+from worker.errors import EksOpsError, Unavailable
 from worker.records import read_record
 
 _STATE_BY_CELERY = {
@@ -51,18 +54,47 @@ def _iso(value: object) -> str | None:
 
 
 def _running_again(record: Mapping[str, str], meta: Mapping[str, Any]) -> bool:
-    """Return whether the worker started (again) after the last stored state."""
+    """Return whether a worker started (again) after the last stored state."""
     started = record.get("last_started_at")
     if not started:
         return False
-    stored_at = _iso(meta.get("date_done"))
+    # A RETRY meta has no date_done; the worker records when it scheduled the retry.
+    stored_at = record.get("last_retry_at") if meta.get("status") == states.RETRY else None
     if stored_at is None:
         return True
     return datetime.fromisoformat(started) > datetime.fromisoformat(stored_at)
 
 
-def combine(request_id: str, record: Mapping[str, str], meta: Mapping[str, Any]) -> RequestStatus:
-    """Build the caller's view from the request record and the Celery result meta."""
+def _outcome_lost(record: Mapping[str, str], stale_after: float | None) -> ErrorInfo | None:
+    started = record.get("last_started_at")
+    if stale_after is None or not started:
+        return None
+    age = (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds()
+    if age < stale_after:
+        return None
+    return ErrorInfo(
+        code="OutcomeUnknown",
+        message=(
+            f"A worker started this request at {started} and no outcome was stored in the "
+            f"{int(age)}s since; it may have run or not. Check the cluster before resubmitting."
+        ),
+        http_status=504,
+    )
+
+
+def combine(
+    request_id: str,
+    record: Mapping[str, str],
+    meta: Mapping[str, Any],
+    *,
+    stale_after: float | None = None,
+) -> RequestStatus:
+    """Build the caller's view from the request record and the Celery result meta.
+
+    A request started more than ``stale_after`` seconds ago with no stored outcome (a
+    redelivery would have restarted it long before) reads as ``unknown`` with an
+    ``OutcomeUnknown`` error rather than as running forever.
+    """
     celery_state = meta.get("status", states.PENDING)
     state = _STATE_BY_CELERY.get(celery_state, RequestState.QUEUED)
     if celery_state == states.PENDING and not record:
@@ -72,9 +104,12 @@ def combine(request_id: str, record: Mapping[str, str], meta: Mapping[str, Any])
         state = RequestState.STARTED
     result = meta.get("result")
     fields: dict[str, Any] = {}
+    if state is RequestState.STARTED and (lost := _outcome_lost(record, stale_after)):
+        state = RequestState.UNKNOWN
+        fields["error"] = lost
     if state is RequestState.SUCCEEDED:
         fields["result"] = result if isinstance(result, dict) else {"value": result}
-    elif state is RequestState.FAILED or celery_state == states.RETRY:
+    elif (state is RequestState.FAILED or celery_state == states.RETRY) and "error" not in fields:
         fields["error"] = error_info(result)
     finished = state in (RequestState.SUCCEEDED, RequestState.FAILED)
     return RequestStatus(
@@ -89,8 +124,20 @@ def combine(request_id: str, record: Mapping[str, str], meta: Mapping[str, Any])
     )
 
 
-def read_status(*, redis: Any, backend: Any, request_id: str) -> RequestStatus:
-    """Return the status of ``request_id`` from the broker Redis and the result backend."""
-    record = read_record(redis, request_id)
-    meta = backend.get_task_meta(request_id)
-    return combine(request_id, record, meta)
+def read_status(
+    *, redis: Any, backend: Any, request_id: str, stale_after: float | None = None
+) -> RequestStatus:
+    """Return the status of ``request_id`` from the broker Redis and the result backend.
+
+    Raises :class:`~worker.errors.Unavailable` when Redis cannot be read: a poller must
+    never mistake an unreadable status for an empty or successful one.
+    """
+    try:
+        record = read_record(redis, request_id)
+        meta = backend.get_task_meta(request_id)
+    except (RedisError, OSError, OperationalError, BackendError) as exc:
+        raise Unavailable(
+            f"Cannot read the status of request {request_id}: Redis is unreachable ({exc})",
+            code="BackendUnavailable",
+        ) from exc
+    return combine(request_id, record, meta, stale_after=stale_after)

@@ -17,6 +17,7 @@ from typing import Any
 from celery import Celery, signals
 from pydantic import ValidationError
 
+from celeryconfig import enable_signing
 from worker import operations
 from worker.logs import configure_logging, log_banner, safe_url
 from worker.manifests import job_schema_validator
@@ -34,7 +35,9 @@ app.config_from_object("celeryconfig")
 @signals.celeryd_init.connect
 def _check_configuration(**_: Any) -> None:
     try:
-        reset_runtime(Runtime.load())
+        loaded = Runtime.load()
+        enable_signing(app, loaded.queue)
+        reset_runtime(loaded)
     except (ValidationError, ConfigurationInvalid) as exc:
         sys.stderr.write(f"eksops worker: invalid configuration: {describe_settings_error(exc)}\n")
         sys.stderr.flush()

@@ -9,13 +9,18 @@ in the broker's Redis, expiring with the results) holds exactly that:
   atomic step that enqueues the message (see ``producer.enqueue``);
 * ``attempts``, ``started_at``, ``last_started_at`` — written by the worker each time
   the task starts, which is how an operation knows it is running again after a
-  redelivery or retry.
+  redelivery or retry, and how pollers see it started; ``last_retry_at`` when a retry
+  was scheduled, so pollers tell "waiting to retry" from "running again".
+
+Beside it, ``eksops:request:<id>:lease`` names the one execution allowed to run the
+request right now (see ``worker.leases``).
 
 Pure redis-py; shared by producers and workers.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from worker.contracts import BATCH_KEY_PREFIX, REQUEST_KEY_PREFIX
@@ -37,32 +42,69 @@ def batch_items_key(batch_id: str) -> str:
     return BATCH_KEY_PREFIX + batch_id + ":items"
 
 
-def start_attempt(
-    redis: Any,
-    request_id: str,
-    *,
-    operation: str,
-    ttl_seconds: int,
-    result_key: bytes | None = None,
-) -> tuple[int, bytes | None]:
-    """Count one more start of ``request_id``; return its attempt number (1-based).
+def lease_key(request_id: str) -> str:
+    """Return the Redis key of the lease held by the execution running a request."""
+    return REQUEST_KEY_PREFIX + request_id + ":lease"
 
-    With ``result_key`` (the Celery result key, when results live in the same Redis),
-    the stored result is read in the same round trip and returned too.
-    """
-    key = record_key(request_id)
-    now = now_iso()
-    pipe = redis.pipeline(transaction=False)
-    pipe.hincrby(key, "attempts", 1)
-    pipe.hsetnx(key, "started_at", now)
-    pipe.hsetnx(key, "operation", operation)
-    pipe.hset(key, "last_started_at", now)
-    pipe.expire(key, ttl_seconds)
-    if result_key is not None:
-        pipe.get(result_key)
-    replies = pipe.execute()
-    stored = replies[5] if result_key is not None else None
-    return int(replies[0]), stored
+
+# KEYS: lease, record, stored result ('' when results live in another Redis).
+# ARGV: holder, lease ms, now, operation, record TTL s.
+# Returns {leased 0/1, attempt number (0 if not leased), stored result or false}.
+_START_SCRIPT = """
+local stored = false
+if KEYS[3] ~= '' then stored = redis.call('GET', KEYS[3]) end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, 0, stored}
+end
+local attempt = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('HSETNX', KEYS[2], 'started_at', ARGV[3])
+redis.call('HSETNX', KEYS[2], 'operation', ARGV[4])
+redis.call('HSET', KEYS[2], 'last_started_at', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return {1, attempt, stored}
+"""
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a task learns when it starts: whether it runs, which attempt, prior outcome."""
+
+    leased: bool
+    attempt: int
+    stored: bytes | None
+
+
+class Starter:
+    """Starts executions of requests: lease, attempt count and stored result, atomically."""
+
+    def __init__(self, redis: Any) -> None:
+        self._script = redis.register_script(_START_SCRIPT)
+
+    def start(
+        self,
+        request_id: str,
+        *,
+        holder: str,
+        operation: str,
+        lease_ms: int,
+        ttl_seconds: int,
+        result_key: bytes | str | None = None,
+    ) -> Start:
+        """Try to take the request's lease; when taken, count the attempt.
+
+        With ``result_key`` (results in the same Redis) the stored result comes back
+        in the same round trip, leased or not.
+        """
+        leased, attempt, stored = self._script(
+            keys=[lease_key(request_id), record_key(request_id), result_key or ""],
+            args=[holder, lease_ms, now_iso(), operation, ttl_seconds],
+        )
+        return Start(leased=bool(leased), attempt=int(attempt), stored=stored or None)
+
+
+def mark_retrying(redis: Any, request_id: str) -> None:
+    """Note when a retry was scheduled: Celery's RETRY state carries no timestamp."""
+    redis.hset(record_key(request_id), "last_retry_at", now_iso())
 
 
 def read_record(redis: Any, request_id: str) -> dict[str, str]:

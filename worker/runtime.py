@@ -14,8 +14,10 @@ from typing import Any
 
 import redis
 
+from worker.leases import LeaseKeeper
 from worker.operations import Clusters, ClusterTarget
 from worker.operations.limiter import Limiter, Limits, RedisLimiter, Unlimited
+from worker.records import Starter
 from worker.retries import RetryPolicy
 from worker.settings import QueueSettings, WorkerSettings
 
@@ -29,6 +31,8 @@ class Runtime:
     clusters: Clusters
     policy: RetryPolicy
     redis: Any
+    starter: Starter
+    leases: LeaseKeeper
 
     @classmethod
     def load(cls) -> Runtime:
@@ -51,6 +55,8 @@ class Runtime:
             ),
             policy=RetryPolicy.from_settings(settings),
             redis=client,
+            starter=Starter(client),
+            leases=LeaseKeeper(client, ttl_seconds=settings.lease_seconds),
         )
 
 

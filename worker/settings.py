@@ -50,8 +50,34 @@ class QueueSettings(_Settings):
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     # Must exceed the longest task plus the longest retry countdown, or Redis redelivers
     # a message that is still being worked on.
-    visibility_timeout_seconds: int = Field(default=600, ge=10)
+    visibility_timeout_seconds: int = Field(default=600, ge=3)
     result_expires_seconds: int = Field(default=86_400, ge=60)
+    # Message signing (Celery's "auth" serializer): all three, or none.
+    message_signing_key: Path | None = None
+    message_signing_certificate: Path | None = None
+    message_signing_cert_store: str | None = None
+
+    @model_validator(mode="after")
+    def _signing_all_or_nothing(self) -> Self:
+        parts = (
+            self.message_signing_key,
+            self.message_signing_certificate,
+            self.message_signing_cert_store,
+        )
+        if any(parts) and not all(parts):
+            raise ValueError(
+                "message signing needs MESSAGE_SIGNING_KEY, MESSAGE_SIGNING_CERTIFICATE and "
+                "MESSAGE_SIGNING_CERT_STORE together"
+            )
+        for path in parts[:2]:
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a file")
+        return self
+
+    @property
+    def signing(self) -> bool:
+        """Return whether task messages are signed and only signed ones accepted."""
+        return self.message_signing_key is not None
 
     @property
     def broker_url(self) -> str | None:
@@ -123,6 +149,8 @@ class WorkerSettings(SharedSettings):
     k8s_rate_limit_qps: float = Field(default=50.0, ge=0)
     k8s_rate_limit_burst: int = Field(default=100, ge=1)
     k8s_max_in_flight: int = Field(default=32, ge=0)
+    # How long a killed worker's claim on a request outlives it (renewed while alive).
+    lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     retry_max_attempts: int = Field(default=5, ge=1, le=50)
     retry_backoff_seconds: float = Field(default=1.0, gt=0)
     retry_backoff_max_seconds: float = Field(default=60.0, gt=0)

@@ -1,9 +1,10 @@
 """What every eksops task does around its operation, written once.
 
-:class:`OperationTask` binds the request ID to the log context, counts the attempt in
-the request record (which is also how pollers learn it started: no extra result-backend
-write), answers a redelivered request that already succeeded from the stored result
-(no second API call), and applies the retry policy:
+:class:`OperationTask` binds the request ID to the log context, takes the request's
+execution lease (``worker.leases``) and counts the attempt in the request record (also
+how pollers learn it started: no extra result-backend write), answers a redelivered
+request that already ended with its stored outcome (no second API call), and applies
+the retry policy:
 transient errors are retried with backoff, permanent ones fail at once, unexpected
 exceptions become a structured internal error. Task bodies stay one line of parsing
 and one operation call.
@@ -12,6 +13,7 @@ and one operation call.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, TypeVar
 
 import celery
@@ -22,7 +24,7 @@ from worker.contracts import explain
 from worker.errors import EksOpsError, InvalidRequest, PermanentError, TransientError
 from worker.logs import bound_request
 from worker.operations import ClusterClient
-from worker.records import start_attempt
+from worker.records import lease_key, mark_retrying
 from worker.runtime import runtime
 
 logger = logging.getLogger(__name__)
@@ -56,10 +58,9 @@ class OperationTask(celery.Task):  # type: ignore[type-arg]
         with bound_request(request_id):
             if self.request.called_directly:
                 return self.run(*args, **kwargs)
-            stored = self._start(request_id)
-            if stored is not None:
-                logger.info("Request already succeeded; returning the stored result")
-                return stored
+            outcome = self._start(request_id)
+            if outcome is not None:
+                return self._repeat(outcome)
             try:
                 return self.run(*args, **kwargs)
             except TransientError as exc:
@@ -72,30 +73,61 @@ class OperationTask(celery.Task):  # type: ignore[type-arg]
             except Exception as exc:
                 logger.exception("%s failed unexpectedly", self.name)
                 raise EksOpsError(f"Internal error: {type(exc).__name__}: {exc}") from exc
+            finally:
+                runtime().leases.release(lease_key(request_id), self.request.eksops_lease)  # type: ignore[attr-defined]
 
-    def _start(self, request_id: str) -> Any:
-        """Record this attempt; return the stored result if the request already succeeded.
+    def _start(self, request_id: str) -> dict[str, Any] | None:
+        """Take the request's lease and count the attempt; or return its final outcome.
 
         One round trip when results share the broker's Redis. A redelivered message
-        of a finished request is answered from Redis, without a second API call.
+        of a finished request is answered from Redis, without a second API call; one
+        whose request another live worker is running waits for that worker.
         """
         current = runtime()
         shared = current.queue.broker_url == current.queue.result_backend
-        attempt, raw = start_attempt(
-            current.redis,
-            request_id,
-            operation=self.name,
-            ttl_seconds=current.queue.result_expires_seconds,
-            result_key=self.backend.get_key_for_task(request_id) if shared else None,  # type: ignore[attr-defined]
-        )
-        # The task object is shared by all pool threads; the request context is not.
-        self.request.eksops_attempt = attempt  # type: ignore[attr-defined]
-        meta = (
-            self.backend.decode_result(raw)
-            if raw
-            else ({} if shared else self.backend.get_task_meta(request_id))
-        )
-        return meta.get("result") if meta.get("status") == states.SUCCESS else None
+        result_key = self.backend.get_key_for_task(request_id) if shared else None  # type: ignore[attr-defined]
+        holder = current.leases.new_holder()
+        waiting = False
+        while True:
+            start = current.starter.start(
+                request_id,
+                holder=holder,
+                operation=self.name,
+                lease_ms=current.leases.ttl_ms,
+                ttl_seconds=current.queue.result_expires_seconds,
+                result_key=result_key,
+            )
+            meta = self._stored_meta(request_id, start.stored, shared=shared)
+            if meta.get("status") in states.READY_STATES:
+                if start.leased:
+                    current.leases.release(lease_key(request_id), holder)
+                return meta
+            if start.leased:
+                current.leases.hold(lease_key(request_id), holder)
+                # The task object is shared by all pool threads; the request context is not.
+                self.request.eksops_attempt = start.attempt  # type: ignore[attr-defined]
+                self.request.eksops_lease = holder  # type: ignore[attr-defined]
+                return None
+            if not waiting:
+                logger.warning("Another worker is running this request; waiting for it to finish")
+                waiting = True
+            time.sleep(0.5)
+
+    def _stored_meta(self, request_id: str, raw: bytes | None, *, shared: bool) -> dict[str, Any]:
+        if raw:
+            return dict(self.backend.decode_result(raw))
+        return {} if shared else dict(self.backend.get_task_meta(request_id))
+
+    def _repeat(self, meta: dict[str, Any]) -> Any:
+        """Answer a repeated delivery with the request's stored outcome."""
+        result = meta.get("result")
+        if meta.get("status") == states.SUCCESS:
+            logger.info("Request already succeeded; returning the stored result")
+            return result
+        logger.info("Request already failed; returning the stored error")
+        if isinstance(result, BaseException):
+            raise result
+        raise EksOpsError(f"Request already failed: {result}")
 
     def _retry_or_fail(self, exc: TransientError) -> BaseException:
         policy = runtime().policy
@@ -111,6 +143,7 @@ class OperationTask(celery.Task):  # type: ignore[type-arg]
             )
             return exc
         countdown = policy.countdown(retries, exc.retry_after)
+        mark_retrying(runtime().redis, self.request_id)
         logger.warning(
             "Attempt %d of %d failed: %s %s: %s; retrying in %.2fs",
             retries + 1,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from producer.status import combine, error_info
+import pytest
+import redis
+
+from producer.status import combine, error_info, read_status
 from worker import errors
 from worker.contracts import RequestState
+from worker.errors import Unavailable
 
 RID = "3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c"
 RECORD = {"operation": "eksops.create_job", "submitted_at": "2026-01-20T10:30:00+00:00"}
@@ -43,13 +47,10 @@ def test_a_retried_request_running_again_reads_started_with_the_last_error() -> 
         **RECORD,
         "attempts": "2",
         "started_at": "2026-01-20T10:30:01+00:00",
+        "last_retry_at": "2026-01-20T10:30:02+00:00",
         "last_started_at": "2026-01-20T10:30:05+00:00",
     }
-    meta = {
-        "status": "RETRY",
-        "result": errors.Unavailable("boom", 503),
-        "date_done": "2026-01-20T10:30:02+00:00",
-    }
+    meta = {"status": "RETRY", "result": errors.Unavailable("boom", 503)}
     status = combine(RID, record, meta)
     assert status.state is RequestState.STARTED
     assert status.attempts == 2
@@ -82,10 +83,14 @@ def test_a_failure_carries_the_structured_error() -> None:
     )
 
 
-def test_a_retrying_request_shows_the_error_of_the_last_attempt() -> None:
-    status = combine(
-        RID, RECORD, {"status": "RETRY", "result": errors.Throttled("slow down", retry_after=2.0)}
-    )
+def test_a_request_waiting_to_retry_reads_retrying_with_the_error_of_the_last_attempt() -> None:
+    record = {
+        **RECORD,
+        "last_started_at": "2026-01-20T10:30:01+00:00",
+        "last_retry_at": "2026-01-20T10:30:02+00:00",
+    }
+    meta = {"status": "RETRY", "result": errors.Throttled("slow down", retry_after=2.0)}
+    status = combine(RID, record, meta)
     assert status.state is RequestState.RETRYING
     assert status.error is not None
     assert status.error.retryable
@@ -95,3 +100,23 @@ def test_foreign_exceptions_still_give_a_structured_error() -> None:
     info = error_info(RuntimeError("Worker exited prematurely: signal 9 (SIGKILL)."))
     assert (info.code, info.http_status) == ("RuntimeError", 500)
     assert "SIGKILL" in info.message
+
+
+def test_a_request_started_long_ago_without_an_outcome_reads_unknown_not_running() -> None:
+    record = {
+        **RECORD,
+        "attempts": "1",
+        "started_at": "2026-01-20T10:30:01+00:00",
+        "last_started_at": "2026-01-20T10:30:01+00:00",
+    }
+    status = combine(RID, record, {"status": "PENDING"}, stale_after=1200)
+    assert status.state is RequestState.UNKNOWN
+    assert status.error is not None
+    assert status.error.code == "OutcomeUnknown"
+    assert "Check the cluster" in status.error.message
+
+
+def test_an_unreadable_status_is_an_error_not_an_empty_answer() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=None)
+    with pytest.raises(Unavailable, match="Redis is unreachable"):
+        read_status(redis=dead, backend=None, request_id=RID)
