@@ -68,6 +68,8 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
         "result_expires": queue.result_expires_seconds,
         "result_extended": True,
         "result_backend_always_retry": role == "worker",
+        # Workers consume through a transport that survives stray items on the queue.
+        **({"broker_transport": "worker.transport:Transport"} if role == "worker" else {}),
         "result_backend_max_retries": 30,
         "result_backend_base_sleep_between_retries_ms": 100,
         "result_backend_max_sleep_between_retries_ms": 5_000,

@@ -1,0 +1,67 @@
+"""kombu's Redis transport, hardened against items that are not messages.
+
+kombu pops an item from the queue list and parses it as a message envelope; an item
+that is not JSON, or not shaped like an envelope, raises out of the worker's event
+loop and Celery stops the whole worker ("Unrecoverable error"). Anything can write to
+a Redis list, so one stray LPUSH must not take a worker down. Here such an item is
+logged once and dropped: it was already popped, and it was never tracked as unacked,
+so there is nothing to requeue and no redelivery loop. Everything else is kombu's.
+
+Used by workers (``broker_transport`` in celeryconfig); the URL's ``redis://`` or
+``rediss://`` still decides the connection, TLS included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from kombu.transport import redis
+
+logger = logging.getLogger(__name__)
+
+
+def _shows(item: object) -> str:
+    text = repr(item)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def is_envelope(message: object) -> bool:
+    """Return whether ``message`` has the shape of a kombu message envelope."""
+    if not isinstance(message, dict) or "body" not in message:
+        return False
+    properties = message.get("properties")
+    return (
+        isinstance(properties, dict)
+        and isinstance(properties.get("delivery_info"), dict)
+        and "delivery_tag" in properties
+    )
+
+
+class Channel(redis.Channel):  # type: ignore[misc]
+    """A Redis channel that drops queue items it cannot parse instead of crashing."""
+
+    def _brpop_read(self, **options: Any) -> Any:
+        try:
+            return super()._brpop_read(**options)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            logger.error(
+                "Dropped an item of the task queue that is not a message (not JSON: %s)", exc
+            )
+            return True
+
+
+class Transport(redis.Transport):  # type: ignore[misc]
+    """The Redis transport with :class:`Channel`, and envelopes checked before delivery."""
+
+    Channel = Channel
+
+    def _deliver(self, message: Any, queue: str) -> Any:
+        if not is_envelope(message):
+            logger.error(
+                "Dropped an item of the task queue that is not a message envelope: %s",
+                _shows(message),
+            )
+            return None
+        return super()._deliver(message, queue)
