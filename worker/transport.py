@@ -39,12 +39,12 @@ def is_envelope(message: object) -> bool:
     )
 
 
-class Channel(redis.Channel):  # type: ignore[misc]
+class Channel(redis.Channel):
     """A Redis channel that drops queue items it cannot parse instead of crashing."""
 
     def _brpop_read(self, **options: Any) -> Any:
         try:
-            return super()._brpop_read(**options)
+            return super()._brpop_read(**options)  # type: ignore[misc]
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             logger.error(
                 "Dropped an item of the task queue that is not a message (not JSON: %s)", exc
@@ -52,12 +52,12 @@ class Channel(redis.Channel):  # type: ignore[misc]
             return True
 
 
-class Transport(redis.Transport):  # type: ignore[misc]
+class Transport(redis.Transport):
     """The Redis transport with :class:`Channel`, and envelopes checked before delivery."""
 
     Channel = Channel
 
-    def _deliver(self, message: Any, queue: str) -> Any:
+    def _deliver(self, message: Any, queue: str | None) -> Any:
         if not is_envelope(message):
             logger.error(
                 "Dropped an item of the task queue that is not a message envelope: %s",
