@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from celery import Celery, signals
+from kombu.serialization import register as register_serializer
 from pydantic import ValidationError
 
 from celeryconfig import enable_signing
@@ -22,7 +23,12 @@ from worker import operations
 from worker.logs import configure_logging, log_banner, safe_url
 from worker.manifests import job_schema_validator
 from worker.runtime import Runtime, reset_runtime, runtime
-from worker.settings import ConfigurationInvalid, SharedSettings, describe_settings_error
+from worker.settings import (
+    ConfigurationInvalid,
+    QueueSettings,
+    SharedSettings,
+    describe_settings_error,
+)
 
 logger = logging.getLogger("worker.main")
 
@@ -32,12 +38,34 @@ app = Celery("eksops", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
 
 
+def _register_signing() -> ConfigurationInvalid | None:
+    """Register the signing serializer now: Celery resolves accepted content types
+    before any worker signal fires. A problem is kept for the one-line report below."""
+    try:
+        enable_signing(app, QueueSettings())
+    except ValidationError:
+        return None  # reported, with everything else, by _check_configuration
+    except Exception as exc:  # unreadable key or certificate
+        # Fail closed: an "auth" serializer that refuses everything lets startup reach
+        # the one-line report, and no unsigned message could ever be accepted.
+        register_serializer("auth", _refuse, _refuse, "application/data", "utf-8")
+        return ConfigurationInvalid(f"message signing: {exc}")
+    return None
+
+
+def _refuse(_: Any) -> Any:
+    raise ConfigurationInvalid("message signing is misconfigured")
+
+
+_signing_problem = _register_signing()
+
+
 @signals.celeryd_init.connect
 def _check_configuration(**_: Any) -> None:
     try:
-        loaded = Runtime.load()
-        enable_signing(app, loaded.queue)
-        reset_runtime(loaded)
+        if _signing_problem is not None:
+            raise _signing_problem
+        reset_runtime(Runtime.load())
     except (ValidationError, ConfigurationInvalid) as exc:
         sys.stderr.write(f"eksops worker: invalid configuration: {describe_settings_error(exc)}\n")
         sys.stderr.flush()

@@ -19,6 +19,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from producer.client import EksOps
 from producer.gateway import health, routes, tasks
@@ -82,8 +84,16 @@ def create_app(
                 gateway.close()
             logger.info("Gateway stopped")
 
+    # With keys configured, every route but /health needs one: the schema and the docs
+    # page too (fetch the schema with the key; the docs page asks for it to authorize).
     app = FastAPI(
-        title="eksops gateway", version=VERSION, description=DESCRIPTION, lifespan=lifespan
+        title="eksops gateway",
+        version=VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url=None if settings.api_keys else "/openapi.json",
+        docs_url=None if settings.api_keys else "/docs",
+        redoc_url=None,
     )
     app.state.gateway = gateway
     app.state.health = monitor
@@ -99,7 +109,19 @@ def create_app(
     app.include_router(health.router)
     app.add_middleware(RequestContext, max_body_bytes=settings.gateway_max_body_bytes)
     install_openapi(app)
+    if settings.api_keys:
+        _guarded_docs(app, guarded["dependencies"])
     return app
+
+
+def _guarded_docs(app: FastAPI, dependencies: list[Any]) -> None:
+    @app.get("/openapi.json", include_in_schema=False, dependencies=dependencies)
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=dependencies)
+    async def docs_page() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="eksops gateway")
 
 
 def _banner(settings: GatewaySettings, queue: QueueSettings) -> None:

@@ -74,7 +74,7 @@ def test_health_never_needs_a_key(guarded: TestClient) -> None:
 def test_the_schema_declares_security_only_when_keys_are_configured(
     guarded: TestClient, client: TestClient
 ) -> None:
-    secured = guarded.get("/openapi.json").json()
+    secured = guarded.get("/openapi.json", headers={"X-API-Key": KEY}).json()
     operation = secured["paths"]["/api/eks-create-job"]["post"]
     assert {name for item in operation["security"] for name in item} == {
         "APIKeyHeader",
@@ -86,6 +86,15 @@ def test_the_schema_declares_security_only_when_keys_are_configured(
     open_schema = client.get("/openapi.json").json()
     assert "security" not in open_schema["paths"]["/api/eks-create-job"]["post"]
     assert "securitySchemes" not in open_schema.get("components", {})
+
+
+def test_with_keys_the_schema_and_docs_need_a_key_too(
+    guarded: TestClient, client: TestClient
+) -> None:
+    for path in ("/openapi.json", "/docs"):
+        assert guarded.get(path).status_code == 401, path
+        assert guarded.get(path, headers={"X-API-Key": KEY}).status_code == 200, path
+        assert client.get(path).status_code == 200, path
 
 
 def test_keys_match_only_exactly() -> None:

@@ -46,7 +46,7 @@ def gateway_on_fakeredis(**overrides: Any) -> FastAPI:
 
 OPEN = schemathesis.openapi.from_asgi("/openapi.json", gateway_on_fakeredis())
 GUARDED = schemathesis.openapi.from_asgi(
-    "/openapi.json", gateway_on_fakeredis(gateway_api_keys=KEY)
+    "/openapi.json", gateway_on_fakeredis(gateway_api_keys=KEY), headers={"X-API-Key": KEY}
 )
 
 

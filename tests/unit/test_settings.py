@@ -98,3 +98,39 @@ def test_a_misconfigured_worker_refuses_to_start_with_one_line(tmp_path: Path) -
         "eksops worker: invalid configuration: EKS_CLUSTER_NAME is not set: set it to the EKS "
         "cluster to operate on (or set KUBECONFIG for kind, k3s or minikube)"
     ]
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_with_an_unusable_signing_key_refuses_to_start_with_one_line(
+    tmp_path: Path,
+) -> None:
+    import trustme  # noqa: PLC0415
+
+    leaf = trustme.CA().issue_cert("producer.eksops.internal")  # ECDSA: Celery signs with RSA only
+    leaf.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "HOME": str(tmp_path),
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "EKS_CLUSTER_NAME": "prod",
+        "EKS_REGION": "us-east-1",
+        "MESSAGE_SIGNING_KEY": str(tmp_path / "key.pem"),
+        "MESSAGE_SIGNING_CERTIFICATE": str(tmp_path / "cert.pem"),
+        "MESSAGE_SIGNING_CERT_STORE": str(tmp_path),
+    }
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("celery")), "-A", "worker", "worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "eksops worker: invalid configuration: message signing: Invalid private key: "
+        "ValueError('Non-RSA keys are not supported.')"
+    ]
