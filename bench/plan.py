@@ -1,0 +1,58 @@
+"""How big each phase is: the full run (``make bench``) and ``--quick`` (under a minute).
+
+Sizes are the only difference between the two; every phase runs in both, so a quick
+run prints every figure (with fewer samples, and memory marks scaled down: it says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizes and settings of one benchmark run."""
+
+    name: str
+    latency_ms: float = 20.0
+    concurrencies: tuple[int, ...] = (8, 32)
+    rounds: int = 2
+    window_seconds: float = 6.0
+    warmup_seconds: float = 1.0
+    drain_tasks: int = 3_000
+    noop_tasks: int = 5_000
+    noop_window_seconds: float = 4.0
+    accept_items: int = 10_000
+    burst_items: int = 10_000
+    burst_workers: int = 2
+    burst_worker_concurrency: int = 16
+    # The bench limit: low enough that the limiter, not the machine, sets the pace.
+    burst_qps: float = 100.0
+    burst_bucket: int = 100
+    burst_max_in_flight: int = 64
+    memory_marks: tuple[int, ...] = (10_000, 100_000)
+    polls: int = 2_000
+    profile_seconds: float = 8.0
+    notes: list[str] = field(default_factory=list)
+
+
+FULL = Plan(name="full")
+
+QUICK = Plan(
+    name="quick",
+    rounds=1,
+    window_seconds=2.0,
+    warmup_seconds=0.5,
+    drain_tasks=200,
+    noop_tasks=600,
+    noop_window_seconds=1.5,
+    accept_items=10_000,
+    burst_items=400,
+    memory_marks=(500, 1_000),
+    polls=300,
+    profile_seconds=4.0,
+    notes=[
+        "quick run: short windows, one round, a 400-job burst, memory marks 500 and 1,000 "
+        "tasks (the full run: 10,000 and 100,000)"
+    ],
+)

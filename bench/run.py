@@ -1,0 +1,477 @@
+"""One benchmark run: bring the stack up, run every phase in order, collect figures.
+
+Order matters on a shared two-core machine: all workers start together first (their
+start-up CPU would otherwise disturb a measurement), then each phase runs with only
+its own worker busy, and each worker is stopped as soon as its phases are done.
+Every scenario has its own Redis database, so an idle worker never takes another
+scenario's messages. Direct and eksops rounds alternate, so a noisy neighbour hits
+both sides alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import accept, burst, ceiling, costs, direct, e2e, profiling
+from bench.loop import LoopResult
+from bench.plan import Plan
+from bench.procs import CpuMeter, CpuUse, rss_bytes
+from bench.stack import Kubesim, Valkey, Worker, worker_env
+from bench.workload import create_namespaces, direct_clusters
+from producer import EksOps
+from producer.queue import make_app
+from producer.settings import ProducerSettings
+from worker.settings import QueueSettings
+
+CLUSTER = "bench"
+# Redis databases, one per scenario.
+DB_ACCEPT, DB_NOOP, DB_BURST = 1, 2, 3
+DB_E2E = {8: 4, 32: 5}
+
+
+def _db_for(concurrency: int) -> int:
+    return DB_E2E.get(concurrency, 6 + concurrency % 8)
+
+
+def _queue(url: str) -> QueueSettings:
+    return QueueSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        redis_url=url,
+        celery_broker_url=None,
+        celery_result_backend=None,
+    )
+
+
+def _eksops(url: str) -> EksOps:
+    return EksOps(settings=ProducerSettings(_env_file=None), queue=_queue(url))  # type: ignore[call-arg]
+
+
+def _loop_json(result: LoopResult) -> dict[str, Any]:
+    return {
+        "rate": result.rate,
+        "completed": result.completed,
+        "window_seconds": result.window_seconds,
+        "p50_ms": result.p(0.50),
+        "p95_ms": result.p(0.95),
+        "p99_ms": result.p(0.99),
+        "errors": result.errors[:5],
+        "error_count": len(result.errors),
+    }
+
+
+def _pooled(results: list[LoopResult]) -> LoopResult:
+    return LoopResult(
+        concurrency=results[0].concurrency,
+        completed=sum(r.completed for r in results),
+        window_seconds=sum(r.window_seconds for r in results),
+        latencies_ms=[value for r in results for value in r.latencies_ms],
+        errors=[error for r in results for error in r.errors],
+    )
+
+
+def _cpu_json(use: CpuUse, tasks: int) -> dict[str, Any]:
+    return {
+        "per_task_ms": use.per_task_ms(tasks),
+        "busy_cores": use.busy_cores(),
+        "machine_busy_cores": use.machine_busy_cores(),
+        "wall_seconds": use.wall_seconds,
+    }
+
+
+def _say(message: str) -> None:
+    print(f"bench: {message}", flush=True)
+
+
+class Run:
+    """A benchmark run in its own temp directory; use as a context manager."""
+
+    def __init__(self, plan: Plan, *, profile: bool, keep: bool) -> None:
+        self.plan = plan
+        self.profile = profile and profiling.py_spy() is not None
+        self.results: dict[str, Any] = {"notes": list(plan.notes)}
+        if profile and not self.profile:
+            self.results["notes"].append("--profile skipped: py-spy is not installed")
+        self._keep = keep
+        self._stack = contextlib.ExitStack()
+        self.directory = Path(tempfile.mkdtemp(prefix="eksops-bench-"))
+        self.workers: dict[str, Worker] = {}
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        self._stack.close()
+        if not self._keep:
+            import shutil  # noqa: PLC0415
+
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    # --- stack ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start Valkey, kubesim and every worker; wait until all are ready."""
+        started = time.perf_counter()
+        plan = self.plan
+        self.valkey = Valkey(self.directory)
+        self._stack.callback(self.valkey.child.stop)
+        self.kubesim = Kubesim(self.directory, cluster=CLUSTER, latency_ms=plan.latency_ms)
+        self._stack.callback(self.kubesim.child.stop)
+        # boto3 in this process (the direct baseline) reads kubesim's endpoint and CA here.
+        os.environ.update(self.kubesim.env)
+        env = self.kubesim.env
+        specs: dict[str, tuple[int, dict[str, str], str]] = {
+            "noop": (
+                DB_NOOP,
+                {
+                    "REDIS_URL": self.valkey.url(DB_NOOP),
+                    "WORKER_CONCURRENCY": str(plan.concurrencies[0]),
+                    "LOG_LEVEL": "WARNING",
+                },
+                "bench.noop_app",
+            ),
+        }
+        for concurrency in plan.concurrencies:
+            db = _db_for(concurrency)
+            specs[f"e2e-c{concurrency}"] = (
+                db,
+                worker_env(self.valkey.url(db), env, concurrency=concurrency),
+                "worker",
+            )
+        for index in range(plan.burst_workers):
+            specs[f"burst-{index + 1}"] = (
+                DB_BURST,
+                worker_env(
+                    self.valkey.url(DB_BURST),
+                    env,
+                    concurrency=plan.burst_worker_concurrency,
+                    rate_qps=plan.burst_qps,
+                    burst=plan.burst_bucket,
+                    max_in_flight=plan.burst_max_in_flight,
+                ),
+                "worker",
+            )
+        for name, (_db, worker_environment, app) in specs.items():
+            self.workers[name] = Worker(self.directory, name, worker_environment, app=app)
+        self.clusters = {
+            concurrency: direct_clusters(env, pool_size=concurrency)
+            for concurrency in plan.concurrencies
+        }
+        self.client = self.clusters[plan.concurrencies[0]].get()
+        create_namespaces(
+            self.client,
+            ["bench-accept", "bench-burst", "bench-memory"]
+            + [f"bench-{kind}-c{c}" for c in plan.concurrencies for kind in ("direct", "e2e")],
+        )
+        for name, worker in self.workers.items():
+            worker.wait_ready(self.valkey.url(specs[name][0]))
+        self.results["startup_seconds"] = time.perf_counter() - started
+        self.results["worker_rss_mib_at_start"] = {
+            name: rss_bytes(worker.pid) / 2**20 for name, worker in self.workers.items()
+        }
+        _say(f"stack up in {self.results['startup_seconds']:.1f}s ({self.directory})")
+
+    def _stop_worker(self, name: str) -> None:
+        worker = self.workers.pop(name, None)
+        if worker is not None:
+            worker.stop()
+
+    def _meter(self, worker: str | None) -> CpuMeter:
+        pids = {"harness": os.getpid(), "kubesim": self.kubesim.child.pid}
+        pids["valkey"] = self.valkey.child.pid
+        if worker is not None:
+            pids["worker"] = self.workers[worker].pid
+        return CpuMeter(pids).start()
+
+    # --- phases --------------------------------------------------------------------
+
+    def run_accept(self) -> None:
+        """Bulk accept of create-jobs vs raw pipelined writes (no worker on this DB)."""
+        eksops = _eksops(self.valkey.url(DB_ACCEPT))
+        client = self.valkey.client(DB_ACCEPT)
+        meter = CpuMeter({"producer": os.getpid(), "valkey": self.valkey.child.pid})
+        result = accept.run_accept(
+            eksops, client, meter, items=self.plan.accept_items, namespace="bench-accept"
+        )
+        eksops.close()
+        self.results["accept"] = {
+            "items": result.items,
+            "accepted": result.accepted,
+            "message_bytes": result.message_bytes,
+            "seconds": result.seconds,
+            "rate": result.rate,
+            "fsync_confirmed": result.fsync_confirmed,
+            "raw_rate": result.raw_rate,
+            "raw_durable_rate": result.raw_durable_rate,
+            "raw_variadic_rate": result.raw_variadic_rate,
+            "cpu_us_per_item": result.cpu_us_per_item,
+            "ratio": result.rate / result.raw_rate,
+        }
+        _say(f"accept {result.rate:,.0f}/s; raw pipelined {result.raw_rate:,.0f}/s")
+
+    def run_ceiling(self) -> None:
+        """Raw Celery no-op drain rate and round trip, then stop the no-op worker."""
+        plan = self.plan
+        client = self.valkey.client(DB_NOOP)
+        app = make_app(_queue(self.valkey.url(DB_NOOP)))
+        watcher = e2e.ResultWatcher(self.valkey.client(DB_NOOP))
+        meter = self._meter("noop")
+        try:
+            result = ceiling.run_ceiling(
+                app,
+                client,
+                watcher,
+                tasks=plan.noop_tasks,
+                concurrency=plan.concurrencies[0],
+                duration=plan.noop_window_seconds,
+                warmup=plan.warmup_seconds / 2,
+            )
+        finally:
+            watcher.close()
+            app.close()
+        use = meter.stop()
+        self._stop_worker("noop")
+        self.results["ceiling"] = {
+            "concurrency": plan.concurrencies[0],
+            "tasks": result.tasks,
+            "seconds": result.seconds,
+            "rate": result.rate,
+            "loop": _loop_json(result.loop),
+            "cpu": _cpu_json(use, result.tasks + result.loop.completed),
+        }
+        _say(f"celery no-op ceiling {result.rate:,.0f}/s (p50 {result.loop.p(0.5):.1f} ms)")
+
+    def run_throughput(self, concurrency: int) -> None:
+        """Direct vs eksops at ``concurrency``: closed loops, a drain, CPU per process."""
+        plan = self.plan
+        name = f"e2e-c{concurrency}"
+        url = self.valkey.url(_db_for(concurrency))
+        eksops = _eksops(url)
+        watcher = e2e.ResultWatcher(self.valkey.client(_db_for(concurrency)))
+        client = self.clusters[concurrency].get()
+        stages = e2e.Stages()
+        directs: list[LoopResult] = []
+        e2es: list[LoopResult] = []
+        cpu_direct: list[CpuUse] = []
+        cpu_e2e: list[CpuUse] = []
+        try:
+            for _ in range(plan.rounds):
+                meter = self._meter(None)
+                directs.append(
+                    direct.run_direct(
+                        client,
+                        namespace=f"bench-direct-c{concurrency}",
+                        concurrency=concurrency,
+                        duration=plan.window_seconds,
+                        warmup=plan.warmup_seconds,
+                    )
+                )
+                cpu_direct.append(meter.stop())
+                meter = self._meter(name)
+                e2es.append(
+                    e2e.run_e2e(
+                        eksops,
+                        watcher,
+                        namespace=f"bench-e2e-c{concurrency}",
+                        concurrency=concurrency,
+                        duration=plan.window_seconds,
+                        warmup=plan.warmup_seconds,
+                        stages=stages,
+                    )
+                )
+                cpu_e2e.append(meter.stop())
+            meter = self._meter(name)
+            drained = e2e.run_drain(
+                eksops,
+                self.valkey.client(_db_for(concurrency)),
+                namespace=f"bench-e2e-c{concurrency}",
+                tasks=plan.drain_tasks,
+            )
+            cpu_drain = meter.stop()
+            profile = self._profile(eksops, watcher, concurrency) if self.profile else None
+        finally:
+            watcher.close()
+            eksops.close()
+        pooled_direct, pooled_e2e = _pooled(directs), _pooled(e2es)
+        self.results.setdefault("throughput", {})[str(concurrency)] = {
+            "direct": _loop_json(pooled_direct),
+            "e2e": _loop_json(pooled_e2e),
+            "rounds": {
+                "direct": [r.rate for r in directs],
+                "e2e": [r.rate for r in e2es],
+            },
+            "drain": {"tasks": drained.tasks, "seconds": drained.seconds, "rate": drained.rate},
+            "ratio_closed_loop": pooled_e2e.rate / pooled_direct.rate,
+            "ratio_drain": drained.rate / pooled_direct.rate,
+            "added_ms": {
+                label: pooled_e2e.p(q) - pooled_direct.p(q)
+                for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+            },
+            "stages_p50_ms": stages.p50(),
+            "cpu": {
+                "direct": _cpu_json(_sum_cpu(cpu_direct), pooled_direct.completed),
+                "e2e": _cpu_json(_sum_cpu(cpu_e2e), pooled_e2e.completed),
+                "drain": _cpu_json(cpu_drain, drained.tasks),
+            },
+            "profile": profile,
+        }
+        _say(
+            f"c={concurrency}: direct {pooled_direct.rate:,.0f}/s, eksops closed loop "
+            f"{pooled_e2e.rate:,.0f}/s, drain {drained.rate:,.0f}/s; "
+            f"p50 {pooled_direct.p(0.5):.1f} vs {pooled_e2e.p(0.5):.1f} ms"
+        )
+
+    def _profile(
+        self, eksops: EksOps, watcher: e2e.ResultWatcher, concurrency: int
+    ) -> dict[str, Any]:
+        """One extra closed-loop round (not counted) while py-spy samples the worker."""
+        seconds = self.plan.profile_seconds
+        recorder = profiling.Recorder(
+            self.workers[f"e2e-c{concurrency}"].pid,
+            self.directory / f"profile-c{concurrency}.txt",
+            seconds=seconds,
+        )
+        loop = e2e.run_e2e(
+            eksops,
+            watcher,
+            namespace=f"bench-e2e-c{concurrency}",
+            concurrency=concurrency,
+            duration=seconds,
+            warmup=0.0,
+        )
+        profile = recorder.result()
+        return {
+            "rate_while_sampled": loop.rate,
+            "samples": profile.samples,
+            "gil_busy": profile.gil_busy,
+            "gil_ms_per_task": profile.gil_busy * 1000 / max(loop.rate, 1e-9),
+            "by_step": profile.by_step,
+            "by_library": profile.by_library,
+            "top_functions": profile.top_functions,
+        }
+
+    def run_costs(self) -> None:
+        """Polls of a finished request, then worker memory over many tasks."""
+        plan = self.plan
+        concurrency = plan.concurrencies[-1]
+        name = f"e2e-c{concurrency}"
+        db = _db_for(concurrency)
+        eksops = _eksops(self.valkey.url(db))
+        client = self.valkey.client(db)
+        try:
+            sample = next(client.scan_iter(match="celery-task-meta-*", count=1000)).decode()
+            polls = costs.run_polls(
+                eksops,
+                self.kubesim,
+                sample.removeprefix("celery-task-meta-"),
+                polls=plan.polls,
+            )
+            self.results["polls"] = {
+                "polls": polls.polls,
+                "per_poll_ms": polls.per_poll_ms,
+                "api_calls_during": polls.api_calls_during,
+                "state": polls.state,
+            }
+            self.kubesim.admin.configure(latency_ms=0)
+            memory = costs.run_memory(
+                eksops,
+                client,
+                self.workers[name].pid,
+                marks=list(plan.memory_marks),
+                namespace="bench-memory",
+                progress=True,
+            )
+        finally:
+            self.kubesim.admin.configure(latency_ms=plan.latency_ms)
+            eksops.close()
+        self._stop_worker(name)
+        self.results["memory"] = {
+            "worker": name,
+            "marks_mib": {str(mark): value for mark, value in memory.marks.items()},
+            "curve": memory.curve,
+            "growth": memory.growth,
+            "tasks": memory.tasks,
+            "seconds": memory.seconds,
+            "rate": memory.tasks / memory.seconds if memory.seconds else 0.0,
+            "kubesim_latency_ms": 0,
+        }
+        _say(f"memory {memory.marks} MiB (growth {memory.growth:+.1%})")
+
+    def run_burst(self) -> None:
+        """A burst under the shared limiter, drained by several workers, then audited."""
+        plan = self.plan
+        eksops = _eksops(self.valkey.url(DB_BURST))
+        meter = self._meter(None)
+        try:
+            result = burst.run_burst(
+                eksops,
+                self.valkey.client(DB_BURST),
+                self.kubesim,
+                self.client,
+                items=plan.burst_items,
+                namespace="bench-burst",
+                rate_limit=plan.burst_qps,
+                burst=plan.burst_bucket,
+            )
+        finally:
+            eksops.close()
+        use = meter.stop()
+        for index in range(plan.burst_workers):
+            self._stop_worker(f"burst-{index + 1}")
+        self.results["burst"] = {
+            **{key: getattr(result, key) for key in result.__dataclass_fields__},
+            "api_rate": result.api_rate,
+            "floor_seconds": result.floor_seconds,
+            "workers": plan.burst_workers,
+            "worker_concurrency": plan.burst_worker_concurrency,
+            "max_in_flight": plan.burst_max_in_flight,
+            "cpu_busy_cores_excluding_workers": use.busy_cores(),
+        }
+        _say(
+            f"burst of {result.accepted:,} drained in {result.drain_seconds:.1f}s "
+            f"({result.api_rate:.0f} creates/s, limit {plan.burst_qps:.0f}/s); "
+            f"lost {result.lost}, duplicates {result.duplicates}"
+        )
+
+    def run_tokens(self) -> None:
+        """Distinct IAM tokens kubesim verified over the run, per process."""
+        verified = int(self.kubesim.admin.tokens().get("verified", 0))
+        processes = len(self.plan.concurrencies) + self.plan.burst_workers + 1
+        self.results["presigns"] = {
+            "tokens_verified": verified,
+            "processes": processes,
+            "run_seconds": time.perf_counter() - self._t0,
+            "per_process": verified / processes,
+        }
+
+    def run_all(self) -> dict[str, Any]:
+        """Run every phase; return the results."""
+        self._t0 = time.perf_counter()
+        self.start()
+        self.run_accept()
+        self.run_ceiling()
+        for concurrency in self.plan.concurrencies:
+            self.run_throughput(concurrency)
+            if concurrency != self.plan.concurrencies[-1]:
+                self._stop_worker(f"e2e-c{concurrency}")
+        self.run_costs()
+        self.run_burst()
+        self.run_tokens()
+        self.results["wall_seconds"] = time.perf_counter() - self._t0
+        return self.results
+
+
+def _sum_cpu(uses: list[CpuUse]) -> CpuUse:
+    total: dict[str, float] = {}
+    for use in uses:
+        for name, value in use.seconds.items():
+            total[name] = total.get(name, 0.0) + value
+    return CpuUse(
+        sum(use.wall_seconds for use in uses), total, sum(use.machine_seconds for use in uses)
+    )
