@@ -23,7 +23,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from producer.client import EksOps
-from producer.gateway import health, routes, tasks
+from producer.gateway import batches, health, routes, tasks
 from producer.gateway.auth import require_api_key
 from producer.gateway.errors import install_handlers
 from producer.gateway.health import HealthMonitor
@@ -106,8 +106,13 @@ def create_app(
         }
     app.include_router(routes.router, **guarded)
     app.include_router(tasks.router, **guarded)
+    app.include_router(batches.router, **guarded)
     app.include_router(health.router)
-    app.add_middleware(RequestContext, max_body_bytes=settings.gateway_max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.gateway_max_body_bytes,
+        larger_bodies={batches.BULK_CREATE_JOBS_PATH: settings.gateway_max_bulk_bytes},
+    )
     install_openapi(app)
     if settings.api_keys:
         _guarded_docs(app, guarded["dependencies"])

@@ -42,9 +42,17 @@ def too_large(size: int | str, limit: int) -> str:
 class RequestContext:
     """Assign the request ID, enforce the body limit and log one access line."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        larger_bodies: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Paths that accept bigger bodies (bulk submission), with their own limit.
+        self.larger_bodies = larger_bodies or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,15 +69,18 @@ class RequestContext:
                 await _reply(send, 422, f"Invalid {REQUEST_ID_HEADER} header: {exc}", rid)
             return
         scope.setdefault("state", {})["request_id"] = request_id
+        limit = self.larger_bodies.get(scope.get("path", ""), self.max_body_bytes)
         with bound_request(request_id):
             declared = headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-                logger.warning("Rejected request: %s", too_large(declared, self.max_body_bytes))
-                await _reply(send, 413, too_large(declared, self.max_body_bytes), request_id)
+            if declared and declared.isdigit() and int(declared) > limit:
+                logger.warning("Rejected request: %s", too_large(declared, limit))
+                await _reply(send, 413, too_large(declared, limit), request_id)
                 return
-            await self._handle(scope, receive, send, request_id)
+            await self._handle(scope, receive, send, request_id, limit)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, limit: int
+    ) -> None:
         started = time.perf_counter()
         status = 500
         received = 0
@@ -79,8 +90,8 @@ class RequestContext:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise HTTPException(413, too_large(f"over {received}", self.max_body_bytes))
+                if received > limit:
+                    raise HTTPException(413, too_large(f"over {received}", limit))
             return message
 
         async def tagged_send(message: Message) -> None:

@@ -53,6 +53,9 @@ class GatewaySettings(ProducerSettings):
     gateway_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     # Largest request body accepted, in bytes (checked before the body is read).
     gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Largest body of POST /api/eks-create-jobs, and the most jobs it may carry.
+    gateway_max_bulk_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    gateway_max_bulk_items: int = Field(default=50_000, ge=1, le=1_000_000)
     # Upper bound of ``?wait=SECONDS``; a longer wait is cut to this.
     gateway_wait_max_seconds: float = Field(default=60.0, gt=0, le=3600)
     # ``?wait`` requests waiting at once; beyond this a request answers 202 at once.

@@ -29,6 +29,8 @@ def test_every_seed_endpoint_and_the_gateways_own_are_documented(schema: dict[st
     assert documented == {
         *SEED_OPERATIONS,
         ("/api/tasks/{request_id}", "get"),
+        ("/api/eks-create-jobs", "post"),
+        ("/api/batches/{batch_id}", "get"),
         ("/health", "get"),
     }
 

@@ -365,3 +365,24 @@ def test_one_request_is_followed_by_its_tag_through_gateway_and_worker(
     assert any(
         f"START create_job job=traced namespace={namespace}" in line for line in worker_lines
     )
+
+
+def test_a_bulk_submission_runs_every_item_and_the_batch_reports_it(
+    http: httpx.Client, namespace: str, kube: ClusterClient
+) -> None:
+    jobs = [{"job_manifest": job_manifest(), "namespace": namespace} for _ in range(25)]
+    accepted = http.post("/api/eks-create-jobs", json={"jobs": jobs})
+    assert accepted.status_code == 202, accepted.text
+    batch = accepted.json()
+    assert batch["accepted"] == 25
+    deadline = time.monotonic() + 60
+    while True:
+        status = http.get(batch["status_url"]).json()
+        if status["done"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert status["counts"]["succeeded"] == 25
+    created = kube.call(kube.batch.list_namespaced_job, namespace=namespace)["items"]
+    assert len(created) == 25
+    one = batch["items"][0]
+    assert http.get(one["status_url"]).json()["state"] == "succeeded"

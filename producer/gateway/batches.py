@@ -1,0 +1,180 @@
+"""Bulk submission over HTTP: ``POST /api/eks-create-jobs`` and ``GET /api/batches/{id}``.
+
+Batch schedulers send thousands of Jobs in one request. Each item is the seed's
+create-job body (``{"job_manifest": ..., "namespace": ...}``), optionally with its own
+``request_id`` for idempotent resubmission. Items are validated one by one: bad ones
+come back with their index and the reason, good ones are enqueued (pipelined, see
+``producer.enqueue``) and each stays pollable at ``/api/tasks/{request_id}``. The
+batch itself is polled at ``/api/batches/{batch_id}``: counts by state and the failed
+items with their errors. Bodies may be larger here (``GATEWAY_MAX_BULK_BYTES``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from producer.batches import BatchStatus
+from producer.gateway.errors import error_body
+from producer.gateway.params import GatewayDep
+from producer.gateway.routes import read_json
+from producer.gateway.schemas import error_responses, status_url
+from worker.contracts import Operation
+from worker.errors import InvalidRequest
+from worker.logs import bound_request
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["batches"])
+
+BATCHES_PATH = "/api/batches"
+BULK_CREATE_JOBS_PATH = "/api/eks-create-jobs"
+
+
+def batch_url(batch_id: str) -> str:
+    """Return where a batch is polled, relative to the gateway's root."""
+    return f"{BATCHES_PATH}/{batch_id}"
+
+
+class BulkItem(BaseModel):
+    """One item's outcome: its request ID and status URL, or why it was refused."""
+
+    index: int
+    request_id: str | None = None
+    status_url: str | None = None
+    duplicate: bool = False
+    error: str | None = None
+
+
+class BulkAccepted(BaseModel):
+    """202: the batch is queued; poll ``status_url`` (also in ``Location``)."""
+
+    batch_id: str
+    status_url: str = Field(description="Relative URL of GET /api/batches/{batch_id}.")
+    accepted: int
+    duplicates: int
+    rejected: int
+    items: list[BulkItem]
+
+
+class BulkCreateJobs(BaseModel):
+    """The body: create-job items, and optionally the batch ID to use (a UUID)."""
+
+    jobs: list[dict[str, Any]] = Field(
+        description='Each item as POST /api/eks-create-job\'s body, plus an optional "request_id".',
+        examples=[
+            [
+                {
+                    "job_manifest": {
+                        "spec": {
+                            "template": {
+                                "spec": {
+                                    "containers": [{"name": "c", "image": "busybox"}],
+                                    "restartPolicy": "Never",
+                                }
+                            }
+                        }
+                    },
+                    "namespace": "batch",
+                }
+            ]
+        ],
+    )
+    batch_id: str | None = None
+
+
+@router.post(
+    BULK_CREATE_JOBS_PATH,
+    status_code=202,
+    response_model=BulkAccepted,
+    responses=error_responses(413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BulkCreateJobs.model_json_schema()}},
+        }
+    },
+    summary="Create many Jobs at once, as one batch",
+)
+async def create_jobs(request: Request, service: GatewayDep) -> JSONResponse:
+    """Body: ``{"jobs": [{"job_manifest": {...}, "namespace": "..."}, ...]}``."""
+    body = await read_json(request)
+    unknown = set(body) - {"jobs", "batch_id"}
+    if unknown:
+        raise InvalidRequest(
+            f"Invalid request body: unknown field(s) {sorted(unknown)} (expected jobs, batch_id)"
+        )
+    jobs = body.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        raise InvalidRequest(
+            "Invalid request body: jobs must be a non-empty list of create-job bodies"
+        )
+    limit = service.settings.gateway_max_bulk_items
+    if len(jobs) > limit:
+        raise InvalidRequest(
+            f"Invalid request body: {len(jobs)} jobs; the limit is {limit} (GATEWAY_MAX_BULK_ITEMS)"
+        )
+    items = [job if isinstance(job, dict) else {"job_manifest": job} for job in jobs]
+    logger.info("API request: create_jobs count=%d", len(items))
+    batch_id = body.get("batch_id")
+    submission = await anyio.to_thread.run_sync(
+        lambda: service.eksops.submit_many(Operation.CREATE_JOB, items, batch_id=batch_id)
+    )
+    answer = BulkAccepted(
+        batch_id=submission.batch_id,
+        status_url=batch_url(submission.batch_id),
+        accepted=submission.accepted,
+        duplicates=submission.duplicates,
+        rejected=submission.rejected,
+        items=[
+            BulkItem(
+                index=item.index,
+                request_id=item.request_id,
+                status_url=status_url(item.request_id) if item.request_id else None,
+                duplicate=item.duplicate,
+                error=item.error,
+            )
+            for item in submission.items
+        ],
+    )
+    with bound_request(submission.batch_id):
+        logger.info(
+            "Batch enqueued: %d accepted, %d duplicates, %d rejected",
+            answer.accepted,
+            answer.duplicates,
+            answer.rejected,
+        )
+    if not answer.accepted and not answer.duplicates:
+        return JSONResponse(
+            {**error_body("No job in the batch was valid"), **answer.model_dump(mode="json")},
+            status_code=422,
+        )
+    return JSONResponse(
+        answer.model_dump(mode="json"), status_code=202, headers={"Location": answer.status_url}
+    )
+
+
+@router.get(
+    BATCHES_PATH + "/{batch_id}",
+    response_model=BatchStatus,
+    responses=error_responses(404, 422, 503),
+    summary="Poll a batch: counts by state and the failed items",
+)
+async def get_batch(
+    service: GatewayDep,
+    batch_id: Annotated[uuid.UUID, Path(description="The batch ID a bulk submission returned.")],
+) -> JSONResponse:
+    """Return the batch's counts by state; 404 if it was never submitted or has expired."""
+    bid = str(batch_id)
+    status = await anyio.to_thread.run_sync(lambda: service.eksops.batch(bid))
+    if status is None:
+        return JSONResponse(
+            error_body(f"Batch {bid} not found: never submitted, or it expired"), status_code=404
+        )
+    return JSONResponse(status.model_dump(mode="json"))
