@@ -5,5 +5,6 @@ results back; they never import the worker's cluster code (import-linter checks 
 """
 
 from producer.client import EksOps, Submission
+from worker.contracts import Operation, RequestState, RequestStatus
 
-__all__ = ["EksOps", "Submission"]
+__all__ = ["EksOps", "Operation", "RequestState", "RequestStatus", "Submission"]
