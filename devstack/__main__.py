@@ -121,7 +121,7 @@ def _start(args: argparse.Namespace, stack: Stack) -> list[str]:
         0, f"  Flower:   http://127.0.0.1:{args.flower_port}  (user {user}, password {password})"
     )
 
-    if not args.no_gateway and services.gateway_available():
+    if not args.no_gateway:
         gateway = stack.add(services.gateway(run_dir, env, port=args.gateway_port))
         services.wait_for(
             services.port_open(args.gateway_port),

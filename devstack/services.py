@@ -193,20 +193,9 @@ def flower(run_dir: Path, env: Mapping[str, str], *, port: int, basic_auth: str)
 
 
 def gateway(run_dir: Path, env: Mapping[str, str], *, port: int) -> Service:
-    """Return the HTTP gateway on loopback."""
+    """Return the HTTP gateway on loopback (it logs its own tagged access lines)."""
     args = [
-        str(BIN / "uvicorn"),
-        "producer.gateway:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+        str(BIN / "uvicorn"), "producer.gateway:app",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+    ]  # fmt: skip
     return Service("gateway", args, env=env, log=run_dir / "gateway.log")
-
-
-def gateway_available() -> bool:
-    """Return whether this checkout ships the HTTP gateway."""
-    import importlib.util  # noqa: PLC0415
-
-    return importlib.util.find_spec("producer.gateway") is not None

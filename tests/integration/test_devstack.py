@@ -80,6 +80,9 @@ def test_the_local_stack_starts_runs_a_job_and_stops_cleanly(tmp_path: Path) -> 
         assert result["state"] == "succeeded"
         assert result["result"]["job_name"].startswith("hello-")
 
+        assert f"Gateway:  http://127.0.0.1:{gateway_port}/docs" in banner
+        assert _http_status(f"http://127.0.0.1:{gateway_port}/health") == 200
+
         flower = f"http://127.0.0.1:{flower_port}/"
         assert _http_status(flower) == 401
         assert _http_status(flower, "eksops:s3cret-for-test") == 200
