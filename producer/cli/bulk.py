@@ -29,7 +29,9 @@ from producer.cli.common import (
     client,
     err,
     fail,
+    json_option,
     out,
+    wait_option,
 )
 from producer.client import EksOps
 from worker.contracts import Operation
@@ -148,15 +150,8 @@ def _report_batch(status: BatchStatus | None, *, as_json: bool, code: int) -> No
     "-n", "--namespace", default="default", show_default=True, help="For items that name none."
 )
 @click.option("--batch-id", help="Use this batch ID (a UUID); default: a new one.")
-@click.option(
-    "--wait",
-    "wait",
-    type=float,
-    default=None,
-    metavar="SECONDS",
-    help="Follow the batch to its end.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the submission (and status) as JSON.")
+@wait_option("Follow the batch to its end.")
+@json_option("Print the submission (and status) as JSON.")
 def create_jobs(
     source: str, namespace: str, batch_id: str | None, wait: float | None, as_json: bool
 ) -> None:
@@ -194,15 +189,8 @@ def create_jobs(
 
 @click.command("batch")
 @click.argument("batch_id")
-@click.option(
-    "--wait",
-    "wait",
-    type=float,
-    default=None,
-    metavar="SECONDS",
-    help="Follow the batch to its end.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@wait_option("Follow the batch to its end.")
+@json_option()
 def batch(batch_id: str, wait: float | None, as_json: bool) -> None:
     """Show a batch's counts by state and its failed requests."""
     eksops = client()

@@ -40,6 +40,18 @@ def client() -> EksOps:
         fail(f"invalid configuration: {describe_settings_error(exc)}")
 
 
+def wait_option(help_text: str = "Wait for the result.") -> Callable[[F], F]:
+    """The ``--wait SECONDS`` option."""
+    return click.option(
+        "--wait", "wait", type=float, default=None, metavar="SECONDS", help=help_text
+    )
+
+
+def json_option(help_text: str = "Print one JSON object.") -> Callable[[F], F]:
+    """The ``--json`` flag."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
 def request_options(command: F) -> F:
     """Add the options every submitting command shares."""
     for decorator in reversed(
@@ -47,15 +59,8 @@ def request_options(command: F) -> F:
             click.option(
                 "--request-id", help="Use this request ID (a UUID); resubmitting it is a no-op."
             ),
-            click.option(
-                "--wait",
-                "wait",
-                type=float,
-                default=None,
-                metavar="SECONDS",
-                help="Wait for the result.",
-            ),
-            click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+            wait_option(),
+            json_option(),
             click.option("--cluster", help="EKS cluster name (default: the worker's)."),
             click.option("--region", help="AWS region of --cluster."),
         ]

@@ -13,10 +13,12 @@ from producer.cli.common import (
     client,
     cluster_ref,
     fail,
+    json_option,
     load_manifest,
     report,
     request_options,
     submit,
+    wait_option,
 )
 from worker.errors import InvalidRequest
 
@@ -138,10 +140,8 @@ def delete_namespace(
 
 @click.command("task")
 @click.argument("request_id")
-@click.option(
-    "--wait", "wait", type=float, default=None, metavar="SECONDS", help="Wait for the result."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@wait_option()
+@json_option()
 def task(request_id: str, wait: float | None, as_json: bool) -> None:
     """Show a request's state, result or error."""
     eksops = client()

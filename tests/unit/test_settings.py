@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
 from pydantic import ValidationError
 
 from worker.settings import (
@@ -76,25 +77,29 @@ def test_a_non_redis_broker_is_refused() -> None:
         QueueSettings(redis_url="amqp://guest@localhost//").require_urls()
 
 
-@pytest.mark.timeout(60)
-def test_a_misconfigured_worker_refuses_to_start_with_one_line(tmp_path: Path) -> None:
-    env = {
-        "PATH": str(Path(sys.executable).parent),
-        "REDIS_URL": "redis://127.0.0.1:1/0",
-        "HOME": str(tmp_path),
-    }
+def worker_refusal(tmp_path: Path, **env: str) -> list[str]:
+    """Start ``celery -A worker worker`` with ``env``; expect exit 2; return its stderr lines."""
     completed = subprocess.run(
         [str(Path(sys.executable).with_name("celery")), "-A", "worker", "worker"],
         cwd=ROOT,
-        env=env,
+        env={
+            "PATH": str(Path(sys.executable).parent),
+            "HOME": str(tmp_path),
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=50,
         check=False,
     )
-    assert completed.returncode == 2
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    assert lines == [
+    assert completed.returncode == 2, completed.stderr
+    return [line for line in completed.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.timeout(60)
+def test_a_misconfigured_worker_refuses_to_start_with_one_line(tmp_path: Path) -> None:
+    assert worker_refusal(tmp_path) == [
         "eksops worker: invalid configuration: EKS_CLUSTER_NAME is not set: set it to the EKS "
         "cluster to operate on (or set KUBECONFIG for kind, k3s or minikube)"
     ]
@@ -104,32 +109,17 @@ def test_a_misconfigured_worker_refuses_to_start_with_one_line(tmp_path: Path) -
 def test_a_worker_with_an_unusable_signing_key_refuses_to_start_with_one_line(
     tmp_path: Path,
 ) -> None:
-    import trustme  # noqa: PLC0415
-
     leaf = trustme.CA().issue_cert("producer.eksops.internal")  # ECDSA: Celery signs with RSA only
     leaf.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    env = {
-        "PATH": str(Path(sys.executable).parent),
-        "HOME": str(tmp_path),
-        "REDIS_URL": "redis://127.0.0.1:1/0",
-        "EKS_CLUSTER_NAME": "prod",
-        "EKS_REGION": "us-east-1",
-        "MESSAGE_SIGNING_KEY": str(tmp_path / "key.pem"),
-        "MESSAGE_SIGNING_CERTIFICATE": str(tmp_path / "cert.pem"),
-        "MESSAGE_SIGNING_CERT_STORE": str(tmp_path),
-    }
-    completed = subprocess.run(
-        [str(Path(sys.executable).with_name("celery")), "-A", "worker", "worker"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
+    lines = worker_refusal(
+        tmp_path,
+        EKS_CLUSTER_NAME="prod",
+        EKS_REGION="us-east-1",
+        MESSAGE_SIGNING_KEY=str(tmp_path / "key.pem"),
+        MESSAGE_SIGNING_CERTIFICATE=str(tmp_path / "cert.pem"),
+        MESSAGE_SIGNING_CERT_STORE=str(tmp_path),
     )
-    assert completed.returncode == 2
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert lines == [
         "eksops worker: invalid configuration: message signing: Invalid private key: "
         "ValueError('Non-RSA keys are not supported.')"

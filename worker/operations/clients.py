@@ -187,38 +187,40 @@ class Clusters:
         return configuration
 
     def _build(self, target: ClusterTarget) -> ClusterClient:
-        timeout = (
-            self._settings.k8s_connect_timeout_seconds,
-            self._settings.k8s_read_timeout_seconds,
-        )
         if self._settings.mode == "kubeconfig":
-            configuration = self._configuration()
-            try:
-                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=str(self._settings.kubeconfig),
-                    context=target.name or None,
-                    client_configuration=configuration,
-                    persist_config=False,
-                )
-            except (k8s_config.ConfigException, OSError) as exc:
-                raise ConfigurationError(
-                    f"Cannot load KUBECONFIG: {exc}", code="KubeconfigError"
-                ) from exc
-            logger.info(
-                "Using kubeconfig %s context %s",
-                self._settings.kubeconfig,
-                target.name or "(current)",
-            )
-            return ClusterClient(
-                target,
-                k8s.ApiClient(configuration),
-                tokens=None,
-                timeout=timeout,
-                limiter=self._limiter_for(target),
-            )
-        return self._build_eks(target, timeout)
+            configuration, tokens = self._kubeconfig(target), None
+        else:
+            configuration, tokens = self._eks(target)
+        return ClusterClient(
+            target,
+            k8s.ApiClient(configuration),
+            tokens=tokens,
+            timeout=(
+                self._settings.k8s_connect_timeout_seconds,
+                self._settings.k8s_read_timeout_seconds,
+            ),
+            limiter=self._limiter_for(target),
+        )
 
-    def _build_eks(self, target: ClusterTarget, timeout: tuple[float, float]) -> ClusterClient:
+    def _kubeconfig(self, target: ClusterTarget) -> k8s.Configuration:
+        configuration = self._configuration()
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(self._settings.kubeconfig),
+                context=target.name or None,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except (k8s_config.ConfigException, OSError) as exc:
+            raise ConfigurationError(
+                f"Cannot load KUBECONFIG: {exc}", code="KubeconfigError"
+            ) from exc
+        logger.info(
+            "Using kubeconfig %s context %s", self._settings.kubeconfig, target.name or "(current)"
+        )
+        return configuration
+
+    def _eks(self, target: ClusterTarget) -> tuple[k8s.Configuration, TokenSource]:
         logger.info("Connecting to EKS cluster %s in region %s", target.name, target.region)
         try:
             session = self._session_factory(region_name=target.region)
@@ -260,10 +262,4 @@ class Clusters:
 
         configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
         logger.info("Kubernetes client ready for EKS cluster %s", target.name)
-        return ClusterClient(
-            target,
-            k8s.ApiClient(configuration),
-            tokens=tokens,
-            timeout=timeout,
-            limiter=self._limiter_for(target),
-        )
+        return configuration, tokens
