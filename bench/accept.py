@@ -63,7 +63,7 @@ class AcceptResult:
 
 
 def _waitaof(client: redis.Redis) -> bool:
-    local, _replicas = client.execute_command("WAITAOF", 1, 0, 2000)
+    local, _replicas = client.execute_command("WAITAOF", 1, 0, 2000)  # type: ignore[no-untyped-call]
     return bool(local)
 
 

@@ -39,7 +39,7 @@ class ResultWatcher:
     def __init__(self, client: redis.Redis) -> None:
         # The client must outlive the subscription: collecting it closes its pool.
         self._client = client
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         self._pubsub.psubscribe(RESULT_PREFIX + "*")
         self._waiting: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -93,9 +93,9 @@ class Stages:
             for name, value in milliseconds.items():
                 self.samples[name].append(value)
 
-    def p50(self) -> dict[str, float]:
-        """Return the median of each stage, in milliseconds."""
-        return {name: percentile(values, 0.5) for name, values in self.samples.items()}
+    def p(self, fraction: float) -> dict[str, float]:
+        """Return a percentile of each stage, in milliseconds."""
+        return {name: percentile(values, fraction) for name, values in self.samples.items()}
 
 
 def _epoch(value: str | None) -> float:

@@ -40,7 +40,7 @@ def _db_for(concurrency: int) -> int:
 
 def _queue(url: str) -> QueueSettings:
     return QueueSettings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         redis_url=url,
         celery_broker_url=None,
         celery_result_backend=None,
@@ -48,7 +48,7 @@ def _queue(url: str) -> QueueSettings:
 
 
 def _eksops(url: str) -> EksOps:
-    return EksOps(settings=ProducerSettings(_env_file=None), queue=_queue(url))  # type: ignore[call-arg]
+    return EksOps(settings=ProducerSettings(_env_file=None), queue=_queue(url))
 
 
 def _loop_json(result: LoopResult) -> dict[str, Any]:
@@ -313,7 +313,8 @@ class Run:
                 label: pooled_e2e.p(q) - pooled_direct.p(q)
                 for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
             },
-            "stages_p50_ms": stages.p50(),
+            "stages_p50_ms": stages.p(0.5),
+            "stages_p95_ms": stages.p(0.95),
             "cpu": {
                 "direct": _cpu_json(_sum_cpu(cpu_direct), pooled_direct.completed),
                 "e2e": _cpu_json(_sum_cpu(cpu_e2e), pooled_e2e.completed),
@@ -442,10 +443,14 @@ class Run:
     def run_tokens(self) -> None:
         """Distinct IAM tokens kubesim verified over the run, per process."""
         verified = int(self.kubesim.admin.tokens().get("verified", 0))
-        processes = len(self.plan.concurrencies) + self.plan.burst_workers + 1
+        # Clients that mint: one per eksops worker process, plus the harness's direct
+        # clients (one per concurrency). The no-op worker never talks to the cluster.
+        workers = len(self.plan.concurrencies) + self.plan.burst_workers
+        processes = workers + len(self.plan.concurrencies)
         self.results["presigns"] = {
             "tokens_verified": verified,
             "processes": processes,
+            "worker_processes": workers,
             "run_seconds": time.perf_counter() - self._t0,
             "per_process": verified / processes,
         }

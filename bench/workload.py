@@ -70,7 +70,7 @@ def direct_clusters(kubesim_env: dict[str, str], *, pool_size: int) -> Clusters:
     process environment, which the harness has set to kubesim's.
     """
     settings = WorkerSettings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         eks_cluster_name=kubesim_env["EKS_CLUSTER_NAME"],
         eks_region=kubesim_env["EKS_REGION"],
         k8s_rate_limit_qps=0,
