@@ -44,15 +44,15 @@ QUICK = Plan(
     window_seconds=2.0,
     warmup_seconds=0.5,
     drain_tasks=200,
-    noop_tasks=600,
+    noop_tasks=500,
     noop_window_seconds=1.5,
     accept_items=10_000,
-    burst_items=400,
-    memory_marks=(500, 1_000),
+    burst_items=300,
+    memory_marks=(400, 800),
     polls=300,
     profile_seconds=4.0,
     notes=[
-        "quick run: short windows, one round, a 400-job burst, memory marks 500 and 1,000 "
+        "quick run: short windows, one round, a 300-job burst, memory marks 400 and 800 "
         "tasks (the full run: 10,000 and 100,000)"
     ],
 )

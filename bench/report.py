@@ -316,7 +316,7 @@ def metadata(plan_name: str) -> dict[str, Any]:
         load = handle.read().split()[:3]
     return {
         "mode": plan_name,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git("rev-parse", "--short", "HEAD"),
         "uncommitted": git(
             "status", "--porcelain", "--", "worker", "producer", "celeryconfig.py"
@@ -349,7 +349,7 @@ def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     dirty = meta["uncommitted"]
     lines = [
-        f"# eksops benchmark, {meta['mode']} run, {meta['finished_at']}",
+        f"# eksops benchmark, {meta['mode']} run started {meta['started_at']}",
         "",
         f"Commit `{meta['commit']}`"
         + (f" with uncommitted changes in {len(dirty)} files" if dirty else "")
