@@ -74,7 +74,7 @@ def _results() -> dict[str, object]:
     return {
         "meta": {
             "mode": "quick",
-            "finished_at": "now",
+            "started_at": "now",
             "commit": "abc",
             "uncommitted": [],
             "python": "3.11",
