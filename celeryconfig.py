@@ -13,9 +13,12 @@ so both sides agree on serialisation, queue and result handling. Why each settin
   messages other workers could run.
 * Visibility timeout above the longest task plus retry countdown, or Redis would hand
   a running task to a second worker.
-* Extended results: pollers see the task name and completion time. ``started`` is
-  recorded by the task base class itself (see ``worker.task_base``).
-* Task events on so Flower shows tasks live; threads pool because the work is I/O.
+* Results carry state, outcome and completion time; the operation, submission time and
+  attempts are in eksops's own request record (see ``worker.records``), and
+  ``started`` is recorded by the task base class itself (see ``worker.task_base``).
+* Task events (``WORKER_SEND_TASK_EVENTS``, on by default) feed Flower; a fleet that
+  does not watch Flower can save their cost.
+* Threads pool because the work is I/O.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "task_send_sent_event": True,
-        "worker_send_task_events": True,
+        "worker_send_task_events": queue.worker_send_task_events,
         "worker_pool": queue.worker_pool,
         "worker_concurrency": queue.worker_concurrency,
         "worker_prefetch_multiplier": queue.worker_prefetch_multiplier,
@@ -66,7 +69,9 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
             "retry_on_timeout": True,
         },
         "result_expires": queue.result_expires_seconds,
-        "result_extended": True,
+        # Off: results would store every manifest again; the request record already
+        # names the operation, and Flower shows arguments from task events.
+        "result_extended": False,
         "result_backend_always_retry": role == "worker",
         # Workers consume through a transport that survives stray items on the queue.
         **({"broker_transport": "worker.transport:Transport"} if role == "worker" else {}),

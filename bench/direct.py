@@ -1,31 +1,35 @@
-"""The baseline: the worker's own create-job operation, called directly from N threads.
+"""The baseline: calling the Kubernetes client directly, from N threads.
 
-No queue, no Celery: each thread calls :func:`worker.operations.create_job` (the
-function a worker task calls) with the manifest exactly as a worker receives it,
-through the worker's :class:`~worker.operations.ClusterClient` (DescribeCluster,
-verified TLS, IAM token, ``BatchV1Api.create_namespaced_job``), back to back. This is
-what "calling the Kubernetes client directly" reaches against the same kubesim.
+No queue, no Celery, no eksops code on the call path: each thread calls the
+``kubernetes`` package's ``BatchV1Api.create_namespaced_job`` with its defaults (the
+response deserialised into a ``V1Job``), as an application using the client would,
+back to back. The client is configured the way the worker configures its own
+(DescribeCluster, verified TLS, IAM token), and the Job body is the one the worker
+would send (name, namespace, eksops labels). This is "what calling the Kubernetes
+client directly reaches" against the same kubesim.
 """
 
 from __future__ import annotations
 
-import uuid
-
 from bench.loop import LoopResult, closed_loop
 from bench.workload import validated_manifest
-from worker import operations
+from worker.names import new_request_id
 from worker.operations import ClusterClient
+from worker.operations.jobs import build_job_body, job_name
 
 
 def run_direct(
     client: ClusterClient, *, namespace: str, concurrency: int, duration: float, warmup: float
 ) -> LoopResult:
     """Measure direct create-job calls from ``concurrency`` threads."""
-    body = validated_manifest(namespace)
+    manifest = validated_manifest(namespace)
+    api = client.batch
 
     def request(_index: int) -> None:
-        operations.create_job(
-            cluster=client, request_id=str(uuid.uuid4()), manifest=body, namespace=namespace
+        rid = new_request_id()
+        body = build_job_body(
+            manifest, name=job_name(manifest, rid), namespace=namespace, request_id=rid
         )
+        api.create_namespaced_job(namespace=namespace, body=body)
 
     return closed_loop(request, concurrency=concurrency, duration=duration, warmup=warmup)

@@ -26,6 +26,8 @@ class Plan:
     burst_items: int = 10_000
     burst_workers: int = 2
     burst_worker_concurrency: int = 16
+    # Worker processes behind each concurrency's threads (split evenly): one per core.
+    worker_processes: int = 2
     # The bench limit: low enough that the limiter, not the machine, sets the pace.
     burst_qps: float = 100.0
     burst_bucket: int = 100

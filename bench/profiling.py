@@ -80,7 +80,7 @@ class Recorder:
             raise FileNotFoundError("py-spy is not installed (pip install py-spy)")
         self.output, self.seconds, self.rate = output, seconds, rate
         args = [
-            executable, "record", "--pid", str(pid), "--gil", "--nonblocking",
+            executable, "record", "--pid", str(pid), "--subprocesses", "--gil", "--nonblocking",
             "--format", "raw", "--rate", str(rate), "--duration", str(int(seconds)),
             "--output", str(output),
         ]  # fmt: skip

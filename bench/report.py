@@ -25,19 +25,23 @@ from bench.stack import ROOT
 RESULTS = ROOT / "bench" / "results"
 
 DEFINITIONS = {
-    "direct": "worker.operations.create_job called from N threads of one process (the "
-    "worker's own ClusterClient: DescribeCluster, verified TLS, IAM token), closed loop",
+    "direct": "the kubernetes client's BatchV1Api.create_namespaced_job with its defaults, "
+    "from N threads of one process (configured like the worker: DescribeCluster, verified "
+    "TLS, IAM token; the same Job body), closed loop",
     "eksops closed loop": "N caller threads: EksOps.create_job -> result published -> "
-    "EksOps.status() says succeeded -> next; a worker with N threads serves them",
-    "eksops drain": "the same create-jobs submitted at once (submit_many), drained by the "
-    "worker's N threads; rate = tasks / (submit start -> last result stored and acked)",
+    "EksOps.status() says succeeded -> next; workers with N threads in all (2 processes) "
+    "serve them",
+    "eksops drain": "the same create-jobs submitted at once (submit_many: a burst travels "
+    "in chunks of requests), drained by N worker threads in all (2 processes); rate = tasks / "
+    "(submit start -> last result stored and acked)",
     "added latency": "percentile of the eksops closed-loop latency (submit call start -> "
     "status() returns succeeded) minus the same percentile of the direct call, same N",
     "stages": "submit = the create_job call; queued = submitted_at -> started_at (a worker "
     "thread began the task); run = started_at -> date_done (API call + the worker's own "
     "work); notify = result stored -> status() returned succeeded to the caller",
     "accept": "one submit_many(durable=True) of N create-jobs: validated, recorded, enqueued "
-    "and confirmed in the AOF (WAITAOF); raw = LPUSH of the same message bytes, pipelined",
+    "and confirmed in the AOF (WAITAOF); raw = LPUSH of each item's own task message (as a "
+    "per-message publish would write it), pipelined",
 }
 
 
@@ -217,9 +221,13 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 "Burst",
                 "API creates: rate, busiest second, 429s",
                 f"{burst['api_rate']:.0f}/s, {burst['peak_one_second']}, {burst['throttled']}",
+                # The limiter grants at most bucket + rate x time; kubesim counts
+                # completions, which bunch by up to a latency, so allow 0.1 s of rate.
                 _verdict(
-                    burst["peak_one_second"] <= burst["rate_limit"] + burst["burst"],
-                    "busiest second <= rate + bucket",
+                    burst["throttled"] == 0
+                    and burst["jobs_found"]
+                    <= burst["burst"] + burst["rate_limit"] * (burst["drain_seconds"] + 0.1),
+                    "no 429; creates <= bucket + rate x drain time",
                 ),
             )
         )

@@ -158,7 +158,10 @@ class Run:
                 "worker",
             )
         for name, (_db, worker_environment, app) in specs.items():
-            self.workers[name] = Worker(self.directory, name, worker_environment, app=app)
+            processes = plan.worker_processes if name.startswith("e2e-") else 1
+            self.workers[name] = Worker(
+                self.directory, name, worker_environment, app=app, processes=processes
+            )
         self.clusters = {
             concurrency: direct_clusters(env, pool_size=concurrency)
             for concurrency in plan.concurrencies

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -191,7 +192,12 @@ class Kubesim:
 
 
 class Worker:
-    """One ``celery -A APP worker`` process (threads pool), configured by environment."""
+    """``celery -A APP worker`` processes (threads pool), configured by environment.
+
+    With ``processes`` > 1 the threads are split evenly across that many processes
+    (one per core is how eksops is deployed: each has its own GIL), all children of one
+    shell, so stopping, CPU and memory are measured over the whole group as one.
+    """
 
     def __init__(
         self,
@@ -200,14 +206,33 @@ class Worker:
         env: Mapping[str, str],
         *,
         app: str = "worker",
+        processes: int = 1,
     ) -> None:
         self.name = name
-        args = [
-            str(BIN / "celery"), "-A", app, "worker",
-            "--hostname", f"{name}@%h",
-            "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-        self.child = Child(name, args, {**base_env(), **env}, directory / f"{name}.log")
+        self.hostnames = [name] if processes == 1 else [f"{name}-{i}" for i in range(processes)]
+        environment = {**base_env(), **env}
+        if processes > 1:
+            threads = max(1, int(env.get("WORKER_CONCURRENCY", "8")) // processes)
+            environment["WORKER_CONCURRENCY"] = str(threads)
+        commands = [
+            [
+                str(BIN / "celery"),
+                "-A",
+                app,
+                "worker",
+                "--hostname",
+                f"{hostname}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ]
+            for hostname in self.hostnames
+        ]
+        args = (
+            commands[0]
+            if processes == 1
+            else ["sh", "-c", " & ".join(map(shlex.join, commands)) + " & wait"]
+        )
+        self.child = Child(name, args, environment, directory / f"{name}.log")
 
     @property
     def pid(self) -> int:
@@ -217,10 +242,10 @@ class Worker:
     def wait_ready(self, broker_url: str, timeout: float = 90.0) -> Worker:
         """Return once the worker answers a remote-control ping (it logs at WARNING only)."""
         probe = Celery("bench-probe", broker=broker_url, set_as_current=False)
-        destination = [f"{self.name}@{socket.gethostname()}"]
+        destination = [f"{hostname}@{socket.gethostname()}" for hostname in self.hostnames]
 
         def ready() -> bool:
-            return bool(probe.control.ping(destination=destination, timeout=0.3))
+            return len(probe.control.ping(destination=destination, timeout=0.3)) == len(destination)
 
         try:
             _wait(ready, what=self.name, timeout=timeout, process=self.child.process)

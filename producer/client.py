@@ -32,7 +32,8 @@ from producer.batches import (
     open_batch,
     read_batch,
 )
-from producer.enqueue import CHUNK, ChunksInterrupted, Enqueuer, Outgoing
+from producer.enqueue import PART, EnqueueInterrupted, Enqueuer, Outgoing, describe
+from producer.gc_pause import collector_paused
 from producer.queue import make_app, make_redis
 from producer.settings import ProducerSettings
 from producer.status import read_status
@@ -55,23 +56,6 @@ class Submission(BaseModel):
     submitted_at: str
 
 
-def describe(arguments: Mapping[str, Any]) -> str:
-    """Return the seed's ``key=value`` summary of a request, without the manifest body."""
-    parts = []
-    if "job_manifest" in arguments:
-        name = (arguments["job_manifest"].get("metadata") or {}).get("name")
-        if name:
-            parts.append(f"job={name}")
-    for key, label in (
-        ("job_name", "job"),
-        ("namespace", "namespace"),
-        ("namespace_name", "namespace"),
-    ):
-        if key in arguments:
-            parts.append(f"{label}={arguments[key]}")
-    return " ".join(parts)
-
-
 class EksOps:
     """A connection to the eksops queue. Thread-safe; reuse one per process."""
 
@@ -88,6 +72,8 @@ class EksOps:
         self.queue.require_urls()
         self.app = app or make_app(self.queue)
         self.redis = redis if redis is not None else make_redis(self.queue)
+        # Validation limits, built once: bulk submits validate thousands of requests.
+        self._context = self.settings.limits.as_context()
         self._enqueuer = Enqueuer(
             self.app, self.redis, record_ttl_seconds=self.queue.result_expires_seconds
         )
@@ -97,9 +83,7 @@ class EksOps:
     def validate(self, operation: Operation, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Return ``arguments`` as the worker will receive them, or raise InvalidRequest."""
         try:
-            request = operation.request_model.model_validate(
-                dict(arguments), context=self.settings.limits.as_context()
-            )
+            request = operation.request_model.model_validate(dict(arguments), context=self._context)
         except ValidationError as exc:
             raise InvalidRequest(explain(exc, what=f"{operation.value} request")) from None
         # Validated values are JSON types already; python mode skips a costly re-encode.
@@ -124,7 +108,13 @@ class EksOps:
             kwargs = self.validate(operation, arguments)
             submitted_at = now_iso()
             (accepted,) = self._enqueuer.enqueue(
-                [Outgoing(rid, operation.task_name, kwargs, summary=describe(kwargs))],
+                [
+                    Outgoing(
+                        rid,
+                        operation.task_name,
+                        kwargs,
+                    )
+                ],
                 submitted_at=submitted_at,
             )
             if accepted:
@@ -149,16 +139,28 @@ class EksOps:
 
         Each item is the operation's arguments, optionally with its own
         ``request_id``. Bad items are reported (index and reason) and skipped; good
-        ones are enqueued in pipelined chunks. With ``durable`` (the default) the call
-        returns once Redis has written the batch to its append-only file, when the
-        server can confirm that (see :meth:`Enqueuer.wait_for_fsync`).
+        ones are enqueued in pipelined parts, many requests per message (chunks).
+        With ``durable`` (the default) the call returns once Redis has written the
+        batch to its append-only file, when the server can confirm that (see
+        :meth:`Enqueuer.wait_for_fsync`).
         """
+        with collector_paused():
+            return self._submit_many(operation, items, batch_id=batch_id, durable=durable)
+
+    def _submit_many(
+        self,
+        operation: Operation,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        batch_id: str | None,
+        durable: bool,
+    ) -> BatchSubmission:
         bid = self.request_id_for(batch_id)
         outcomes: list[BatchItem] = []
 
-        def validated_chunks() -> Iterator[list[Outgoing]]:
-            # Validation runs lazily, chunk by chunk, while earlier chunks are sent.
-            chunk: list[Outgoing] = []
+        def validated_parts() -> Iterator[list[Outgoing]]:
+            # Validation runs lazily, part by part, while earlier parts are sent.
+            part: list[Outgoing] = []
             for index, item in enumerate(items):
                 arguments = dict(item)
                 try:
@@ -168,21 +170,27 @@ class EksOps:
                     outcomes.append(BatchItem(index=index, error=str(exc)))
                     continue
                 outcomes.append(BatchItem(index=index, request_id=rid))
-                chunk.append(Outgoing(rid, operation.task_name, kwargs, summary=describe(kwargs)))
-                if len(chunk) == CHUNK:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
+                part.append(
+                    Outgoing(
+                        rid,
+                        operation.task_name,
+                        kwargs,
+                    )
+                )
+                if len(part) == PART:
+                    yield part
+                    part = []
+            if part:
+                yield part
 
         now = now_iso()
         ttl = self.queue.result_expires_seconds
         open_batch(self.redis, bid, operation=operation.value, created_at=now, ttl=ttl)
         try:
-            accepted = self._enqueuer.enqueue_chunks(
-                validated_chunks(), submitted_at=now, batch_id=bid
+            accepted = self._enqueuer.enqueue_parts(
+                validated_parts(), submitted_at=now, batch_id=bid
             )
-        except ChunksInterrupted as exc:
+        except EnqueueInterrupted as exc:
             raise self._interrupted(bid, operation, outcomes, exc) from exc
         flags = iter(accepted)
         for outcome in outcomes:
@@ -212,7 +220,7 @@ class EksOps:
 
     @staticmethod
     def _interrupted(
-        batch_id: str, operation: Operation, outcomes: list[BatchItem], exc: ChunksInterrupted
+        batch_id: str, operation: Operation, outcomes: list[BatchItem], exc: EnqueueInterrupted
     ) -> BatchInterrupted:
         flags = iter(exc.accepted)
         for outcome in outcomes:

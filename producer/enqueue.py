@@ -18,7 +18,7 @@ import base64
 import hashlib
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,17 +27,21 @@ from celery import Celery
 from kombu.serialization import dumps as kombu_dumps
 from redis.exceptions import RedisError, ResponseError
 
-from worker.contracts import QUEUE, REQUEST_KEY_PREFIX
+from worker.contracts import CHUNK_MAX_ITEMS, CHUNK_TASK, QUEUE, REQUEST_KEY_PREFIX, Operation
+from worker.names import new_request_id
 from worker.records import batch_items_key, record_key
 
 _ORIGIN = f"eksops-producer@{socket.gethostname()}:{os.getpid()}"
 
-# KEYS[1]: the queue list; KEYS[2]: the batch's item list; KEYS[3..]: one record per item.
-# ARGV[1]: record TTL; ARGV[2]: submitted_at; ARGV[3]: batch ID ('' for none);
-# ARGV[4]: task name; then one message per item. The request ID is the record key's
-# suffix, so each item costs one key and one argument to send. Replies per item: 1 new,
-# 0 duplicate, -1 refused (the record key holds something else). Redis does not undo a
-# script that fails half-way, so nothing in it may fail for one item and strand others.
+# KEYS[1]: the queue list; KEYS[2]: the batch's item list; KEYS[3..]: one record per
+# request, message by message. ARGV[1]: record TTL; ARGV[2]: submitted_at; ARGV[3]:
+# batch ID ('' for none); ARGV[4]: task name of the operation; ARGV[5]: number of
+# messages; then per message: its ID, how many requests it carries, its bytes. A
+# request ID is its record key's suffix. Each new request is recorded with the ID of
+# the message that owns it; a message is pushed if it owns at least one request.
+# Replies per request: 1 new, 0 duplicate, -1 refused (the record key holds something
+# else). Redis does not undo a script that fails half-way, so nothing in it may fail
+# for one request and strand others.
 _SUBMIT_SCRIPT = (
     """
 local ttl = tonumber(ARGV[1])
@@ -46,33 +50,48 @@ local prefix = string.len('"""
     + REQUEST_KEY_PREFIX
     + """') + 1
 local accepted, messages, ids = {}, {}, {}
-for i = 3, #KEYS do
-  local new = redis.pcall('HSETNX', KEYS[i], 'submitted_at', ARGV[2])
-  if type(new) == 'table' then
-    accepted[#accepted + 1] = -1
-  elseif new == 1 then
-    redis.call('HSET', KEYS[i], 'operation', ARGV[4], 'batch_id', batch)
-    redis.call('EXPIRE', KEYS[i], ttl)
-    messages[#messages + 1] = ARGV[i + 2]
-    ids[#ids + 1] = string.sub(KEYS[i], prefix)
-    accepted[#accepted + 1] = 1
-  else
-    accepted[#accepted + 1] = 0
+local key = 3
+for m = 0, tonumber(ARGV[5]) - 1 do
+  local owner, count = ARGV[6 + m * 3], tonumber(ARGV[7 + m * 3])
+  local owns = false
+  for _ = 1, count do
+    local new = redis.pcall('HSETNX', KEYS[key], 'submitted_at', ARGV[2])
+    if type(new) == 'table' then
+      accepted[#accepted + 1] = -1
+    elseif new == 1 then
+      redis.call('HSET', KEYS[key], 'operation', ARGV[4], 'batch_id', batch, 'message', owner)
+      redis.call('EXPIRE', KEYS[key], ttl)
+      ids[#ids + 1] = string.sub(KEYS[key], prefix)
+      accepted[#accepted + 1] = 1
+      owns = true
+    else
+      accepted[#accepted + 1] = 0
+    end
+    key = key + 1
   end
+  if owns then messages[#messages + 1] = ARGV[8 + m * 3] end
 end
 if #messages > 0 then
   redis.call('LPUSH', KEYS[1], unpack(messages))
-  if batch ~= '' then
-    redis.call('RPUSH', KEYS[2], unpack(ids))
-    redis.call('EXPIRE', KEYS[2], ttl)
-  end
+end
+if #ids > 0 and batch ~= '' then
+  redis.call('RPUSH', KEYS[2], unpack(ids))
+  redis.call('EXPIRE', KEYS[2], ttl)
 end
 return accepted
 """
 )
-# Items per script call: one chunk is atomic and keeps Redis busy for ~10 ms at most;
-# well under Lua's unpack() limit of ~8000 values.
-CHUNK = 500
+# Requests per script call: one part is atomic and keeps Redis busy for ~10 ms at most;
+# well under Lua's unpack() limit of ~8000 values. A multiple of CHUNK_MAX_ITEMS.
+PART = 30 * CHUNK_MAX_ITEMS
+# A part is spread over at least this many messages, so a small burst still keeps
+# that many worker threads busy; a large one travels CHUNK_MAX_ITEMS per message.
+_MIN_MESSAGES_PER_PART = 30
+
+
+def requests_per_message(part_size: int) -> int:
+    """Return how many requests of a part of ``part_size`` share one message."""
+    return max(1, min(CHUNK_MAX_ITEMS, part_size // _MIN_MESSAGES_PER_PART))
 
 
 @dataclass(frozen=True)
@@ -84,22 +103,37 @@ class Outgoing:
     kwargs: dict[str, Any]
     # What Flower and Celery's log lines show for the arguments: a short summary, not
     # the whole manifest (Celery's own repr of a manifest costs most of a submit).
+    # Computed when the request gets a message of its own (see ``describe``).
     summary: str = ""
 
 
-def build_message(app: Celery, item: Outgoing) -> bytes:
-    """Return the kombu Redis envelope of ``item``'s Celery task message.
+def describe(arguments: Mapping[str, Any]) -> str:
+    """Return the seed's ``key=value`` summary of a request, without the manifest body."""
+    parts = []
+    if "job_manifest" in arguments:
+        name = (arguments["job_manifest"].get("metadata") or {}).get("name")
+        if name:
+            parts.append(f"job={name}")
+    for key, label in (
+        ("job_name", "job"),
+        ("namespace", "namespace"),
+        ("namespace_name", "namespace"),
+    ):
+        if key in arguments:
+            parts.append(f"{label}={arguments[key]}")
+    return " ".join(parts)
 
-    Serialised with orjson: same JSON as kombu's encoder for these plain types, at a
-    fraction of the cost, which is most of what a bulk submit spends per item.
-    """
+
+def _envelope(
+    app: Celery, task_id: str, task_name: str, kwargs: dict[str, Any], summary: str
+) -> bytes:
     task = app.amqp.as_task_v2(
-        item.request_id,
-        item.task_name,
-        kwargs=item.kwargs,
+        task_id,
+        task_name,
+        kwargs=kwargs,
         origin=_ORIGIN,
         argsrepr="()",
-        kwargsrepr=item.summary or "{...}",
+        kwargsrepr=summary or "{...}",
     )
     if app.conf.task_serializer == "auth":  # signed messages (see celeryconfig)
         content_type, content_encoding, payload = kombu_dumps(task.body, serializer="auth")
@@ -117,12 +151,32 @@ def build_message(app: Celery, item: Outgoing) -> bytes:
             "delivery_info": {"exchange": "", "routing_key": QUEUE},
             "priority": 0,
             "body_encoding": "base64",
-            # Unique per message: a request ID is enqueued once (retries are new
+            # Unique per message: a message ID is enqueued once (retries are new
             # messages that kombu tags itself).
-            "delivery_tag": item.request_id,
+            "delivery_tag": task_id,
         },
     }
     return orjson.dumps(envelope)
+
+
+def build_message(app: Celery, item: Outgoing) -> bytes:
+    """Return the kombu Redis envelope of ``item``'s own Celery task message.
+
+    Serialised with orjson: same JSON as kombu's encoder for these plain types, at a
+    fraction of the cost, which is most of what a bulk submit spends per message.
+    """
+    summary = item.summary or describe(item.kwargs)
+    return _envelope(app, item.request_id, item.task_name, item.kwargs, summary)
+
+
+def build_chunk_message(app: Celery, chunk_id: str, items: Sequence[Outgoing]) -> bytes:
+    """Return the envelope of one chunk message carrying ``items`` (one operation)."""
+    operation = Operation.from_task_name(items[0].task_name)
+    kwargs = {
+        "operation": operation.value,
+        "items": [{"request_id": item.request_id, "arguments": item.kwargs} for item in items],
+    }
+    return _envelope(app, chunk_id, CHUNK_TASK, kwargs, f"{operation.value} x{len(items)}")
 
 
 class Enqueuer:
@@ -161,19 +215,20 @@ class Enqueuer:
         self, items: Sequence[Outgoing], *, submitted_at: str, batch_id: str = ""
     ) -> list[bool]:
         """Enqueue ``items``; return, per item, whether it was new (False: duplicate ID)."""
-        chunks = (items[start : start + CHUNK] for start in range(0, len(items), CHUNK))
-        return self.enqueue_chunks(chunks, submitted_at=submitted_at, batch_id=batch_id)
+        parts = (items[start : start + PART] for start in range(0, len(items), PART))
+        return self.enqueue_parts(parts, submitted_at=submitted_at, batch_id=batch_id)
 
-    def enqueue_chunks(
-        self, chunks: Iterable[Sequence[Outgoing]], *, submitted_at: str, batch_id: str = ""
+    def enqueue_parts(
+        self, parts: Iterable[Sequence[Outgoing]], *, submitted_at: str, batch_id: str = ""
     ) -> list[bool]:
-        """Enqueue chunks as they come; return, per item in order, whether it was new.
+        """Enqueue parts as they come; return, per item in order, whether it was new.
 
-        Each chunk is one atomic script call, written to the connection as soon as it
-        is built and answered later (pipelining), so Redis executes one chunk while
-        this thread builds, and the caller validates, the next. New items of a batch
-        are appended to its item list. If Redis fails, :class:`ChunksInterrupted`
-        says which items are enqueued.
+        Each part is one atomic script call, written to the connection as soon as it
+        is built and answered later (pipelining), so Redis executes one part while
+        this thread builds, and the caller validates, the next. Within a part, requests
+        share messages (chunks) as :func:`requests_per_message` says. New items of a
+        batch are appended to its item list. If Redis fails,
+        :class:`EnqueueInterrupted` says which items are enqueued.
         """
         pool = self._redis.connection_pool
         connection = pool.get_connection()
@@ -181,15 +236,15 @@ class Enqueuer:
         try:
             try:
                 connection.send_command("SCRIPT", "LOAD", _SUBMIT_SCRIPT)
-                for chunk in chunks:
-                    if chunk:
-                        keys, args = self._prepare(chunk, submitted_at, batch_id)
+                for part in parts:
+                    if part:
+                        keys, args = self._prepare(part, submitted_at, batch_id)
                         connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
-                        sizes.append(len(chunk))
+                        sizes.append(len(part))
                 connection.read_response()
             except (RedisError, OSError) as exc:
                 connection.disconnect()
-                raise ChunksInterrupted([None] * sum(sizes), exc) from exc
+                raise EnqueueInterrupted([None] * sum(sizes), exc) from exc
             return self._replies(connection, sizes)
         finally:
             pool.release(connection)
@@ -205,7 +260,7 @@ class Enqueuer:
                 accepted += [
                     None if flag < 0 else bool(flag) for flag in connection.read_response()
                 ]
-            except ResponseError as exc:  # this chunk failed; later ones may not have
+            except ResponseError as exc:  # this part failed; later ones may not have
                 failure = exc
                 accepted += [None] * size
             except (RedisError, OSError) as exc:
@@ -215,22 +270,29 @@ class Enqueuer:
         if failure is None and None in accepted:
             failure = ResponseError("a request record key holds a value of another type")
         if failure is not None:
-            raise ChunksInterrupted(accepted, failure)
+            raise EnqueueInterrupted(accepted, failure)
         return [bool(flag) for flag in accepted]
 
     def _prepare(
         self, items: Sequence[Outgoing], submitted_at: str, batch_id: str
     ) -> tuple[list[str], list[Any]]:
         if len({item.task_name for item in items}) > 1:
-            raise ValueError("one chunk carries one operation")
+            raise ValueError("one part carries one operation")
+        per_message = requests_per_message(len(items))
         items_key = batch_items_key(batch_id) if batch_id else QUEUE
         keys = [QUEUE, items_key, *(record_key(item.request_id) for item in items)]
-        args: list[Any] = [self._ttl, submitted_at, batch_id, items[0].task_name]
-        args.extend(build_message(self._app, item) for item in items)
+        groups = [items[start : start + per_message] for start in range(0, len(items), per_message)]
+        args: list[Any] = [self._ttl, submitted_at, batch_id, items[0].task_name, len(groups)]
+        for group in groups:
+            if len(group) == 1:
+                args += [group[0].request_id, 1, build_message(self._app, group[0])]
+            else:
+                chunk_id = new_request_id()
+                args += [chunk_id, len(group), build_chunk_message(self._app, chunk_id, group)]
         return keys, args
 
 
-class ChunksInterrupted(Exception):
+class EnqueueInterrupted(Exception):
     """Raised when Redis failed during an enqueue; says which items went in.
 
     ``accepted`` has one entry per item sent: True (enqueued), False (a duplicate ID,

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES, ManifestError, validate_job_manifest
-from worker.names import NameError_, check_dns1123_label, protection_reason
+from worker.names import NameError_, check_dns1123_label, normalise_request_id, protection_reason
 
 QUEUE = "eksops"
 TASK_PREFIX = "eksops."
@@ -56,6 +56,13 @@ def _limits(info: ValidationInfo) -> Limits:
     context = info.context or {}
     limits = context.get("limits")
     return limits if isinstance(limits, Limits) else Limits()
+
+
+def _uuid(value: str) -> str:
+    try:
+        return normalise_request_id(value)
+    except NameError_ as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _label(field_name: str) -> AfterValidator:
@@ -204,6 +211,26 @@ _REQUEST_MODELS: dict[Operation, type[_Request]] = {
     Operation.DELETE_NAMESPACE: DeleteNamespaceRequest,
 }
 TASK_NAMES = {operation: operation.task_name for operation in Operation}
+
+# A chunk of a bulk submission: many requests of one operation in one message, so a
+# burst pays Celery's per-message cost once per chunk rather than once per request.
+CHUNK_TASK = TASK_PREFIX + "chunk"
+CHUNK_MAX_ITEMS = 16
+
+
+class ChunkItem(_Contract):
+    """One request inside a chunk: its own ID, and its operation's arguments."""
+
+    request_id: Annotated[str, AfterValidator(_uuid)]
+    arguments: dict[str, Any]
+
+
+class Chunk(_Contract):
+    """The arguments of a chunk message."""
+
+    operation: Operation
+    items: list[ChunkItem] = Field(min_length=1, max_length=CHUNK_MAX_ITEMS)
+
 
 # --- results: the seed's response bodies -------------------------------------------
 

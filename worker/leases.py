@@ -6,7 +6,8 @@ Operations are idempotent, so a second run cannot double a Job, but two runs of 
 request at the same time could still race (create vs. the adopt-on-409 read). A lease
 prevents that: the execution that starts a request holds ``eksops:request:<id>:lease``
 (taken atomically with the attempt count, see ``worker.records``), a background
-thread renews every held lease, and the lease is released when the task ends. A
+thread renews every held lease, and the lease is released before a retry, or left to
+expire once a final outcome is stored (which answers any later delivery first). A
 killed worker stops renewing, so its lease expires after ``ttl`` and the redelivered
 message can run.
 """
@@ -63,6 +64,17 @@ class LeaseKeeper:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="eksops-leases", daemon=True)
                 self._thread.start()
+
+    def forget(self, key: str, holder: str) -> None:
+        """Stop renewing without deleting: the lease expires by itself.
+
+        For executions that stored a final outcome: any later delivery is answered by
+        that outcome before it looks at the lease, so the round trip of a release
+        would buy nothing.
+        """
+        with self._lock:
+            if self._held.get(key) == holder:
+                del self._held[key]
 
     def release(self, key: str, holder: str) -> None:
         """Stop renewing and delete the lease, if it is still ours."""

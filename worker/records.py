@@ -5,8 +5,10 @@ submitted (an unknown ID and a queued one both read ``PENDING``), when it was
 submitted, or how many times it ran. The record (a hash at ``eksops:request:<id>``,
 in the broker's Redis, expiring with the results) holds exactly that:
 
-* ``operation``, ``submitted_at``, ``batch_id`` — written by the producer in the same
-  atomic step that enqueues the message (see ``producer.enqueue``);
+* ``operation``, ``submitted_at``, ``batch_id``, ``message`` — written by the producer
+  in the same atomic step that enqueues the message (see ``producer.enqueue``);
+  ``message`` is the ID of the message that carries the request (its own, or the
+  chunk of a bulk submission), the only one allowed to run it;
 * ``attempts``, ``started_at``, ``last_started_at`` — written by the worker each time
   the task starts, which is how an operation knows it is running again after a
   redelivery or retry, and how pollers see it started; ``last_retry_at`` when a retry
@@ -48,14 +50,21 @@ def lease_key(request_id: str) -> str:
 
 
 # KEYS: lease, record, stored result ('' when results live in another Redis).
-# ARGV: holder, lease ms, now, operation, record TTL s.
-# Returns {leased 0/1, attempt number (0 if not leased), stored result or false}.
+# ARGV: holder, lease ms, now, operation, record TTL s, message ID.
+# Returns {1 leased | 0 lease held elsewhere | 2 another message owns the request,
+#          attempt number (0 unless leased), stored result or false}.
 _START_SCRIPT = """
 local stored = false
 if KEYS[3] ~= '' then stored = redis.call('GET', KEYS[3]) end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local owner = redis.call('HGET', KEYS[2], 'message')
+if owner and owner ~= ARGV[6] then
+  return {2, 0, stored}
+end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
   return {0, 0, stored}
 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local attempt = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('HSETNX', KEYS[2], 'started_at', ARGV[3])
 redis.call('HSETNX', KEYS[2], 'operation', ARGV[4])
@@ -72,6 +81,8 @@ class Start:
     leased: bool
     attempt: int
     stored: bytes | None
+    # Another message owns the request (a duplicate inside another chunk): not ours to run.
+    foreign: bool = False
 
 
 class Starter:
@@ -88,18 +99,31 @@ class Starter:
         operation: str,
         lease_ms: int,
         ttl_seconds: int,
+        message_id: str,
         result_key: bytes | str | None = None,
     ) -> Start:
-        """Try to take the request's lease; when taken, count the attempt.
+        """Try to take the request's lease (or keep it: same holder); count the attempt.
 
-        With ``result_key`` (results in the same Redis) the stored result comes back
-        in the same round trip, leased or not.
+        ``message_id`` is the message being run: a request recorded as enqueued by
+        another message is left to that one. With ``result_key`` (results in the same
+        Redis) the stored result comes back in the same round trip.
         """
-        leased, attempt, stored = self._script(
+        code, attempt, stored = self._script(
             keys=[lease_key(request_id), record_key(request_id), result_key or ""],
-            args=[holder, lease_ms, now_iso(), operation, ttl_seconds],
+            args=[holder, lease_ms, now_iso(), operation, ttl_seconds, message_id],
         )
-        return Start(leased=bool(leased), attempt=int(attempt), stored=stored or None)
+        return Start(
+            leased=code == 1, attempt=int(attempt), stored=stored or None, foreign=code == 2
+        )
+
+
+def next_attempt(redis: Any, request_id: str) -> int:
+    """Count one more attempt by the execution that holds the lease; return its number."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hincrby(record_key(request_id), "attempts", 1)
+    pipe.hset(record_key(request_id), "last_started_at", now_iso())
+    attempt, _ = pipe.execute()
+    return int(attempt)
 
 
 def mark_retrying(redis: Any, request_id: str) -> None:

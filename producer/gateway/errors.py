@@ -51,7 +51,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from producer.enqueue import ChunksInterrupted
+from producer.enqueue import EnqueueInterrupted
 from worker.contracts import ErrorInfo, Operation
 from worker.errors import InvalidRequest, Unavailable
 
@@ -212,5 +212,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRequest, _invalid_request)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(RequestIdReused, _request_id_reused)
-    for unavailable in (RedisError, ChunksInterrupted, Unavailable):
+    for unavailable in (RedisError, EnqueueInterrupted, Unavailable):
         app.add_exception_handler(unavailable, _queue_unavailable)

@@ -12,7 +12,7 @@ import pytest
 from celery import Celery
 
 from celeryconfig import celery_settings
-from producer.enqueue import ChunksInterrupted, Enqueuer, Outgoing, build_message
+from producer.enqueue import EnqueueInterrupted, Enqueuer, Outgoing, build_message
 from worker.contracts import QUEUE
 from worker.records import read_record
 from worker.settings import QueueSettings
@@ -85,10 +85,10 @@ def test_a_bulk_enqueue_spans_chunks_and_reports_duplicates_per_item(
         Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": f"n{i}"})
         for i in range(25)
     ]
-    first = enqueuer.enqueue_chunks([items[:4], items[4:10]], submitted_at="t0", batch_id="batch-1")
+    first = enqueuer.enqueue_parts([items[:4], items[4:10]], submitted_at="t0", batch_id="batch-1")
     assert first == [True] * 10
     in_sevens = [items[i : i + 7] for i in range(0, 25, 7)]
-    accepted = enqueuer.enqueue_chunks(in_sevens, submitted_at="t1", batch_id="batch-1")
+    accepted = enqueuer.enqueue_parts(in_sevens, submitted_at="t1", batch_id="batch-1")
     assert accepted == [False] * 10 + [True] * 15
     assert redis.llen(QUEUE) == 25
     assert read_record(redis, items[-1].request_id)["batch_id"] == "batch-1"
@@ -116,8 +116,8 @@ def test_an_interrupted_enqueue_says_how_many_items_went_in(app: Celery) -> None
         server.connected = False
         yield items[3:]
 
-    with pytest.raises(ChunksInterrupted) as caught:
-        enqueuer.enqueue_chunks(chunks(), submitted_at="t0")
+    with pytest.raises(EnqueueInterrupted) as caught:
+        enqueuer.enqueue_parts(chunks(), submitted_at="t0")
     # Pipelined: nothing is confirmed when the connection breaks before the replies.
     assert caught.value.accepted == [None] * 3
     assert caught.value.enqueued == 0
@@ -132,7 +132,7 @@ def test_an_item_whose_record_key_is_taken_fails_alone(
         for i in range(3)
     ]
     redis.set(f"eksops:request:{items[1].request_id}", "not a hash")
-    with pytest.raises(ChunksInterrupted) as caught:
+    with pytest.raises(EnqueueInterrupted) as caught:
         enqueuer.enqueue(items, submitted_at="t0")
     assert caught.value.accepted == [True, None, True]
     assert redis.llen(QUEUE) == 2

@@ -11,16 +11,23 @@ from __future__ import annotations
 import copy
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from worker.contracts import REQUEST_ID_LABEL, Deleted, JobCreated, JobState, JobStatus
 from worker.errors import Conflict, NotFound
 from worker.logs import log_operation
 from worker.names import job_name_for_request
 from worker.operations.clients import ClusterClient
-from worker.operations.namespaces import auto_create_namespace, managed_labels
+from worker.operations.namespaces import FOREGROUND, auto_create_namespace, managed_labels
 from worker.timestamps import iso_timestamp
 
 logger = logging.getLogger(__name__)
+
+
+def jobs_path(namespace: str, name: str | None = None) -> str:
+    """Return the REST path of a namespace's Jobs, or of one Job."""
+    path = f"/apis/batch/v1/namespaces/{quote(namespace, safe='')}/jobs"
+    return f"{path}/{quote(name, safe='')}" if name else path
 
 
 def job_name(manifest: dict[str, Any], request_id: str) -> str:
@@ -81,9 +88,9 @@ def _create_or_adopt(
     cluster: ClusterClient, body: dict[str, Any], name: str, namespace: str, request_id: str
 ) -> dict[str, Any]:
     try:
-        return cluster.call(cluster.batch.create_namespaced_job, namespace=namespace, body=body)
+        return cluster.request("POST", jobs_path(namespace), body=body)
     except Conflict:
-        existing = cluster.call(cluster.batch.read_namespaced_job, name=name, namespace=namespace)
+        existing = cluster.request("GET", jobs_path(namespace, name))
         labels = (existing.get("metadata") or {}).get("labels") or {}
         if labels.get(REQUEST_ID_LABEL) != request_id:
             raise
@@ -118,7 +125,7 @@ def get_job_status(*, cluster: ClusterClient, name: str, namespace: str) -> JobS
     with log_operation(logger, "get_job_status", job=name, namespace=namespace):
         logger.debug("Step 1: Sending read_namespaced_job request to Kubernetes API")
         try:
-            job = cluster.call(cluster.batch.read_namespaced_job, name=name, namespace=namespace)
+            job = cluster.request("GET", jobs_path(namespace, name))
         except NotFound:
             logger.warning("Job %s not found in namespace %s", name, namespace)
             raise
@@ -153,12 +160,7 @@ def delete_job(*, cluster: ClusterClient, name: str, namespace: str, attempt: in
     with log_operation(logger, "delete_job", job=name, namespace=namespace):
         logger.debug("Step 1: Sending delete_namespaced_job request to Kubernetes API")
         try:
-            cluster.call(
-                cluster.batch.delete_namespaced_job,
-                name=name,
-                namespace=namespace,
-                propagation_policy="Foreground",
-            )
+            cluster.request("DELETE", jobs_path(namespace, name), query=FOREGROUND)
         except NotFound:
             if attempt == 1:
                 logger.warning("Job %s not found in namespace %s", name, namespace)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 from worker.contracts import (
     MANAGED_BY_LABEL,
@@ -26,6 +27,15 @@ from worker.operations.clients import ClusterClient
 from worker.timestamps import iso_timestamp
 
 logger = logging.getLogger(__name__)
+
+
+# Deletes wait for dependents (a Job's pods, a namespace's objects), as the seed did.
+FOREGROUND = {"propagationPolicy": "Foreground"}
+
+
+def namespaces_path(name: str | None = None) -> str:
+    """Return the REST path of the namespaces, or of one namespace."""
+    return f"/api/v1/namespaces/{quote(name, safe='')}" if name else "/api/v1/namespaces"
 
 
 def managed_labels(request_id: str) -> dict[str, str]:
@@ -45,9 +55,9 @@ def _create(cluster: ClusterClient, name: str, request_id: str) -> dict[str, Any
     }
     logger.debug("Namespace manifest created with name=%s", name)
     try:
-        return cluster.call(cluster.core.create_namespace, body=body)
+        return cluster.request("POST", namespaces_path(), body=body)
     except Conflict:
-        existing = cluster.call(cluster.core.read_namespace, name=name)
+        existing = cluster.request("GET", namespaces_path(name))
         if _labels(existing).get(REQUEST_ID_LABEL) != request_id:
             raise
         logger.info(
@@ -99,7 +109,7 @@ def delete_namespace(
             )
         deleted = Deleted(message=f"Namespace {name} deleted successfully")
         try:
-            namespace = cluster.call(cluster.core.read_namespace, name=name)
+            namespace = cluster.request("GET", namespaces_path(name))
         except NotFound:
             if attempt > 1:
                 logger.info(
@@ -118,6 +128,6 @@ def delete_namespace(
             logger.info("Namespace %s is already terminating from an earlier attempt", name)
             return deleted
         logger.debug("Step 1: Sending delete_namespace request to Kubernetes API")
-        cluster.call(cluster.core.delete_namespace, name=name, propagation_policy="Foreground")
+        cluster.request("DELETE", namespaces_path(name), query=FOREGROUND)
         logger.debug("Kubernetes API confirmed namespace deletion")
         return deleted
