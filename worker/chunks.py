@@ -4,8 +4,9 @@ Celery costs a worker several milliseconds of CPU per message whatever the task 
 more than a Kubernetes call itself; a burst of thousands of Jobs therefore travels in
 chunks (see ``producer.enqueue``) and pays that cost once per chunk. Each request
 inside keeps everything it has on its own: its ID, request record, lease, attempt
-count, result in the backend, log tag and retries. A chunk runs its requests one after
-the other; the worker's threads run chunks side by side, so concurrency is unchanged.
+count, result in the backend, log tag and retries. A chunk takes all its requests in
+one round trip (so they read ``started`` from then on), then runs them one after the
+other; the worker's threads run chunks side by side, so concurrency is unchanged.
 
 Retries of a transient failure happen in place, with the same policy as single
 requests (the thread waits: back-pressure on a throttling cluster). A request the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -30,6 +32,7 @@ from worker.executions import (
     INFRASTRUCTURE_ERRORS,
     Execution,
     begin,
+    begin_many,
     store_outcome,
     until_redis_answers,
 )
@@ -46,21 +49,52 @@ def run_chunk(backend: Any, chunk_id: str, arguments: dict[str, Any]) -> dict[st
         chunk = Chunk.model_validate(arguments)
     except ValidationError as exc:
         raise InvalidRequest(explain(exc, what="chunk")) from None
+    holder = runtime().leases.new_holder()
+    # One round trip takes every request of the chunk (the chunk owns them all).
+    prepared = until_redis_answers(
+        partial(
+            begin_many,
+            backend,
+            [item.request_id for item in chunk.items],
+            operation=chunk.operation.task_name,
+            message_id=chunk_id,
+            holder=holder,
+        ),
+        doing="starting a chunk",
+    )
     ran = 0
-    for item in chunk.items:
+    for item, execution in zip(chunk.items, prepared, strict=True):
         with bound_request(item.request_id):
-            holder = runtime().leases.new_holder()
-            run = partial(_run_item, backend, chunk_id, chunk.operation, item, holder)
+            run = _ItemRun(backend, chunk_id, chunk.operation, item, holder, prepared=execution)
             ran += until_redis_answers(run, doing="running a request of a chunk")
     return {"operation": chunk.operation.value, "requests": len(chunk.items), "ran": ran}
 
 
-def _run_item(
-    backend: Any, chunk_id: str, operation: Operation, item: ChunkItem, holder: str
-) -> bool:
-    execution = begin(
-        backend, item.request_id, operation=operation.task_name, message_id=chunk_id, holder=holder
-    )
+@dataclass
+class _ItemRun:
+    """One request of a chunk: started with the chunk, or (again, after an outage) alone."""
+
+    backend: Any
+    chunk_id: str
+    operation: Operation
+    item: ChunkItem
+    holder: str
+    prepared: Execution | None
+
+    def __call__(self) -> bool:
+        execution, self.prepared = self.prepared, None  # a second try starts afresh
+        if execution is None:
+            execution = begin(
+                self.backend,
+                self.item.request_id,
+                operation=self.operation.task_name,
+                message_id=self.chunk_id,
+                holder=self.holder,
+            )
+        return _run_item(self.backend, self.operation, self.item, execution)
+
+
+def _run_item(backend: Any, operation: Operation, item: ChunkItem, execution: Execution) -> bool:
     if execution.foreign:
         logger.info("Request belongs to another message; leaving it to that one")
         return False

@@ -80,36 +80,54 @@ def begin(
     """Start running ``request_id`` for message ``message_id``, or say why not.
 
     ``holder`` names this execution; starting again with the same holder keeps the
-    lease it already has.
+    lease it already has. Waits while another live execution holds the lease.
     """
-    current = runtime()
-    shared = current.queue.broker_url == current.queue.result_backend
-    result_key = backend.get_key_for_task(request_id) if shared else None
     waiting = False
     while True:
-        start = current.starter.start(
-            request_id,
-            holder=holder,
-            operation=operation,
-            lease_ms=current.leases.ttl_ms,
-            ttl_seconds=current.queue.result_expires_seconds,
-            message_id=message_id,
-            result_key=result_key,
+        (execution,) = begin_many(
+            backend, [request_id], operation=operation, message_id=message_id, holder=holder
         )
-        meta = stored_meta(backend, request_id, start.stored, shared=shared)
-        if meta.get("status") in states.READY_STATES:
-            if start.leased:
-                current.leases.release(lease_key(request_id), holder)
-            return Execution(request_id, outcome=meta)
-        if start.foreign:
-            return Execution(request_id, foreign=True)
-        if start.leased:
-            current.leases.hold(lease_key(request_id), holder)
-            return Execution(request_id, attempt=start.attempt, holder=holder)
+        if execution is not None:
+            return execution
         if not waiting:
             logger.warning("Another worker is running this request; waiting for it to finish")
             waiting = True
         time.sleep(_WAIT_SECONDS)
+
+
+def begin_many(
+    backend: Any, request_ids: list[str], *, operation: str, message_id: str, holder: str
+) -> list[Execution | None]:
+    """:func:`begin` for all the requests of one message, in one round trip.
+
+    ``None`` for a request whose lease another live execution holds (call
+    :func:`begin` for it, which waits).
+    """
+    current = runtime()
+    shared = current.queue.broker_url == current.queue.result_backend
+    starts = current.starter.start_many(
+        [(rid, backend.get_key_for_task(rid) if shared else None) for rid in request_ids],
+        holder=holder,
+        operation=operation,
+        lease_ms=current.leases.ttl_ms,
+        ttl_seconds=current.queue.result_expires_seconds,
+        message_id=message_id,
+    )
+    executions: list[Execution | None] = []
+    for request_id, start in zip(request_ids, starts, strict=True):
+        meta = stored_meta(backend, request_id, start.stored, shared=shared)
+        if meta.get("status") in states.READY_STATES:
+            if start.leased:
+                current.leases.release(lease_key(request_id), holder)
+            executions.append(Execution(request_id, outcome=meta))
+        elif start.foreign:
+            executions.append(Execution(request_id, foreign=True))
+        elif start.leased:
+            current.leases.hold(lease_key(request_id), holder)
+            executions.append(Execution(request_id, attempt=start.attempt, holder=holder))
+        else:
+            executions.append(None)
+    return executions
 
 
 def stored_meta(

@@ -22,6 +22,7 @@ Pure redis-py; shared by producers and workers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,28 +50,35 @@ def lease_key(request_id: str) -> str:
     return REQUEST_KEY_PREFIX + request_id + ":lease"
 
 
-# KEYS: lease, record, stored result ('' when results live in another Redis).
-# ARGV: holder, lease ms, now, operation, record TTL s, message ID.
-# Returns {1 leased | 0 lease held elsewhere | 2 another message owns the request,
-#          attempt number (0 unless leased), stored result or false}.
+# KEYS: per request, three: lease, record, stored result ('' when results live in
+# another Redis). ARGV: holder, lease ms, now, operation, record TTL s, message ID.
+# Returns per request three values: 1 leased | 0 lease held elsewhere | 2 another
+# message owns the request; the attempt number (0 unless leased); the stored result.
 _START_SCRIPT = """
-local stored = false
-if KEYS[3] ~= '' then stored = redis.call('GET', KEYS[3]) end
-local owner = redis.call('HGET', KEYS[2], 'message')
-if owner and owner ~= ARGV[6] then
-  return {2, 0, stored}
+local out = {}
+for i = 1, #KEYS, 3 do
+  local stored = false
+  if KEYS[i + 2] ~= '' then stored = redis.call('GET', KEYS[i + 2]) end
+  local code, attempt = 1, 0
+  local owner = redis.call('HGET', KEYS[i + 1], 'message')
+  local holder = redis.call('GET', KEYS[i])
+  if owner and owner ~= ARGV[6] then
+    code = 2
+  elseif holder and holder ~= ARGV[1] then
+    code = 0
+  else
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+    attempt = redis.call('HINCRBY', KEYS[i + 1], 'attempts', 1)
+    redis.call('HSETNX', KEYS[i + 1], 'started_at', ARGV[3])
+    redis.call('HSETNX', KEYS[i + 1], 'operation', ARGV[4])
+    redis.call('HSET', KEYS[i + 1], 'last_started_at', ARGV[3])
+    redis.call('EXPIRE', KEYS[i + 1], ARGV[5])
+  end
+  out[#out + 1] = code
+  out[#out + 1] = attempt
+  out[#out + 1] = stored
 end
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then
-  return {0, 0, stored}
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local attempt = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-redis.call('HSETNX', KEYS[2], 'started_at', ARGV[3])
-redis.call('HSETNX', KEYS[2], 'operation', ARGV[4])
-redis.call('HSET', KEYS[2], 'last_started_at', ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return {1, attempt, stored}
+return out
 """
 
 
@@ -108,13 +116,39 @@ class Starter:
         another message is left to that one. With ``result_key`` (results in the same
         Redis) the stored result comes back in the same round trip.
         """
-        code, attempt, stored = self._script(
-            keys=[lease_key(request_id), record_key(request_id), result_key or ""],
-            args=[holder, lease_ms, now_iso(), operation, ttl_seconds, message_id],
+        (start,) = self.start_many(
+            [(request_id, result_key)],
+            holder=holder,
+            operation=operation,
+            lease_ms=lease_ms,
+            ttl_seconds=ttl_seconds,
+            message_id=message_id,
         )
-        return Start(
-            leased=code == 1, attempt=int(attempt), stored=stored or None, foreign=code == 2
+        return start
+
+    def start_many(
+        self,
+        requests: Sequence[tuple[str, bytes | str | None]],
+        *,
+        holder: str,
+        operation: str,
+        lease_ms: int,
+        ttl_seconds: int,
+        message_id: str,
+    ) -> list[Start]:
+        """:meth:`start` for many requests (ID, result key) of one message, in one trip."""
+        keys: list[Any] = []
+        for request_id, result_key in requests:
+            keys += [lease_key(request_id), record_key(request_id), result_key or ""]
+        replies = self._script(
+            keys=keys, args=[holder, lease_ms, now_iso(), operation, ttl_seconds, message_id]
         )
+        return [
+            Start(leased=code == 1, attempt=int(attempt), stored=stored or None, foreign=code == 2)
+            for code, attempt, stored in zip(
+                replies[::3], replies[1::3], replies[2::3], strict=True
+            )
+        ]
 
 
 def next_attempt(redis: Any, request_id: str) -> int:
