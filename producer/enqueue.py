@@ -108,12 +108,17 @@ class Outgoing:
 
 
 def describe(arguments: Mapping[str, Any]) -> str:
-    """Return the seed's ``key=value`` summary of a request, without the manifest body."""
+    """Return the seed's ``key=value`` summary of a request, without the manifest body.
+
+    Total over any arguments: a message built from unvalidated arguments (a manifest
+    that is not a mapping) still gets a summary, and the worker names the problem.
+    """
     parts = []
-    if "job_manifest" in arguments:
-        name = (arguments["job_manifest"].get("metadata") or {}).get("name")
-        if name:
-            parts.append(f"job={name}")
+    manifest = arguments.get("job_manifest")
+    metadata = manifest.get("metadata") if isinstance(manifest, Mapping) else None
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    if name:
+        parts.append(f"job={name}")
     for key, label in (
         ("job_name", "job"),
         ("namespace", "namespace"),

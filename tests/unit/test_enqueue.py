@@ -12,7 +12,7 @@ import pytest
 from celery import Celery
 
 from celeryconfig import celery_settings
-from producer.enqueue import EnqueueInterrupted, Enqueuer, Outgoing, build_message
+from producer.enqueue import EnqueueInterrupted, Enqueuer, Outgoing, build_message, describe
 from worker.contracts import QUEUE
 from worker.records import read_record
 from worker.settings import QueueSettings
@@ -61,6 +61,29 @@ def test_the_envelope_matches_what_celery_and_kombu_publish(app: Celery) -> None
     assert {k: v for k, v in ours["headers"].items() if k not in differing} == {
         k: v for k, v in published["headers"].items() if k not in differing
     }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "summary"),
+    [
+        ({"job_manifest": {"metadata": {"name": "pi"}}, "namespace": "a"}, "job=pi namespace=a"),
+        ({"job_name": "pi", "namespace": "a"}, "job=pi namespace=a"),
+        ({"namespace_name": "team-a"}, "namespace=team-a"),
+        ({"job_manifest": {"metadata": {"generateName": "pi-"}}}, ""),
+        # Unvalidated arguments still get a summary: the worker names the problem.
+        ({"job_manifest": "not a manifest"}, ""),
+        ({"job_manifest": {"metadata": ["not", "a", "mapping"]}}, ""),
+        ({"job_manifest": None}, ""),
+    ],
+)
+def test_the_summary_names_the_request_and_never_fails(
+    arguments: dict[str, object], summary: str, app: Celery
+) -> None:
+    assert describe(arguments) == summary
+    message = json.loads(
+        build_message(app, Outgoing(str(uuid.uuid4()), "eksops.create_job", arguments))
+    )
+    assert message["headers"]["kwargsrepr"] == (summary or "{...}")
 
 
 def test_a_request_id_is_enqueued_once_however_often_it_is_submitted(
