@@ -146,12 +146,11 @@ def rows(results: dict[str, Any]) -> list[Row]:
                     f"(machine {cpu['machine_busy_cores']:.2f} of {_cpus(results)})",
                 )
             )
-        profile = block.get("profile")
-        if profile:
+        for kind, profile in (block.get("profile") or {}).items():
             out.append(
                 Row(
                     section,
-                    "worker GIL held (py-spy)",
+                    f"worker GIL held (py-spy), {kind}",
                     f"{profile['gil_busy']:.0%} of wall time, "
                     f"{profile['gil_ms_per_task']:.2f} ms per task",
                 )
@@ -160,7 +159,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             out.append(
                 Row(
                     section,
-                    "worker GIL time by step",
+                    f"worker GIL time by step, {kind}",
                     "; ".join(f"{name} {share:.0f}%" for name, share in steps),
                 )
             )

