@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         "--memory-tasks",
         type=int,
         metavar="N",
-        help="last memory mark (default 100,000; quick 2,000); the first is N/10",
+        help="last memory mark (default 100,000; quick 800); the first is N/10",
     )
     parser.add_argument("--burst-items", type=int, metavar="N", help="size of the burst")
     parser.add_argument("--burst-qps", type=float, metavar="R", help="bench limit, requests/s")
