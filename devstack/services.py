@@ -70,6 +70,22 @@ def port_open(port: int) -> Callable[[], bool]:
     return check
 
 
+def stop_group(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """SIGTERM ``process``'s group, SIGKILL it after ``timeout``; False if it had to be killed."""
+    if process.poll() is not None:
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+        return False
+    return True
+
+
 class Service:
     """One child process of the stack."""
 
@@ -112,17 +128,8 @@ class Service:
 
     def stop(self, timeout: float = 20.0) -> None:
         """Ask the process to stop (SIGTERM, warm shutdown), then insist."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop within %.0fs; killing it", self.name, timeout)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        if self.process is not None and not stop_group(self.process, timeout):
+            logger.warning("%s did not stop within %.0fs; killed it", self.name, timeout)
         logger.info("Stopped %s", self.name)
 
 
