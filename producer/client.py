@@ -162,8 +162,13 @@ class EksOps:
             # Validation runs lazily, part by part, while earlier parts are sent.
             part: list[Outgoing] = []
             for index, item in enumerate(items):
-                arguments = dict(item)
                 try:
+                    if not isinstance(item, Mapping):
+                        raise InvalidRequest(
+                            f"Invalid request: an item must be an object of arguments, "
+                            f"not {type(item).__name__}"
+                        )
+                    arguments = dict(item)
                     rid = self.request_id_for(arguments.pop("request_id", None))
                     kwargs = self.validate(operation, arguments)
                 except InvalidRequest as exc:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 import worker.errors  # noqa: F401 - Celery rebuilds stored errors from sys.modules
 from worker.contracts import ErrorInfo, RequestState, RequestStatus
 from worker.errors import EksOpsError, Unavailable
-from worker.records import read_record
+from worker.records import lease_key, read_record
 
 _STATE_BY_CELERY = {
     states.PENDING: RequestState.QUEUED,
@@ -65,6 +65,9 @@ def _running_again(record: Mapping[str, str], meta: Mapping[str, Any]) -> bool:
     return datetime.fromisoformat(started) > datetime.fromisoformat(stored_at)
 
 
+_OUTCOME_UNKNOWN = "OutcomeUnknown"
+
+
 def _outcome_lost(record: Mapping[str, str], stale_after: float | None) -> ErrorInfo | None:
     started = record.get("last_started_at")
     if stale_after is None or not started:
@@ -73,7 +76,7 @@ def _outcome_lost(record: Mapping[str, str], stale_after: float | None) -> Error
     if age < stale_after:
         return None
     return ErrorInfo(
-        code="OutcomeUnknown",
+        code=_OUTCOME_UNKNOWN,
         message=(
             f"A worker started this request at {started} and no outcome was stored in the "
             f"{int(age)}s since; it may have run or not. Check the cluster before resubmitting."
@@ -135,9 +138,15 @@ def read_status(
     try:
         record = read_record(redis, request_id)
         meta = backend.get_task_meta(request_id)
+        status = combine(request_id, record, meta, stale_after=stale_after)
+        # Long ago but still leased: a worker is on it (a long chunk renews the leases
+        # of all its requests), so it is running, not lost. Read only in this rare case.
+        lost = status.error is not None and status.error.code == _OUTCOME_UNKNOWN
+        if lost and redis.exists(lease_key(request_id)):
+            status = combine(request_id, record, meta)
     except (RedisError, OSError, OperationalError, BackendError) as exc:
         raise Unavailable(
             f"Cannot read the status of request {request_id}: Redis is unreachable ({exc})",
             code="BackendUnavailable",
         ) from exc
-    return combine(request_id, record, meta, stale_after=stale_after)
+    return status

@@ -37,6 +37,7 @@ from worker.executions import (
     until_redis_answers,
 )
 from worker.logs import bound_request
+from worker.names import NameError_, normalise_request_id
 from worker.records import mark_retrying, next_attempt
 from worker.runtime import runtime
 
@@ -49,13 +50,14 @@ def run_chunk(backend: Any, chunk_id: str, arguments: dict[str, Any]) -> dict[st
         chunk = Chunk.model_validate(arguments)
     except ValidationError as exc:
         raise InvalidRequest(explain(exc, what="chunk")) from None
+    requests = _requests(chunk_id, chunk.items)
     holder = runtime().leases.new_holder()
     # One round trip takes every request of the chunk (the chunk owns them all).
     prepared = until_redis_answers(
         partial(
             begin_many,
             backend,
-            [item.request_id for item in chunk.items],
+            [request.request_id for request in requests],
             operation=chunk.operation.task_name,
             message_id=chunk_id,
             holder=holder,
@@ -63,11 +65,57 @@ def run_chunk(backend: Any, chunk_id: str, arguments: dict[str, Any]) -> dict[st
         doing="starting a chunk",
     )
     ran = 0
-    for item, execution in zip(chunk.items, prepared, strict=True):
-        with bound_request(item.request_id):
-            run = _ItemRun(backend, chunk_id, chunk.operation, item, holder, prepared=execution)
+    for request, execution in zip(requests, prepared, strict=True):
+        with bound_request(request.request_id):
+            run = _ItemRun(backend, chunk_id, chunk.operation, request, holder, prepared=execution)
             ran += until_redis_answers(run, doing="running a request of a chunk")
     return {"operation": chunk.operation.value, "requests": len(chunk.items), "ran": ran}
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One request of a chunk: its arguments, or why they cannot be run."""
+
+    request_id: str
+    item: ChunkItem | None
+    invalid: InvalidRequest | None = None
+
+
+def _requests(chunk_id: str, raw_items: list[Any]) -> list[_Request]:
+    """Validate the chunk's requests one by one, each request ID once.
+
+    A malformed request fails on its own (stored as its outcome when it has a usable ID,
+    logged and dropped when not) instead of stranding the rest of the chunk; a request
+    ID repeated inside the chunk runs once, like a duplicate anywhere else.
+    """
+    requests: list[_Request] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_items, start=1):
+        try:
+            request = _Request((item := ChunkItem.model_validate(raw)).request_id, item)
+        except ValidationError as exc:
+            problem = InvalidRequest(explain(exc, what=f"request {index} of chunk {chunk_id}"))
+            request_id = _request_id_of(raw)
+            if request_id is None:
+                logger.error("%s; it has no usable request ID and is dropped", problem.message)
+                continue
+            request = _Request(request_id, None, problem)
+        if request.request_id in seen:
+            with bound_request(request.request_id):
+                logger.warning("Request %d repeats a request ID of this chunk; it runs once", index)
+            continue
+        seen.add(request.request_id)
+        requests.append(request)
+    return requests
+
+
+def _request_id_of(raw: Any) -> str | None:
+    """Return the request ID of a malformed chunk item, if it has a valid one."""
+    value = raw.get("request_id") if isinstance(raw, dict) else None
+    try:
+        return normalise_request_id(value) if isinstance(value, str) else None
+    except NameError_:
+        return None
 
 
 @dataclass
@@ -77,7 +125,7 @@ class _ItemRun:
     backend: Any
     chunk_id: str
     operation: Operation
-    item: ChunkItem
+    request: _Request
     holder: str
     prepared: Execution | None
 
@@ -86,15 +134,15 @@ class _ItemRun:
         if execution is None:
             execution = begin(
                 self.backend,
-                self.item.request_id,
+                self.request.request_id,
                 operation=self.operation.task_name,
                 message_id=self.chunk_id,
                 holder=self.holder,
             )
-        return _run_item(self.backend, self.operation, self.item, execution)
+        return _run_item(self.backend, self.operation, self.request, execution)
 
 
-def _run_item(backend: Any, operation: Operation, item: ChunkItem, execution: Execution) -> bool:
+def _run_item(backend: Any, operation: Operation, request: _Request, execution: Execution) -> bool:
     if execution.foreign:
         logger.info("Request belongs to another message; leaving it to that one")
         return False
@@ -102,23 +150,39 @@ def _run_item(backend: Any, operation: Operation, item: ChunkItem, execution: Ex
         logger.info("Request already ended (%s); skipping it", execution.outcome.get("status"))
         return False
     try:
-        result = _attempts(backend, operation, item, execution)
+        outcome, state = _outcome(backend, operation, request, execution)
+        # Once the cluster has answered, only the write is repeated through an outage:
+        # running the request again would count another attempt and could read its
+        # own first effect (a delete finding nothing) as a different outcome.
+        until_redis_answers(
+            partial(store_outcome, backend, request.request_id, outcome, state),
+            doing="storing a request's outcome",
+        )
+    finally:
+        execution.done()
+    return True
+
+
+def _outcome(
+    backend: Any, operation: Operation, request: _Request, execution: Execution
+) -> tuple[Any, str]:
+    """Run the request (retrying in place); return its outcome and Celery state."""
+    if request.invalid is not None:
+        logger.error("%s failed: %s", operation.task_name, request.invalid.message)
+        return request.invalid, states.FAILURE
+    assert request.item is not None  # a request is either valid or invalid
+    try:
+        return _attempts(backend, operation, request.item, execution), states.SUCCESS
     except EksOpsError as exc:
         logger.error(
             "%s failed: %s %s: %s", operation.task_name, exc.http_status, exc.code, exc.message
         )
-        store_outcome(backend, item.request_id, exc, states.FAILURE)
+        return exc, states.FAILURE
     except INFRASTRUCTURE_ERRORS:
         raise  # not the request's outcome: until_redis_answers starts over
     except Exception as exc:
         logger.exception("%s failed unexpectedly", operation.task_name)
-        internal = EksOpsError(f"Internal error: {type(exc).__name__}: {exc}")
-        store_outcome(backend, item.request_id, internal, states.FAILURE)
-    else:
-        store_outcome(backend, item.request_id, result, states.SUCCESS)
-    finally:
-        execution.done()
-    return True
+        return EksOpsError(f"Internal error: {type(exc).__name__}: {exc}"), states.FAILURE
 
 
 def _attempts(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from celery import states
+from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -52,7 +53,9 @@ class Execution:
 
 # Redis (broker, records, results) unreachable: the work cannot go on, and it must not
 # end as the request's outcome either.
-INFRASTRUCTURE_ERRORS = (RedisError, OSError, OperationalError)
+# Celery's BackendError is what its result backend raises once its own retries of a
+# connection error are spent (``result_backend_always_retry``).
+INFRASTRUCTURE_ERRORS = (RedisError, OSError, OperationalError, BackendError)
 
 
 def until_redis_answers(action: Callable[[], T], *, doing: str) -> T:
@@ -113,9 +116,14 @@ def begin_many(
         ttl_seconds=current.queue.result_expires_seconds,
         message_id=message_id,
     )
+    # Every read first: an outage part-way leaves no lease held (renewed) by this
+    # process, only leases that expire; starting again with the same holder is safe.
+    metas = [
+        stored_meta(backend, request_id, start.stored, shared=shared)
+        for request_id, start in zip(request_ids, starts, strict=True)
+    ]
     executions: list[Execution | None] = []
-    for request_id, start in zip(request_ids, starts, strict=True):
-        meta = stored_meta(backend, request_id, start.stored, shared=shared)
+    for request_id, start, meta in zip(request_ids, starts, metas, strict=True):
         if meta.get("status") in states.READY_STATES:
             if start.leased:
                 current.leases.release(lease_key(request_id), holder)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from producer.enqueue import requests_per_message
+from producer import EksOps
+from producer.batches import BatchStatus
+from producer.enqueue import Outgoing, build_chunk_message, requests_per_message
 from tests.reliability.conftest import Stack, final, jobs_by_request, manifest, wait_until
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.operations import ClusterClient
 
 pytestmark = pytest.mark.integration
+
+
+def batch_when_readable(eksops: EksOps, batch_id: str) -> BatchStatus | None:
+    try:
+        return eksops.batch(batch_id)
+    except Exception:  # the backend is down: not readable yet
+        return None
 
 
 def items(namespace: str, count: int, **extra: Any) -> list[dict[str, Any]]:
@@ -97,3 +107,91 @@ def test_requests_in_a_chunk_retry_in_place_and_fail_on_their_own(
     ]
     assert retried
     assert "Attempt 1 of 5 failed: 503 ServiceUnavailable" in stack.logs()
+
+
+@pytest.mark.timeout(120)
+def test_a_request_id_repeated_inside_one_chunk_runs_once(
+    make_stack: Callable[..., Stack], kube: ClusterClient, namespace: str
+) -> None:
+    stack = make_stack()
+    eksops = stack.client()
+    rid = str(uuid.uuid4())
+    batch = [
+        {"job_manifest": manifest("first"), "namespace": namespace, "request_id": rid},
+        {"job_manifest": manifest("second"), "namespace": namespace, "request_id": rid},
+        *items(namespace, 58),
+    ]
+    submission = eksops.submit_many(Operation.CREATE_JOB, batch)  # two per message
+    assert submission.items[1].duplicate
+    stack.worker()
+    status = final(eksops, rid)
+    assert status.state is RequestState.SUCCEEDED
+    assert status.result is not None
+    assert status.result["job_name"] == "first"
+    assert status.attempts == 1
+    wait_until(lambda: eksops.batch(submission.batch_id).done)
+    assert [job["metadata"]["name"] for job in jobs_by_request(kube, namespace)[rid]] == ["first"]
+
+
+@pytest.mark.timeout(120)
+def test_a_malformed_request_fails_alone_and_the_rest_of_its_chunk_runs(
+    make_stack: Callable[..., Stack], namespace: str
+) -> None:
+    stack = make_stack()
+    eksops = stack.client()
+    good, bad = str(uuid.uuid4()), str(uuid.uuid4())
+    task = Operation.CREATE_JOB.task_name
+    arguments = {"job_manifest": manifest(), "namespace": namespace}
+    chunk = [
+        Outgoing("not-a-request-id", task, arguments),  # no usable ID: logged and dropped
+        Outgoing(bad, task, "not arguments"),  # type: ignore[arg-type]
+        Outgoing(good, task, arguments),
+        Outgoing(good, task, arguments),  # a repeat: runs once
+    ]
+    stack.broker.client().lpush(QUEUE, build_chunk_message(eksops.app, str(uuid.uuid4()), chunk))
+    worker = stack.worker()
+    assert final(eksops, good).state is RequestState.SUCCEEDED
+    failed = final(eksops, bad)
+    assert failed.state is RequestState.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "BadRequest"
+    assert "request 2 of chunk" in failed.error.message
+    assert "arguments" in failed.error.message
+    logs = stack.logs()
+    assert "request 1 of chunk" in logs
+    assert "no usable request ID and is dropped" in logs
+    assert "Request 4 repeats a request ID of this chunk; it runs once" in logs
+    assert worker.alive
+
+
+@pytest.mark.timeout(180)
+def test_an_outcome_that_cannot_be_stored_is_stored_later_not_run_again(
+    make_stack: Callable[..., Stack], namespace: str
+) -> None:
+    # Deleting a Job that does not exist fails with NotFound; a second attempt would
+    # read the 404 as "deleted by an earlier attempt". If storing the first outcome
+    # fails, only the store may be repeated.
+    stack = make_stack(separate_backend=True)
+    assert stack.backend is not None
+    eksops = stack.client()
+    stack.sim.admin.add_fault("latency", ms=1500, verb="delete", resource="jobs")
+    submission = eksops.submit_many(
+        Operation.DELETE_JOB,
+        [{"job_name": f"never-created-{index}", "namespace": namespace} for index in range(60)],
+    )
+    stack.worker()
+    wait_until(lambda: "START delete_job" in stack.logs())
+    stack.backend.stop()  # the deletes in flight answer while the results cannot be written
+    time.sleep(25)  # longer than Celery's own retries of a result write (20 x ~1 s)
+    stack.backend.start()
+    status = wait_until(
+        lambda: (s := batch_when_readable(eksops, submission.batch_id)) and s.done and s,
+        timeout=120,
+        interval=0.5,
+    )
+    assert (status.counts["succeeded"], status.counts["failed"]) == (0, 60)
+    assert {item.error.code for item in status.failed if item.error} == {"NotFound"}
+    assert all(
+        eksops.status(item.request_id).attempts == 1 for item in submission.items if item.request_id
+    )
+    assert "Redis unreachable while storing a request's outcome" in stack.logs()

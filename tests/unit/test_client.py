@@ -117,10 +117,14 @@ def test_a_bulk_submit_enqueues_good_items_and_reports_bad_ones(
         {"job_manifest": {"spec": {}}, "namespace": "team-a"},
         {"job_manifest": JOB, "namespace": "Team_B"},
         {"job_manifest": JOB},
+        ["not", "an", "object"],
     ]
-    batch = client.submit_many(Operation.CREATE_JOB, items)
-    assert (batch.accepted, batch.duplicates, batch.rejected) == (2, 0, 2)
-    assert [item.index for item in batch.items] == [0, 1, 2, 3]
+    batch = client.submit_many(Operation.CREATE_JOB, items)  # type: ignore[arg-type]
+    assert (batch.accepted, batch.duplicates, batch.rejected) == (2, 0, 3)
+    assert [item.index for item in batch.items] == [0, 1, 2, 3, 4]
+    assert batch.items[4].error == (
+        "Invalid request: an item must be an object of arguments, not list"
+    )
     assert batch.items[1].error is not None
     assert 'job_manifest.spec: "template" is a required property' in batch.items[1].error
     assert batch.items[2].error is not None
@@ -128,7 +132,7 @@ def test_a_bulk_submit_enqueues_good_items_and_reports_bad_ones(
     assert redis.llen(QUEUE) == 2
     status = client.batch(batch.batch_id)
     assert status is not None
-    assert (status.total, status.rejected, status.counts["queued"], status.done) == (2, 2, 2, False)
+    assert (status.total, status.rejected, status.counts["queued"], status.done) == (2, 3, 2, False)
     for item in batch.items:
         if item.request_id:
             assert client.status(item.request_id).state is RequestState.QUEUED

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import fakeredis
 import pytest
 import redis
+from celery import Celery
 
 from producer.status import combine, error_info, read_status
 from worker import errors
 from worker.contracts import RequestState
 from worker.errors import Unavailable
+from worker.records import lease_key, record_key
 
 RID = "3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c"
 RECORD = {"operation": "eksops.create_job", "submitted_at": "2026-01-20T10:30:00+00:00"}
@@ -114,6 +117,27 @@ def test_a_request_started_long_ago_without_an_outcome_reads_unknown_not_running
     assert status.error is not None
     assert status.error.code == "OutcomeUnknown"
     assert "Check the cluster" in status.error.message
+
+
+@pytest.mark.parametrize(("leased", "state"), [(True, "started"), (False, "unknown")])
+def test_a_request_started_long_ago_is_running_while_a_worker_holds_its_lease(
+    leased: bool, state: str
+) -> None:
+    # A long chunk takes all its requests at once and renews all their leases.
+    app = Celery("t", set_as_current=False)
+    app.conf.update(result_backend="redis://fake", result_serializer="json")
+    backend = app.backend
+    backend.client = client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    started = "2026-01-20T10:30:01+00:00"
+    client.hset(
+        record_key(RID),
+        mapping={**RECORD, "attempts": "1", "started_at": started, "last_started_at": started},
+    )
+    if leased:
+        client.set(lease_key(RID), "worker-1", px=30_000)
+    status = read_status(redis=client, backend=backend, request_id=RID, stale_after=1200)
+    assert status.state.value == state
+    assert (status.error is None) is leased
 
 
 def test_an_unreadable_status_is_an_error_not_an_empty_answer() -> None:
