@@ -18,6 +18,7 @@ import pytest
 
 from kubesim import Simulator
 from producer import EksOps
+from producer.batches import BatchStatus
 from producer.settings import ProducerSettings
 from tests.integration.conftest import environment
 from tests.support.processes import WorkerProcess
@@ -133,6 +134,14 @@ def wait_until(check: Callable[[], Any], *, timeout: float = 30.0, interval: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def batch_when_readable(eksops: EksOps, batch_id: str) -> BatchStatus | None:
+    """Return a batch's status, or None while Redis cannot be read (an outage test)."""
+    try:
+        return eksops.batch(batch_id)
+    except Exception:
+        return None
 
 
 def final(eksops: EksOps, request_id: str, timeout: float = 60.0) -> RequestStatus:

@@ -9,21 +9,19 @@ from typing import Any
 
 import pytest
 
-from producer import EksOps
-from producer.batches import BatchStatus
 from producer.enqueue import Outgoing, build_chunk_message, requests_per_message
-from tests.reliability.conftest import Stack, final, jobs_by_request, manifest, wait_until
+from tests.reliability.conftest import (
+    Stack,
+    batch_when_readable,
+    final,
+    jobs_by_request,
+    manifest,
+    wait_until,
+)
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.operations import ClusterClient
 
 pytestmark = pytest.mark.integration
-
-
-def batch_when_readable(eksops: EksOps, batch_id: str) -> BatchStatus | None:
-    try:
-        return eksops.batch(batch_id)
-    except Exception:  # the backend is down: not readable yet
-        return None
 
 
 def items(namespace: str, count: int, **extra: Any) -> list[dict[str, Any]]:

@@ -7,20 +7,19 @@ from collections.abc import Callable
 
 import pytest
 
-from producer.batches import BatchStatus
-from tests.reliability.conftest import Stack, final, jobs_by_request, manifest, wait_until
+from tests.reliability.conftest import (
+    Stack,
+    batch_when_readable,
+    final,
+    jobs_by_request,
+    manifest,
+    wait_until,
+)
 from worker.contracts import Operation, RequestState
 from worker.errors import Unavailable
 from worker.operations import ClusterClient
 
 pytestmark = pytest.mark.integration
-
-
-def batch_when_readable(stack: Stack, batch_id: str) -> BatchStatus | None:
-    try:
-        return stack.clients[0].batch(batch_id)
-    except Exception:
-        return None
 
 
 @pytest.mark.timeout(180)
@@ -41,7 +40,7 @@ def test_a_redis_restart_mid_batch_loses_nothing_and_runs_nothing_twice(
     stack.broker.restart(down_for=2.0)
 
     status = wait_until(
-        lambda: (s := batch_when_readable(stack, submission.batch_id)) and s.done and s,
+        lambda: (s := batch_when_readable(eksops, submission.batch_id)) and s.done and s,
         timeout=120,
         interval=0.5,
     )
