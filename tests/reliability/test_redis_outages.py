@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from kombu import Connection, Queue
 
 from tests.reliability.conftest import (
     Stack,
@@ -18,6 +19,7 @@ from tests.reliability.conftest import (
 from worker.contracts import Operation, RequestState
 from worker.errors import Unavailable
 from worker.operations import ClusterClient
+from worker.transport import Transport
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +78,49 @@ def test_a_result_finished_while_the_backend_is_down_is_stored_once_it_is_back(
     assert status.result is not None
     assert status.result["job_name"] == "during-outage"
     assert len(jobs_by_request(kube, namespace)[submission.request_id]) == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_broker_lost_mid_poll_never_stops_the_worker_and_loses_no_message(
+    make_stack: Callable[..., Stack],
+) -> None:
+    # When the broker goes away under a polling worker, Celery collects the connection
+    # (kombu's transport forgets its settings) and then closes it. A channel that still
+    # held messages being worked on used to rebuild a connection pool from the
+    # forgotten settings: AttributeError, "Unrecoverable error", the worker stopped.
+    stack = make_stack()
+    queue = Queue("outage", routing_key="outage")
+    options = {"visibility_timeout": 1}
+    with Connection(stack.broker.url, transport=Transport, transport_options=options) as first:
+        first.Producer().publish({"n": 1}, routing_key="outage", declare=[queue])
+        channel = first.default_channel
+        taken = channel.basic_get("outage", no_ack=False)
+        assert taken is not None
+        channel.connection.client = None  # what Connection.collect() does to the transport
+        with pytest.raises(first.connection_errors):  # handled by Celery, unlike AttributeError
+            channel.basic_ack(taken.delivery_tag)
+        channel.close()  # must not raise
+    time.sleep(1.2)  # the visibility timeout
+    with Connection(stack.broker.url, transport=Transport, transport_options=options) as second:
+        second.default_channel.qos.restore_visible()
+        again = second.default_channel.basic_get("outage", no_ack=True)
+        assert again is not None
+        assert again.payload == {"n": 1}
+
+
+@pytest.mark.timeout(60)
+def test_a_message_popped_just_before_the_broker_goes_away_still_runs(
+    make_stack: Callable[..., Stack],
+) -> None:
+    # A message is popped from the queue, then recorded as unacknowledged in a second
+    # write; kombu dropped a message whose second write failed.
+    stack = make_stack()
+    queue = Queue("popped", routing_key="popped")
+    with Connection(stack.broker.url, transport=Transport) as connection:
+        connection.Producer().publish({"n": 1}, routing_key="popped", declare=[queue])
+        channel = connection.default_channel
+        popped = channel.basic_get("popped", no_ack=True)
+        assert popped is not None
+        stack.broker.stop()
+        channel.qos.append(popped, popped.delivery_tag)  # must not raise: the message runs
+        assert popped.delivery_tag in channel.qos._delivered
