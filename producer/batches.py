@@ -124,11 +124,9 @@ def read_batch(*, redis: Any, backend: Any, batch_id: str) -> BatchStatus | None
         created_at=summary.get("created_at"),
         total=len(statuses),
         rejected=int(summary.get("rejected") or 0),
-        counts={
-            state.value: counts.get(state.value, 0)
-            for state in RequestState
-            if state is not RequestState.UNKNOWN
-        },
+        # Every state, unknown included (an item whose record expired before the batch):
+        # the counts always add up to the total.
+        counts={state.value: counts.get(state.value, 0) for state in RequestState},
         done=all(status.state.is_terminal for status in statuses),
         failed=[
             FailedItem(request_id=status.request_id, error=status.error)

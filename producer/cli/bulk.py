@@ -42,19 +42,28 @@ _SHOWN_ERRORS = 20
 
 
 def _documents(path: Path) -> Iterator[Any]:
-    if path.suffix == ".jsonl":
-        with path.open() as lines:
-            for number, line in enumerate(lines, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError as exc:
-                        fail(f"{path}:{number} is not JSON: {exc}")
-        return
     try:
-        yield from (doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None)
+        if path.suffix == ".jsonl":
+            yield from _json_lines(path)
+        else:
+            text = path.read_text(encoding="utf-8")
+            yield from (doc for doc in yaml.safe_load_all(text) if doc is not None)
     except yaml.YAMLError as exc:
         fail(f"{path} is not valid YAML or JSON: {exc}")
+    except UnicodeDecodeError as exc:
+        fail(f"{path} is not UTF-8 text: {exc}")
+    except RecursionError:
+        fail(f"{path} nests too deeply to be a manifest")
+
+
+def _json_lines(path: Path) -> Iterator[Any]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    fail(f"{path}:{number} is not JSON: {exc}")
 
 
 def read_items(source: str, namespace: str) -> Iterator[dict[str, Any]]:

@@ -51,6 +51,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from producer.batches import BatchInterrupted, BatchSubmission
 from producer.enqueue import EnqueueInterrupted
 from worker.contracts import ErrorInfo, Operation
 from worker.errors import InvalidRequest, Unavailable
@@ -151,7 +152,11 @@ def _phrase(status: int) -> str:
 
 
 def error_body(
-    detail: str, *, request_id: str | None = None, error: ErrorInfo | None = None
+    detail: str,
+    *,
+    request_id: str | None = None,
+    error: ErrorInfo | None = None,
+    submission: BatchSubmission | None = None,
 ) -> dict[str, Any]:
     """Return the JSON body of an error answer: ``detail`` first, extras only when known."""
     body: dict[str, Any] = {"detail": detail}
@@ -159,6 +164,8 @@ def error_body(
         body["request_id"] = request_id
     if error is not None:
         body["error"] = error.model_dump(mode="json", exclude_none=True)
+    if submission is not None:
+        body["submission"] = submission.model_dump(mode="json")
     return body
 
 
@@ -207,6 +214,18 @@ async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _bulk_interrupted(request: Request, exc: Exception) -> JSONResponse:
+    # Some items went in, some did not: the caller needs the request IDs it was given,
+    # or a retry with new IDs would enqueue the first items twice.
+    assert isinstance(exc, BatchInterrupted)
+    logger.error("Queue unavailable: %s", exc)
+    return JSONResponse(
+        error_body(f"Queue unavailable: {exc}", submission=exc.submission),
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     """Answer invalid input 422, a reused request ID 409 and a dead Redis 503."""
     app.add_exception_handler(InvalidRequest, _invalid_request)
@@ -214,3 +233,4 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestIdReused, _request_id_reused)
     for unavailable in (RedisError, EnqueueInterrupted, Unavailable):
         app.add_exception_handler(unavailable, _queue_unavailable)
+    app.add_exception_handler(BatchInterrupted, _bulk_interrupted)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from producer.batches import BatchSubmission
 from worker.contracts import ErrorInfo
 
 TASKS_PATH = "/api/tasks"
@@ -40,6 +41,14 @@ class ErrorBody(BaseModel):
     )
     error: ErrorInfo | None = Field(
         default=None, description="The worker's structured error, when the request failed."
+    )
+    submission: BatchSubmission | None = Field(
+        default=None,
+        description=(
+            "A bulk submit that Redis interrupted: each item's request ID and whether it was "
+            "enqueued. Resubmit with the same batch_id and these request IDs: only the "
+            "missing items are enqueued."
+        ),
     )
 
 

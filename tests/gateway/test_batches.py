@@ -11,6 +11,7 @@ import fakeredis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from producer.batches import BatchInterrupted, BatchItem, BatchSubmission
 from tests.gateway.conftest import JOB_CREATED, JOB_MANIFEST, Worker, new_id
 from worker.contracts import QUEUE
 from worker.errors import Conflict
@@ -113,3 +114,37 @@ def test_an_unknown_batch_is_a_404(client: TestClient) -> None:
     answer = client.get(f"/api/batches/{new_id()}")
     assert answer.status_code == 404
     assert "never submitted" in answer.json()["detail"]
+
+
+def test_an_interrupted_bulk_submit_answers_503_with_the_request_ids_it_gave(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    # Redis failing between two parts of a bulk submit: the items already enqueued run,
+    # and the caller must learn their request IDs, or a retry would enqueue them again.
+    app = make_app()
+    submission = BatchSubmission(
+        batch_id=new_id(),
+        operation="create_job",
+        accepted=1,
+        duplicates=0,
+        rejected=0,
+        items=[
+            BatchItem(index=0, request_id=new_id()),
+            BatchItem(index=1, request_id=new_id(), error="not enqueued: Redis failed"),
+        ],
+    )
+
+    def interrupted() -> None:
+        raise BatchInterrupted("Bulk submit interrupted: connection lost", submission)
+
+    app.add_api_route("/interrupted", interrupted, methods=["POST"])
+    with TestClient(app) as client:
+        answer = client.post("/interrupted")
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "5"
+    body = answer.json()
+    assert body["detail"] == "Queue unavailable: Bulk submit interrupted: connection lost"
+    assert body["submission"]["batch_id"] == submission.batch_id
+    assert [item["request_id"] for item in body["submission"]["items"]] == [
+        item.request_id for item in submission.items
+    ]

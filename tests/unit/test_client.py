@@ -14,6 +14,7 @@ from producer import EksOps
 from producer.settings import ProducerSettings
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.errors import InvalidRequest
+from worker.records import record_key
 from worker.settings import ConfigurationInvalid, QueueSettings
 
 JOB: dict[str, Any] = {
@@ -136,6 +137,11 @@ def test_a_bulk_submit_enqueues_good_items_and_reports_bad_ones(
     for item in batch.items:
         if item.request_id:
             assert client.status(item.request_id).state is RequestState.QUEUED
+    redis.delete(record_key(batch.items[0].request_id or ""))  # expired before the batch
+    status = client.batch(batch.batch_id)
+    assert status is not None
+    assert (status.counts["queued"], status.counts["unknown"]) == (1, 1)
+    assert sum(status.counts.values()) == status.total
 
 
 def test_items_may_carry_their_own_request_ids_and_resubmitting_a_batch_is_harmless(

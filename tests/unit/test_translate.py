@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import botocore.exceptions
+import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
@@ -98,6 +99,19 @@ def test_a_429_carries_retry_after_from_the_header() -> None:
 def test_a_429_falls_back_to_retry_after_seconds_in_details() -> None:
     error = translate(api_exception(429, "TooManyRequests", "slow down", retryAfterSeconds=7))
     assert error.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("86400", 60.0), ("1e309", None), ("nan", None), ("-5", 0.0), ("soon", None)],
+)
+def test_an_absurd_retry_after_never_pauses_the_fleet_for_long(
+    header: str, expected: float | None
+) -> None:
+    error = translate(
+        api_exception(429, "TooManyRequests", "slow down", headers={"Retry-After": header})
+    )
+    assert error.retry_after == expected
 
 
 def test_server_errors_are_transient() -> None:

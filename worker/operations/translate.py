@@ -9,6 +9,7 @@ everything else will not.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import botocore.exceptions
@@ -87,15 +88,22 @@ def _status_body(exc: ApiException) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+# A 429 pauses every worker of the cluster for its Retry-After (see limiter.py), so one
+# absurd value (a proxy's, a day) must not stop the fleet: the API server asks for
+# seconds. Capped, and only finite numbers count.
+RETRY_AFTER_MAX_SECONDS = 60.0
+
+
 def _retry_after(exc: ApiException, status: dict[str, Any]) -> float | None:
     headers = exc.headers or {}
     header = headers.get("Retry-After") if hasattr(headers, "get") else None
     for candidate in (header, (status.get("details") or {}).get("retryAfterSeconds")):
         try:
-            if candidate is not None:
-                return max(0.0, float(candidate))
+            seconds = float(candidate) if candidate is not None else math.nan
         except (TypeError, ValueError):
             continue
+        if math.isfinite(seconds):
+            return min(max(0.0, seconds), RETRY_AFTER_MAX_SECONDS)
     return None
 
 
