@@ -25,6 +25,7 @@ from producer.gateway.errors import error_body
 from producer.gateway.params import GatewayDep
 from producer.gateway.routes import read_json
 from producer.gateway.schemas import error_responses, status_url
+from producer.gateway.service import Gateway
 from worker.contracts import Operation
 from worker.errors import InvalidRequest
 from worker.logs import bound_request
@@ -123,9 +124,13 @@ async def create_jobs(request: Request, service: GatewayDep) -> JSONResponse:
     items = [job if isinstance(job, dict) else {"job_manifest": job} for job in jobs]
     logger.info("API request: create_jobs count=%d", len(items))
     batch_id = body.get("batch_id")
-    submission = await anyio.to_thread.run_sync(
-        lambda: service.eksops.submit_many(Operation.CREATE_JOB, items, batch_id=batch_id)
-    )
+    # Submitting and building the answer (tens of thousands of items) happen off the
+    # event loop, which keeps serving polls, waits and health checks meanwhile.
+    return await anyio.to_thread.run_sync(lambda: _submit_jobs(service, items, batch_id))
+
+
+def _submit_jobs(service: Gateway, items: list[Any], batch_id: Any) -> JSONResponse:
+    submission = service.eksops.submit_many(Operation.CREATE_JOB, items, batch_id=batch_id)
     answer = BulkAccepted(
         batch_id=submission.batch_id,
         status_url=batch_url(submission.batch_id),

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 
 from producer.gateway.service import Gateway
+from producer.gateway.waiting import WaitFor
 
 
 def gateway(request: Request) -> Gateway:
@@ -35,6 +36,14 @@ Wait = Annotated[
         "GATEWAY_WAIT_MAX_SECONDS) and answer as the seed API did; 202 if it is not done.",
     ),
 ]
+
+
+def wait_for(request: Request, wait: Wait = None) -> WaitFor | None:
+    """Return the caller's wait, if it asked for one (a caller gone frees its slot)."""
+    return None if wait is None else WaitFor(wait, request.is_disconnected)
+
+
+WaitDep = Annotated[WaitFor | None, Depends(wait_for)]
 # The rule worker.names.check_dns1123_label enforces, stated for the schema only: the
 # contracts validate (one place, one wording), the schema tells clients and fuzzers.
 DNS1123_LABEL = {"pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "minLength": 1, "maxLength": 63}

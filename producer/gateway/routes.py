@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -25,10 +26,11 @@ from producer.gateway.params import (
     Namespace,
     NamespaceName,
     RequestIdDep,
-    Wait,
+    WaitDep,
 )
 from producer.gateway.schemas import Accepted, error_responses, status_url
 from producer.gateway.service import Gateway
+from producer.gateway.waiting import WaitFor
 from worker.contracts import (
     Deleted,
     JobCreated,
@@ -68,11 +70,17 @@ def _responses(result: type, *errors: int) -> dict[int | str, dict[str, Any]]:
     return {**ok, **error_responses(*sorted({*errors, 409, 422, 500, 503, 504}))}
 
 
+_PARSE_IN_THREAD_BYTES = 256 * 1024
+
+
 async def read_json(request: Request) -> dict[str, Any]:
     """Return the JSON object of the request body, or raise InvalidRequest saying why."""
     raw = await request.body()
     try:
-        body = json.loads(raw) if raw else None
+        if len(raw) > _PARSE_IN_THREAD_BYTES:  # a bulk body: seconds of CPU, off the loop
+            body = await anyio.to_thread.run_sync(json.loads, raw)
+        else:
+            body = json.loads(raw) if raw else None
     except ValueError as exc:
         raise InvalidRequest(f"Invalid request body: not valid JSON ({exc})") from None
     except RecursionError:
@@ -105,7 +113,7 @@ async def _run(
     operation: Operation,
     arguments: Mapping[str, Any],
     rid: str,
-    wait: float | None,
+    wait: WaitFor | None,
 ) -> JSONResponse:
     submission = await service.submit(operation, arguments, request_id=rid)
     if wait is None:
@@ -163,7 +171,7 @@ def _log_success(
     summary="Create a Kubernetes Job (its namespace too, if missing)",
 )
 async def create_job(
-    request: Request, service: GatewayDep, rid: RequestIdDep, wait: Wait = None
+    request: Request, service: GatewayDep, rid: RequestIdDep, wait: WaitDep
 ) -> JSONResponse:
     """Body: ``{"job_manifest": {...}, "namespace": "default"}``, as in the seed."""
     body = await read_json(request)
@@ -182,8 +190,8 @@ async def get_job_status(
     service: GatewayDep,
     rid: RequestIdDep,
     job_name: JobName,
+    wait: WaitDep,
     namespace: Namespace = "default",
-    wait: Wait = None,
 ) -> JSONResponse:
     """Query: ``job_name``, ``namespace`` (default ``default``), as in the seed."""
     logger.info(
@@ -204,8 +212,8 @@ async def delete_job(
     service: GatewayDep,
     rid: RequestIdDep,
     job_name: JobName,
+    wait: WaitDep,
     namespace: Namespace = "default",
-    wait: Wait = None,
 ) -> JSONResponse:
     """Query: ``job_name``, ``namespace`` (default ``default``), as in the seed."""
     logger.info("API request: delete_job job=%s namespace=%s", shown(job_name), shown(namespace))
@@ -222,7 +230,7 @@ async def delete_job(
     summary="Create a Namespace",
 )
 async def create_namespace(
-    request: Request, service: GatewayDep, rid: RequestIdDep, wait: Wait = None
+    request: Request, service: GatewayDep, rid: RequestIdDep, wait: WaitDep
 ) -> JSONResponse:
     """Body: ``{"namespace_name": "..."}``, as in the seed."""
     body = await read_json(request)
@@ -241,11 +249,11 @@ async def delete_namespace(
     service: GatewayDep,
     rid: RequestIdDep,
     namespace_name: NamespaceName,
+    wait: WaitDep,
     allow_unmanaged: Annotated[
         bool,
         Query(description="Also delete a namespace eksops did not create (never a protected one)."),
     ] = False,
-    wait: Wait = None,
 ) -> JSONResponse:
     """Query: ``namespace_name``, as in the seed; ``allow_unmanaged`` is eksops' addition."""
     logger.info("API request: delete_namespace namespace=%s", shown(namespace_name))

@@ -19,7 +19,7 @@ import redis
 from producer.client import EksOps, Submission
 from producer.gateway.errors import RequestIdReused
 from producer.gateway.settings import GatewaySettings
-from producer.gateway.waiting import Waiter
+from producer.gateway.waiting import Waiter, WaitFor
 from producer.queue import make_app
 from worker.contracts import TASK_PREFIX, Operation, RequestStatus
 from worker.settings import QueueSettings
@@ -79,9 +79,9 @@ class Gateway:
         """Return where ``request_id`` is now (``unknown`` if never submitted)."""
         return await self.waiter.read(request_id)
 
-    async def wait(self, request_id: str, seconds: float) -> RequestStatus:
-        """Return the status once final, or after ``seconds`` (capped by the settings)."""
-        return await self.waiter.wait(request_id, seconds)
+    async def wait(self, request_id: str, wait: WaitFor) -> RequestStatus:
+        """Return the status once final, or after the wait (capped by the settings)."""
+        return await self.waiter.wait(request_id, wait.seconds, disconnected=wait.disconnected)
 
     def close(self) -> None:
         """Release the Redis connections."""

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from producer.gateway.errors import error_body
-from producer.gateway.params import GatewayDep, Wait
+from producer.gateway.params import GatewayDep, WaitDep
 from producer.gateway.schemas import TASKS_PATH, error_responses
 from worker.contracts import RequestState, RequestStatus
 from worker.logs import bound_request
@@ -38,7 +38,7 @@ router = APIRouter(tags=["tasks"])
 async def get_task(
     service: GatewayDep,
     request_id: Annotated[uuid.UUID, Path(description="The request ID a submission returned.")],
-    wait: Wait = None,
+    wait: WaitDep,
 ) -> JSONResponse:
     """Return the request's status; 404 if the ID was never submitted or has expired."""
     rid = str(request_id)

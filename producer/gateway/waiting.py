@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
@@ -23,6 +24,14 @@ import anyio.to_thread
 from worker.contracts import RequestStatus
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    """``?wait``: how long the caller will wait, and how to tell it has gone away."""
+
+    seconds: float
+    disconnected: Callable[[], Awaitable[bool]]
 
 
 class Waiter:
@@ -48,8 +57,18 @@ class Waiter:
         """Return the status of ``request_id`` (one Redis read, off the event loop)."""
         return await anyio.to_thread.run_sync(self._read, request_id)
 
-    async def wait(self, request_id: str, seconds: float) -> RequestStatus:
-        """Return the status once it is final, or when ``seconds`` (capped) have passed."""
+    async def wait(
+        self,
+        request_id: str,
+        seconds: float,
+        *,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> RequestStatus:
+        """Return the status once it is final, or when ``seconds`` (capped) have passed.
+
+        Also as soon as ``disconnected`` says the caller has gone: its slot is freed at
+        the next poll rather than held until the deadline.
+        """
         seconds = min(seconds, self.max_seconds)
         status = await self.read(request_id)
         if status.state.is_terminal or seconds <= 0:
@@ -61,17 +80,26 @@ class Waiter:
             return status
         self.waiting += 1
         try:
-            return await self._poll(request_id, status, time.monotonic() + seconds)
+            return await self._poll(request_id, status, time.monotonic() + seconds, disconnected)
         finally:
             self.waiting -= 1
 
-    async def _poll(self, request_id: str, status: RequestStatus, deadline: float) -> RequestStatus:
+    async def _poll(
+        self,
+        request_id: str,
+        status: RequestStatus,
+        deadline: float,
+        disconnected: Callable[[], Awaitable[bool]] | None,
+    ) -> RequestStatus:
         delay = self._poll_min
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return status
             await anyio.sleep(min(delay, remaining))
+            if disconnected is not None and await disconnected():
+                logger.info("Caller went away; no longer waiting for %s", request_id)
+                return status
             delay = min(delay * 2, self._poll_max)
             status = await self.read(request_id)
             if status.state.is_terminal:

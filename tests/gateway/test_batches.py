@@ -148,3 +148,19 @@ def test_an_interrupted_bulk_submit_answers_503_with_the_request_ids_it_gave(
     assert [item["request_id"] for item in body["submission"]["items"]] == [
         item.request_id for item in submission.items
     ]
+
+
+def test_a_large_bulk_body_is_parsed_and_answered_off_the_event_loop(
+    client: TestClient, redis: fakeredis.FakeRedis
+) -> None:
+    jobs = [job() for _ in range(600)]
+    for index, item in enumerate(jobs):
+        item["job_manifest"]["metadata"] = {"annotations": {"note": f"{index:04d}" + "x" * 500}}
+    payload = json.dumps({"jobs": jobs})
+    assert len(payload) > 256 * 1024  # read_json parses it in a worker thread
+    answer = client.post(
+        "/api/eks-create-jobs", content=payload, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 202
+    assert answer.json()["accepted"] == 600
+    assert redis.llen(QUEUE) > 0

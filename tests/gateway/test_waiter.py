@@ -105,3 +105,23 @@ def test_many_callers_wait_at_once_without_a_thread_each() -> None:
     anyio.run(scenario)
     assert peak == 200
     assert time.monotonic() - started < 2.0
+
+
+def test_a_caller_that_went_away_frees_its_slot_at_the_next_poll() -> None:
+    request = Request(reads=10_000)
+    slots = waiter(request, max_waiting=1)
+    checks = 0
+
+    async def gone_after_two_polls() -> bool:
+        nonlocal checks
+        checks += 1
+        return checks >= 2
+
+    async def main() -> RequestStatus:
+        return await slots.wait(RID, 5.0, disconnected=gone_after_two_polls)
+
+    started = time.monotonic()
+    status = anyio.run(main)
+    assert status.state is RequestState.QUEUED
+    assert time.monotonic() - started < 1.0  # not the 5 s deadline
+    assert slots.waiting == 0
