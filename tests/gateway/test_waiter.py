@@ -126,5 +126,5 @@ def test_a_caller_that_went_away_frees_its_slot_at_the_next_poll() -> None:
     started = time.monotonic()
     status = anyio.run(main)
     assert status.state is RequestState.QUEUED
-    assert time.monotonic() - started < 1.0  # not the 5 s deadline
+    assert time.monotonic() - started < 3.0  # well before the 5 s deadline
     assert slots.waiting == 0
