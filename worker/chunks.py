@@ -39,6 +39,7 @@ from worker.executions import (
 from worker.logs import bound_request
 from worker.names import NameError_, normalise_request_id
 from worker.records import mark_retrying, next_attempt
+from worker.retries import log_failure, log_giving_up, log_retry
 from worker.runtime import runtime
 
 logger = logging.getLogger(__name__)
@@ -174,9 +175,7 @@ def _outcome(
     try:
         return _attempts(backend, operation, request.item, execution), states.SUCCESS
     except EksOpsError as exc:
-        logger.error(
-            "%s failed: %s %s: %s", operation.task_name, exc.http_status, exc.code, exc.message
-        )
+        log_failure(logger, operation.task_name, exc)
         return exc, states.FAILURE
     except INFRASTRUCTURE_ERRORS:
         raise  # not the request's outcome: until_redis_answers starts over
@@ -196,25 +195,10 @@ def _attempts(
             return execute(operation, item.arguments, request_id=item.request_id, attempt=attempt)
         except TransientError as exc:
             if tries + 1 >= policy.max_attempts:
-                logger.error(
-                    "%s failed after %d attempts, giving up: %s %s: %s",
-                    operation.task_name,
-                    tries + 1,
-                    exc.http_status,
-                    exc.code,
-                    exc.message,
-                )
+                log_giving_up(logger, operation.task_name, tries + 1, exc)
                 raise
             countdown = policy.countdown(tries, exc.retry_after)
-            logger.warning(
-                "Attempt %d of %d failed: %s %s: %s; retrying in %.2fs",
-                tries + 1,
-                policy.max_attempts,
-                exc.http_status,
-                exc.code,
-                exc.message,
-                countdown,
-            )
+            log_retry(logger, tries + 1, policy, exc, countdown)
             mark_retrying(current.redis, item.request_id)
             backend.mark_as_retry(item.request_id, exc)
             time.sleep(countdown)

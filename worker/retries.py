@@ -9,10 +9,12 @@ retry, yet a fleet of workers spreads out), is capped, and never undercuts a
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from worker.errors import EksOpsError
 from worker.settings import WorkerSettings
 
 
@@ -51,3 +53,41 @@ class RetryPolicy:
         if retry_after is not None:
             delay = max(delay, retry_after)
         return round(delay, 3)
+
+
+# The lines every execution logs as it fails, retries or gives up, said once for the
+# single-request tasks and the chunks; each goes to the caller's logger.
+
+
+def log_failure(logger: logging.Logger, name: str, exc: EksOpsError) -> None:
+    """Log a request's permanent failure: code and the cluster's message."""
+    logger.error("%s failed: %s %s: %s", name, exc.http_status, exc.code, exc.message, stacklevel=2)
+
+
+def log_giving_up(logger: logging.Logger, name: str, attempts: int, exc: EksOpsError) -> None:
+    """Log the last attempt of a transient failure."""
+    logger.error(
+        "%s failed after %d attempts, giving up: %s %s: %s",
+        name,
+        attempts,
+        exc.http_status,
+        exc.code,
+        exc.message,
+        stacklevel=2,
+    )
+
+
+def log_retry(
+    logger: logging.Logger, attempt: int, policy: RetryPolicy, exc: EksOpsError, countdown: float
+) -> None:
+    """Log a transient failure that will be retried after ``countdown`` seconds."""
+    logger.warning(
+        "Attempt %d of %d failed: %s %s: %s; retrying in %.2fs",
+        attempt,
+        policy.max_attempts,
+        exc.http_status,
+        exc.code,
+        exc.message,
+        countdown,
+        stacklevel=2,
+    )

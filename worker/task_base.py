@@ -24,6 +24,7 @@ from worker.errors import EksOpsError, PermanentError, TransientError
 from worker.executions import INFRASTRUCTURE_ERRORS, Execution, begin, until_redis_answers
 from worker.logs import bound_request
 from worker.records import mark_retrying
+from worker.retries import log_failure, log_giving_up, log_retry
 from worker.runtime import runtime
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class OperationTask(celery.Task):  # type: ignore[type-arg]
             raise self._retry_or_fail(exc) from exc
         except EksOpsError as exc:
             execution.done()
-            logger.error("%s failed: %s %s: %s", self.name, exc.http_status, exc.code, exc.message)
+            log_failure(logger, self.name, exc)
             raise
         except INFRASTRUCTURE_ERRORS:
             raise  # not the request's outcome: until_redis_answers starts over
@@ -114,26 +115,11 @@ class OperationTask(celery.Task):  # type: ignore[type-arg]
         policy = runtime().policy
         retries = self.request.retries
         if retries >= policy.max_retries:
-            logger.error(
-                "%s failed after %d attempts, giving up: %s %s: %s",
-                self.name,
-                retries + 1,
-                exc.http_status,
-                exc.code,
-                exc.message,
-            )
+            log_giving_up(logger, self.name, retries + 1, exc)
             return exc
         countdown = policy.countdown(retries, exc.retry_after)
         mark_retrying(runtime().redis, self.request_id)
-        logger.warning(
-            "Attempt %d of %d failed: %s %s: %s; retrying in %.2fs",
-            retries + 1,
-            policy.max_attempts,
-            exc.http_status,
-            exc.code,
-            exc.message,
-            countdown,
-        )
+        log_retry(logger, retries + 1, policy, exc, countdown)
         retry: BaseException = self.retry(
             exc=exc, countdown=countdown, max_retries=policy.max_retries, throw=False
         )
