@@ -64,6 +64,10 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
             # up to that much to the recovery of a crashed worker's tasks.
             "unacked_restore_interval": max(1, min(10, queue.visibility_timeout_seconds // 10)),
             "unacked_restore_throttle": 1,
+            # One list per queue: eksops sets no message priorities, and a worker takes
+            # messages atomically from the queue only when it waits on a single list
+            # (see worker/transport.py); kombu's default spreads a queue over four.
+            "priority_steps": [0],
             "socket_keepalive": True,
             "health_check_interval": 10,
             "retry_on_timeout": True,

@@ -1,4 +1,10 @@
-"""kombu's Redis transport, hardened against items that are not messages.
+"""kombu's Redis transport, hardened: no window to lose a message, no crash on stray items.
+
+Workers take messages through an inbox (see :mod:`worker.inbox`): moved from the queue
+and claimed, never popped and then recorded. That needs one Redis key to wait on: a
+channel consuming a single queue without priority levels (eksops's workers; see
+``priority_steps`` in celeryconfig). Any other channel falls back to kombu's ``BRPOP``,
+with its pop-then-record window.
 
 kombu pops an item from the queue list and parses it as a message envelope; an item
 that is not JSON, or not shaped like an envelope, raises out of the worker's event
@@ -16,11 +22,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from kombu.transport import redis, virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+from worker.inbox import Claimed, Inbox, abandonment_delay, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +39,19 @@ logger = logging.getLogger(__name__)
 def _shows(item: object) -> str:
     text = repr(item)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+# What parsing a queue item can raise: not JSON, not text, or nested past Python's limit.
+_UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, RecursionError)
+
+
+def kombu(obj: object) -> Any:
+    """``obj`` as kombu's Redis transport uses it: attributes its type hints do not declare."""
+    return obj
+
+
+def _dropped(why: str) -> None:
+    logger.error("Dropped an item of the task queue that is not a message (%s)", why)
 
 
 def is_envelope(message: object) -> bool:
@@ -45,10 +69,12 @@ def is_envelope(message: object) -> bool:
 class QoS(redis.QoS):
     """kombu's QoS, which loses no message to a broker outage and never stops the worker.
 
-    A message popped from the queue (BRPOP) is then recorded as unacknowledged in a
-    second write; if the broker goes away in between, kombu dropped the message (popped,
-    recorded nowhere). Here it is run anyway, tracked in memory only: only a crash of
-    this worker before it ends could still lose it.
+    A message claimed from an inbox is recorded already: it is only tracked in memory.
+    A message popped from the queue (kombu's BRPOP, on channels that cannot use an
+    inbox) is then recorded as unacknowledged in a second write; if the broker goes away
+    in between, kombu dropped the message (popped, recorded nowhere). Here it is run
+    anyway, tracked in memory only: only a crash of this worker before it ends could
+    still lose it. Every periodic restore also sweeps the inboxes.
 
     And when the broker goes away while a worker polls it, Celery collects the connection
     (its transport loses its settings) and then closes it. If the channel had not been
@@ -59,6 +85,11 @@ class QoS(redis.QoS):
     """
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        claimed = self._channel.claimed
+        if delivery_tag in claimed:  # recorded by the claim already
+            claimed.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)
+            return
         try:
             super().append(message, delivery_tag)
         except (RedisError, OSError) as exc:
@@ -68,6 +99,12 @@ class QoS(redis.QoS):
                 exc,
             )
             virtual.QoS.append(self, message, delivery_tag)
+
+    @property
+    def _channel(self) -> Channel:
+        channel = self.channel
+        assert isinstance(channel, Channel)
+        return channel
 
     def restore_unacked(self, client: Any = None) -> None:
         transport = self.channel.connection
@@ -82,6 +119,10 @@ class QoS(redis.QoS):
             return
         super().restore_unacked(client)
 
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        self._channel.sweep_inboxes()
+        super().restore_visible(start, num, interval)
+
 
 class Channel(redis.Channel):
     """A Redis channel that drops queue items it cannot parse instead of crashing.
@@ -94,6 +135,14 @@ class Channel(redis.Channel):
 
     QoS = QoS
     _sync_client: Any = None
+    _inbox: Inbox | None = None
+    _moving = False  # the command in flight is the inbox's BLMOVE, not kombu's BRPOP
+    _popping = False  # warned that this channel uses kombu's BRPOP
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: Delivery tags the claim recorded, until kombu's QoS takes the message.
+        self.claimed: set[str] = set()
+        super().__init__(*args, **kwargs)
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         transport = self.connection
@@ -110,14 +159,116 @@ class Channel(redis.Channel):
             cached = self._sync_client = super()._create_client(asynchronous=False)  # type: ignore[misc]
         return cached
 
-    def _brpop_read(self, **options: Any) -> Any:
-        try:
-            return super()._brpop_read(**options)  # type: ignore[misc]
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            logger.error(
-                "Dropped an item of the task queue that is not a message (not JSON: %s)", exc
+    def _single_key(self) -> str | None:
+        """The one list this channel waits on, or None when there are several."""
+        queues = list(self.active_queues)
+        if self.global_keyprefix or len(queues) != 1:
+            return None
+        keys = {kombu(self)._q_for_pri(queues[0], step) for step in self.priority_steps}
+        return keys.pop() if len(keys) == 1 else None
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        key = self._single_key()
+        if key is None:
+            if self.active_queues and not self._popping:
+                self._popping = True
+                logger.warning(
+                    "Consuming %s without an inbox (several Redis lists, or a global key "
+                    "prefix): messages are popped and then recorded (kombu's BRPOP)",
+                    sorted(self.active_queues),
+                )
+            self._moving = False
+            super()._brpop_start(timeout)  # type: ignore[misc]
+            return
+        if self._inbox is None or self._inbox.queue != key:
+            self._inbox = Inbox(
+                key,
+                source=next(iter(self.active_queues)),
+                abandoned_after=abandonment_delay(kombu(self).visibility_timeout),
             )
+        if self._inbox.heartbeat_due():  # registered before anything can be moved in
+            self._inbox.heartbeat(self._create_client())
+        self._moving = True
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        wait = self.brpop_timeout if timeout is None else timeout
+        self.client.connection.send_command(*self._inbox.move_command(wait or 0))
+
+    def _brpop_read(self, **options: Any) -> Any:
+        if not self._moving:
+            try:
+                return super()._brpop_read(**options)  # type: ignore[misc]
+            except _UNREADABLE as exc:
+                _dropped(f"not JSON: {exc!r}")
+                return True
+        inbox = self._inbox
+        assert inbox is not None
+        try:
+            try:
+                moved = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except kombu(self).connection_errors:
+                self.client.connection.disconnect()  # reconnects on the next poll
+                raise
+            if moved is None:
+                raise virtual.Empty()
+            claimed = inbox.claim(
+                self._create_client(),
+                unacked_index=self.unacked_index_key,
+                unacked=self.unacked_key,
+            )
+            if claimed is None:  # a sweep returned it to the queue meanwhile
+                raise virtual.Empty()
+            self._take(claimed, inbox.source)
             return True
+        finally:
+            self._in_poll = None
+            kombu(self)._flush_brpop_reauth()
+
+    def _take(self, claimed: Claimed, queue: str) -> None:
+        """Deliver a claimed item, or drop it if it is not a message."""
+        try:
+            message = loads(bytes_to_str(claimed.item))
+        except _UNREADABLE as exc:
+            _dropped(f"not JSON: {exc!r}")
+            self._forget(claimed.tag)
+            return
+        if not is_envelope(message):
+            _dropped(f"not a message envelope: {_shows(message)}")
+            self._forget(claimed.tag)
+            return
+        if claimed.tag is None:
+            self.connection._deliver(message, queue)
+            return
+        self.claimed.add(claimed.tag)
+        try:
+            self.connection._deliver(message, queue)
+        except BaseException:
+            # Recorded, never taken: it returns to the queue after the visibility timeout.
+            self.claimed.discard(claimed.tag)
+            raise
+        if claimed.tag in self.claimed:  # taken without an ack to wait for
+            self._forget(claimed.tag)
+
+    def _forget(self, tag: str | None) -> None:
+        if tag is not None:
+            self.claimed.discard(tag)
+            kombu(self.qos)._remove_from_indices(tag).execute()
+
+    def sweep_inboxes(self) -> None:
+        """Return this channel's inbox, and any a dead consumer left, to their queues."""
+        client = self._create_client()
+        silence = abandonment_delay(kombu(self).visibility_timeout)
+        sweep(client, self._inbox, self._return_item, abandoned_after=silence)
+
+    def _return_item(self, item: bytes, pipe: Any) -> None:
+        try:
+            message = loads(bytes_to_str(item))
+            info = message["properties"]["delivery_info"]
+            exchange, routing_key = info["exchange"], info["routing_key"]
+        except (*_UNREADABLE, ValueError, TypeError, KeyError) as exc:
+            _dropped(f"not a message envelope ({exc!r}): {_shows(item)}")
+            return
+        kombu(self)._do_restore_message(message, exchange, routing_key, pipe)
 
 
 class Transport(redis.Transport):
@@ -127,9 +278,6 @@ class Transport(redis.Transport):
 
     def _deliver(self, message: Any, queue: str | None) -> Any:
         if not is_envelope(message):
-            logger.error(
-                "Dropped an item of the task queue that is not a message envelope: %s",
-                _shows(message),
-            )
+            _dropped(f"not a message envelope: {_shows(message)}")
             return None
         return super()._deliver(message, queue)
