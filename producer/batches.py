@@ -4,20 +4,23 @@ A batch is a list of request IDs under a batch ID; every item stays a request of
 own (pollable by its ID). Items are validated one by one: a bad item is reported with
 its index and the reason, the good ones are enqueued. A batch's status is computed
 from its items' statuses when asked (one pipelined read of their records and results),
-so there is one source of truth and workers do no extra work for batches.
+so there is one source of truth and workers do no extra work for batches. Items that
+have ended are remembered with the batch by the first reader to see them, so following
+a large batch reads only what is still running.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from producer.status import combine
-from worker.contracts import ErrorInfo, RequestState
+from worker.contracts import ErrorInfo, RequestState, RequestStatus
 from worker.errors import Unavailable
-from worker.records import batch_items_key, batch_key, record_key
+from worker.records import batch_ended_key, batch_items_key, batch_key, record_key
 
 
 class BatchItem(BaseModel):
@@ -48,7 +51,11 @@ class FailedItem(BaseModel):
 
 
 class BatchStatus(BaseModel):
-    """Where a batch is: counts by state, and the items that failed."""
+    """Where a batch is: counts by state, and the first items that failed.
+
+    ``failed`` lists at most the number asked for (100 by default), in submission
+    order; ``counts["failed"]`` is the total.
+    """
 
     batch_id: str
     operation: str | None = None
@@ -89,6 +96,12 @@ def count_rejected(redis: Any, batch_id: str, rejected: int) -> None:
         redis.hincrby(batch_key(batch_id), "rejected", rejected)
 
 
+#: How many failed items a batch status lists unless asked for more (``counts`` has all).
+FAILED_SHOWN = 100
+#: States that never change again, so a batch remembers them instead of re-reading them.
+_FINAL = frozenset({RequestState.SUCCEEDED.value, RequestState.FAILED.value})
+
+
 def _metas(backend: Any, request_ids: list[str]) -> list[dict[str, Any]]:
     client: Any = getattr(backend, "client", None)
     key_for = getattr(backend, "get_key_for_task", None)
@@ -101,39 +114,83 @@ def _metas(backend: Any, request_ids: list[str]) -> list[dict[str, Any]]:
     return [backend.decode_result(value) if value else {"status": "PENDING"} for value in raw]
 
 
-def read_batch(*, redis: Any, backend: Any, batch_id: str) -> BatchStatus | None:
-    """Return the status of ``batch_id``, or ``None`` if no such batch exists."""
-    summary = {_text(k): _text(v) for k, v in redis.hgetall(batch_key(batch_id)).items()}
-    if not summary:
-        return None
-    request_ids = [_text(rid) for rid in redis.lrange(batch_items_key(batch_id), 0, -1)]
+def _statuses(redis: Any, backend: Any, request_ids: list[str]) -> dict[str, RequestStatus]:
+    """Each request's status, from one pipelined read of records and one of results."""
+    if not request_ids:
+        return {}
     pipe = redis.pipeline(transaction=False)
     for rid in request_ids:
         pipe.hgetall(record_key(rid))
     records = [{_text(k): _text(v) for k, v in raw.items()} for raw in pipe.execute()]
-    statuses = [
-        combine(rid, record, meta)
-        for rid, record, meta in zip(
-            request_ids, records, _metas(backend, request_ids), strict=True
-        )
-    ]
-    counts = Counter(status.state.value for status in statuses)
+    metas = _metas(backend, request_ids)
+    return {
+        rid: combine(rid, record, meta)
+        for rid, record, meta in zip(request_ids, records, metas, strict=True)
+    }
+
+
+def read_batch(
+    *, redis: Any, backend: Any, batch_id: str, failed_limit: int = FAILED_SHOWN
+) -> BatchStatus | None:
+    """Return the status of ``batch_id``, or ``None`` if no such batch exists.
+
+    Items that have ended (succeeded or failed, which never change again) are
+    remembered in the batch's ``:ended`` hash by whoever reads them first, so a poll
+    reads only the items still running, plus the errors of the first ``failed_limit``
+    failed items it lists: a large batch costs little to follow to its end.
+    """
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(batch_key(batch_id))
+    pipe.pttl(batch_key(batch_id))
+    pipe.lrange(batch_items_key(batch_id), 0, -1)
+    pipe.hgetall(batch_ended_key(batch_id))
+    summary_raw, ttl_ms, items_raw, ended_raw = pipe.execute()
+    summary = {_text(k): _text(v) for k, v in summary_raw.items()}
+    if not summary:
+        return None
+    request_ids = [_text(rid) for rid in items_raw]
+    states = {_text(rid): _text(state) for rid, state in ended_raw.items()}
+    running = _statuses(redis, backend, [rid for rid in request_ids if rid not in states])
+    _remember_ended(redis, batch_id, running.values(), ttl_ms, known=states)
+    states.update((rid, status.state.value) for rid, status in running.items())
+    failed_ids = [rid for rid in request_ids if states[rid] == RequestState.FAILED.value]
+    shown = failed_ids[: max(failed_limit, 0)]
+    failed = {rid: running[rid] for rid in shown if rid in running}
+    failed.update(_statuses(redis, backend, [rid for rid in shown if rid not in failed]))
+    counts = Counter(states[rid] for rid in request_ids)
     return BatchStatus(
         batch_id=batch_id,
         operation=summary.get("operation"),
         created_at=summary.get("created_at"),
-        total=len(statuses),
+        total=len(request_ids),
         rejected=int(summary.get("rejected") or 0),
         # Every state, unknown included (an item whose record expired before the batch):
         # the counts always add up to the total.
         counts={state.value: counts.get(state.value, 0) for state in RequestState},
-        done=all(status.state.is_terminal for status in statuses),
-        failed=[
-            FailedItem(request_id=status.request_id, error=status.error)
-            for status in statuses
-            if status.state is RequestState.FAILED
-        ],
+        done=all(RequestState(states[rid]).is_terminal for rid in request_ids),
+        failed=[FailedItem(request_id=rid, error=failed[rid].error) for rid in shown],
     )
+
+
+def _remember_ended(
+    redis: Any,
+    batch_id: str,
+    statuses: Iterable[RequestStatus],
+    ttl_ms: int,
+    *,
+    known: Mapping[str, str],
+) -> None:
+    ended = {
+        status.request_id: status.state.value
+        for status in statuses
+        if status.state.value in _FINAL and status.request_id not in known
+    }
+    if not ended or ttl_ms <= 0:
+        return
+    pipe = redis.pipeline(transaction=False)
+    pipe.hset(batch_ended_key(batch_id), mapping=ended)
+    pipe.pexpire(batch_ended_key(batch_id), ttl_ms)  # it lives as long as its batch
+    pipe.execute()
 
 
 def _text(value: bytes | str) -> str:

@@ -24,6 +24,7 @@ from celery import Celery
 from pydantic import BaseModel, ValidationError
 
 from producer.batches import (
+    FAILED_SHOWN,
     BatchInterrupted,
     BatchItem,
     BatchStatus,
@@ -246,10 +247,15 @@ class EksOps:
         )
         return BatchInterrupted(f"Bulk submit interrupted: {exc}", summary)
 
-    def batch(self, batch_id: str) -> BatchStatus | None:
-        """Return a batch's counts by state and its failed items; ``None`` if unknown."""
+    def batch(self, batch_id: str, *, failed_limit: int = FAILED_SHOWN) -> BatchStatus | None:
+        """Return a batch's counts by state and its first ``failed_limit`` failed items.
+
+        ``None`` if the batch is unknown (never submitted, or expired).
+        """
         bid = self.request_id_for(batch_id)
-        return read_batch(redis=self.redis, backend=self.app.backend, batch_id=bid)
+        return read_batch(
+            redis=self.redis, backend=self.app.backend, batch_id=bid, failed_limit=failed_limit
+        )
 
     def create_job(
         self,

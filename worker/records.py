@@ -45,6 +45,11 @@ def batch_items_key(batch_id: str) -> str:
     return BATCH_KEY_PREFIX + batch_id + ":items"
 
 
+def batch_ended_key(batch_id: str) -> str:
+    """Return the Redis key of a batch's items known to have ended, and how."""
+    return BATCH_KEY_PREFIX + batch_id + ":ended"
+
+
 def lease_key(request_id: str) -> str:
     """Return the Redis key of the lease held by the execution running a request."""
     return REQUEST_KEY_PREFIX + request_id + ":lease"

@@ -20,7 +20,7 @@ import click
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from producer.batches import BatchInterrupted, BatchStatus, BatchSubmission
+from producer.batches import FAILED_SHOWN, BatchInterrupted, BatchStatus, BatchSubmission
 from producer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -108,14 +108,16 @@ def _print_submission(submission: BatchSubmission) -> None:
         err.print(f"  ... and {len(refused) - _SHOWN_ERRORS} more (--json lists them all)")
 
 
-def _follow(eksops: EksOps, batch_id: str, timeout: float) -> BatchStatus | None:
+def _follow(
+    eksops: EksOps, batch_id: str, timeout: float, *, failed_limit: int = FAILED_SHOWN
+) -> BatchStatus | None:
     deadline = time.monotonic() + timeout
-    status = eksops.batch(batch_id)
+    status = eksops.batch(batch_id, failed_limit=failed_limit)
     with _progress() as progress:
         task = progress.add_task("running", total=status.total if status else None)
         while status is not None and not status.done and time.monotonic() < deadline:
             time.sleep(1.0)
-            status = eksops.batch(batch_id)
+            status = eksops.batch(batch_id, failed_limit=failed_limit)
             if status is not None:
                 finished = status.counts.get("succeeded", 0) + status.counts.get("failed", 0)
                 progress.update(task, completed=finished, total=status.total)
@@ -199,12 +201,22 @@ def create_jobs(
 @click.command("batch")
 @click.argument("batch_id")
 @wait_option("Follow the batch to its end.")
+@click.option(
+    "--failed-limit",
+    type=click.IntRange(0, 10_000),
+    default=FAILED_SHOWN,
+    show_default=True,
+    help="How many failed requests to list (first submitted first) with --json.",
+)
 @json_option()
-def batch(batch_id: str, wait: float | None, as_json: bool) -> None:
+def batch(batch_id: str, wait: float | None, failed_limit: int, as_json: bool) -> None:
     """Show a batch's counts by state and its failed requests."""
     eksops = client()
     try:
-        status = eksops.batch(batch_id) if wait is None else _follow(eksops, batch_id, wait)
+        if wait is None:
+            status = eksops.batch(batch_id, failed_limit=failed_limit)
+        else:
+            status = _follow(eksops, batch_id, wait, failed_limit=failed_limit)
     except InvalidRequest as exc:
         fail(str(exc))
     _report_batch(status, as_json=as_json, code=_batch_exit(status, waited=wait is not None))

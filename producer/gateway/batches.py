@@ -16,11 +16,11 @@ import uuid
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from producer.batches import BatchStatus
+from producer.batches import FAILED_SHOWN, BatchStatus
 from producer.gateway.errors import error_body
 from producer.gateway.params import GatewayDep
 from producer.gateway.routes import read_json
@@ -174,10 +174,21 @@ def _submit_jobs(service: Gateway, items: list[Any], batch_id: Any) -> JSONRespo
 async def get_batch(
     service: GatewayDep,
     batch_id: Annotated[uuid.UUID, Path(description="The batch ID a bulk submission returned.")],
+    failed_limit: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=10_000,
+            description="How many failed items to list, first submitted first; "
+            "counts.failed is the total.",
+        ),
+    ] = FAILED_SHOWN,
 ) -> JSONResponse:
     """Return the batch's counts by state; 404 if it was never submitted or has expired."""
     bid = str(batch_id)
-    status = await anyio.to_thread.run_sync(lambda: service.eksops.batch(bid))
+    status = await anyio.to_thread.run_sync(
+        lambda: service.eksops.batch(bid, failed_limit=failed_limit)
+    )
     if status is None:
         return JSONResponse(
             error_body(f"Batch {bid} not found: never submitted, or it expired"), status_code=404

@@ -58,6 +58,20 @@ def test_a_batch_is_polled_for_counts_and_failed_items(client: TestClient, worke
     assert client.get(f"/api/tasks/{third}").json()["state"] == "queued"
 
 
+def test_a_batch_lists_as_many_failed_items_as_asked(client: TestClient, worker: Worker) -> None:
+    body = client.post("/api/eks-create-jobs", json={"jobs": [job() for _ in range(4)]}).json()
+    rids = [item["request_id"] for item in body["items"]]
+    for rid in rids[1:]:
+        worker.fail(rid, Conflict(f'jobs.batch "{rid}" already exists', 409, "AlreadyExists"))
+    listed = client.get(body["status_url"], params={"failed_limit": 2}).json()
+    assert listed["counts"]["failed"] == 3  # the total
+    assert [item["request_id"] for item in listed["failed"]] == rids[1:3]
+    assert client.get(body["status_url"], params={"failed_limit": 0}).json()["failed"] == []
+    too_many = client.get(body["status_url"], params={"failed_limit": 10_001})
+    assert too_many.status_code == 422
+    assert "failed_limit" in too_many.text
+
+
 def test_items_with_their_own_request_ids_are_not_enqueued_twice(
     client: TestClient, redis: fakeredis.FakeRedis
 ) -> None:

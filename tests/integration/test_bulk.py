@@ -110,6 +110,9 @@ def test_the_cli_submits_a_directory_of_manifests(
     batch_id = completed.stdout.split()[1].rstrip(":")
     polled = run_cli(["batch", batch_id, "--wait", "60", "--json"], cli_env)
     assert json.loads(polled.stdout)["counts"]["succeeded"] == 5
+    too_many = run_cli(["batch", batch_id, "--failed-limit", "10001"], cli_env)
+    assert too_many.returncode == 2
+    assert "--failed-limit" in too_many.stderr
 
 
 def test_the_cli_reports_refused_items_by_index_and_exits_1(

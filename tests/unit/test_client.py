@@ -12,9 +12,10 @@ from celery import Celery
 from celeryconfig import celery_settings
 from producer import EksOps
 from producer.settings import ProducerSettings
+from worker import errors
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.errors import InvalidRequest
-from worker.records import record_key
+from worker.records import batch_ended_key, batch_key, record_key
 from worker.settings import ConfigurationInvalid, QueueSettings
 
 JOB: dict[str, Any] = {
@@ -161,3 +162,41 @@ def test_items_may_carry_their_own_request_ids_and_resubmitting_a_batch_is_harml
 
 def test_an_unknown_batch_reads_as_none(client: EksOps) -> None:
     assert client.batch(str(uuid.uuid4())) is None
+
+
+def test_a_batch_remembers_ended_items_and_lists_its_first_failures(
+    client: EksOps, redis: fakeredis.FakeRedis
+) -> None:
+    items = [{"namespace_name": f"ns-{i}"} for i in range(5)]
+    batch = client.submit_many(Operation.CREATE_NAMESPACE, items)
+    rids = [item.request_id or "" for item in batch.items]
+    backend = client.app.backend
+    for rid in rids[:2]:
+        backend.store_result(rid, {"status": "created"}, "SUCCESS")
+    for rid in rids[2:4]:
+        backend.mark_as_failure(rid, errors.Conflict(f"{rid} exists", 409, "AlreadyExists"))
+    status = client.batch(batch.batch_id, failed_limit=1)
+    assert status is not None
+    assert (status.counts["succeeded"], status.counts["failed"], status.counts["queued"]) == (
+        2,
+        2,
+        1,
+    )
+    assert [item.request_id for item in status.failed] == [rids[2]]  # first submitted first
+    assert status.failed[0].error is not None
+    assert status.failed[0].error.code == "AlreadyExists"
+    assert redis.hlen(batch_ended_key(batch.batch_id)) == 4
+    ended_ttl, batch_ttl = (
+        redis.pttl(batch_ended_key(batch.batch_id)),
+        redis.pttl(batch_key(batch.batch_id)),
+    )
+    assert abs(ended_ttl - batch_ttl) < 60_000  # it lives as long as its batch
+    # Ended items are not read again: their records and results may even be gone.
+    for rid in rids[:2]:
+        redis.delete(record_key(rid))
+        backend.forget(rid)
+    again = client.batch(batch.batch_id, failed_limit=0)
+    assert again is not None
+    assert again.counts == status.counts
+    assert again.failed == []
+    assert not again.done
