@@ -66,8 +66,8 @@ def limiter_factory(settings: WorkerSettings, client: Any) -> Callable[[ClusterT
         rate_per_second=settings.k8s_rate_limit_qps,
         burst=settings.k8s_rate_limit_burst,
         max_in_flight=settings.k8s_max_in_flight,
-        # A slot outlives its call only if the worker died holding it.
-        lease_seconds=settings.k8s_connect_timeout_seconds + settings.k8s_read_timeout_seconds + 5,
+        # Renewed while its call runs: the lease is how long a dead worker's slots stay taken.
+        lease_seconds=15.0,
     )
     if not limits.enabled:
         return lambda _target: Unlimited()

@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.operations.limiter import Limits, RedisLimiter
+from worker.operations.limiter import _LINE_STEP_SECONDS, Limits, RedisLimiter
 
 
 @pytest.fixture
@@ -113,3 +113,84 @@ def test_without_redis_calls_pass_and_the_problem_is_logged(
         assert take(open_limiter, 20) < 2
     assert "rate limiter unavailable" in caplog.text
     assert caplog.text.count("rate limiter unavailable") == 1
+
+
+class _Asked(Exception):
+    """Raised by a sleep that ends a caller's wait after its first answer."""
+
+
+def ask_once(limiter_: RedisLimiter, holder: str) -> float:
+    """Ask for a slot once, as ``holder``; return how long the caller would sleep."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        raise _Asked
+
+    limiter_._sleep = sleep
+    with pytest.raises(_Asked):
+        limiter_._wait_for_slot(holder)
+    return slept[0]
+
+
+def test_a_slot_held_longer_than_its_lease_is_kept(client: fakeredis.FakeRedis) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with limiter(client, max_in_flight=1, lease_seconds=0.6).slot():
+            holding.set()
+            release.wait(5)
+
+    slow = threading.Thread(target=hold)
+    slow.start()
+    holding.wait(5)
+    threading.Timer(2.0, release.set).start()
+    # Without renewal the slot would lapse after 0.6 s and this caller would take it.
+    assert take(limiter(client, max_in_flight=1, lease_seconds=0.6), 1) >= 1.5
+    slow.join(5)
+
+
+def test_callers_waiting_for_a_slot_are_served_first_come_first_served(
+    client: fakeredis.FakeRedis,
+) -> None:
+    first = limiter(client, max_in_flight=1)
+    assert first._wait_for_slot("first")
+    served: list[int] = []
+
+    def wait(number: int) -> None:
+        with limiter(client, max_in_flight=1).slot():
+            served.append(number)
+            time.sleep(0.01)
+
+    waiters = []
+    for number in range(5):
+        waiters.append(threading.Thread(target=wait, args=(number,)))
+        waiters[-1].start()
+        # The next caller arrives once this one is in line.
+        deadline = time.monotonic() + 5
+        while client.zcard("eksops:limit:prod@us-east-1:line") < number + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    client.zrem("eksops:limit:prod@us-east-1:inflight", "first")
+    for waiter in waiters:
+        waiter.join(5)
+    assert served == [0, 1, 2, 3, 4]
+
+
+def test_callers_far_back_in_line_ask_less_often(client: fakeredis.FakeRedis) -> None:
+    assert limiter(client, max_in_flight=1)._wait_for_slot("holder")
+    first = ask_once(limiter(client, max_in_flight=1), "first-in-line")
+    for number in range(3):
+        ask_once(limiter(client, max_in_flight=1), f"waiter-{number}")
+    fifth = ask_once(limiter(client, max_in_flight=1), "fifth-in-line")
+    assert first < 2 * _LINE_STEP_SECONDS
+    assert fifth >= 5 * _LINE_STEP_SECONDS
+    again = ask_once(limiter(client, max_in_flight=1), "first-in-line")
+    assert again < 2 * _LINE_STEP_SECONDS  # it kept its place
+
+
+def test_a_caller_that_stopped_asking_leaves_the_line(client: fakeredis.FakeRedis) -> None:
+    assert limiter(client, max_in_flight=1)._wait_for_slot("holder")
+    ask_once(limiter(client, max_in_flight=1), "vanished")  # in line, then its worker died
+    client.zrem("eksops:limit:prod@us-east-1:inflight", "holder")
+    assert 1.5 <= take(limiter(client, max_in_flight=1), 1) < 5

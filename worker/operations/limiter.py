@@ -8,7 +8,8 @@ pauses the whole fleet for that cluster, not just the thread that saw it.
 Defaults (50 req/s, burst 100, 32 in flight) keep a fleet well inside what an EKS
 standard control plane gives one client at the ``workload-low`` priority level (of
 about 600 seats per API server, workload-low holds roughly 245; EKS runs at least two
-servers). In-flight slots are leases that expire, so a killed worker cannot leak them.
+servers). In-flight slots are leases, renewed while held, that expire, so a killed
+worker cannot leak them; callers wait for a slot in line, first come first served.
 If Redis cannot be reached the limiter lets calls through and says so, and does not
 ask Redis again for a few seconds: the cluster work must not stop, or crawl, because
 its guard is unavailable.
@@ -34,18 +35,49 @@ _KEY_PREFIX = "eksops:limit:"
 # After Redis failed, calls pass unthrottled for this long before asking it again.
 _BYPASS_SECONDS = 5.0
 
-# KEYS: bucket hash, pause key, in-flight zset.
+# Waiting for an in-flight slot: the first in line asks again after this long, the
+# n-th after n times this, up to the cap, so a full fleet does not spin on Redis.
+_LINE_STEP_SECONDS = 0.002
+_LINE_MAX_SECONDS = 0.05
+# Longest sleep between two asks (a pause or an empty bucket), so a caller keeps its
+# place in the line.
+_ASK_AGAIN_MAX_SECONDS = 1.0
+
+# KEYS: bucket hash, pause key, in-flight zset, line zset (holder -> ticket), line
+# heartbeats zset (holder -> ms), ticket counter.
 # ARGV: rate/s (0 = none), burst, max in flight (0 = none), lease ms, holder.
-# Returns 0 when the slot is granted, else the milliseconds to wait before asking again.
+# Returns 0 when the slot is granted; > 0, the milliseconds to wait before asking again
+# (a pause, or the token bucket); < 0, -n: every slot is taken and n callers come first.
+# Callers wait for slots in line, first come first served, so none starves: a caller
+# joins the line when the slots are taken, and is served only once fewer callers are
+# ahead of it than slots are free. A caller that stops asking (its worker died, or
+# Redis failed and it went ahead unthrottled) leaves the line after two seconds; a
+# caller in line asks again at least every second (see _ASK_AGAIN_MAX_SECONDS).
 _ACQUIRE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return paused end
 local limit = tonumber(ARGV[3])
+local holder = ARGV[5]
 if limit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= limit then return 5 end
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - 2000)
+  for _, waiter in ipairs(gone) do
+    redis.call('ZREM', KEYS[4], waiter)
+    redis.call('ZREM', KEYS[5], waiter)
+  end
+  local free = limit - redis.call('ZCARD', KEYS[3])
+  local ahead = redis.call('ZRANK', KEYS[4], holder)
+  if not ahead then ahead = redis.call('ZCARD', KEYS[4]) end
+  if ahead >= free then
+    if not redis.call('ZSCORE', KEYS[4], holder) then
+      redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), holder)
+    end
+    redis.call('ZADD', KEYS[5], now, holder)
+    for i = 4, 6 do redis.call('PEXPIRE', KEYS[i], 60000) end
+    return -(ahead - free + 1)
+  end
 end
 local rate = tonumber(ARGV[1])
 if rate > 0 then
@@ -56,15 +88,31 @@ if rate > 0 then
   tokens = math.min(burst, tokens + (now - last) * rate / 1000)
   if tokens < 1 then
     redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+    if limit > 0 then redis.call('ZADD', KEYS[5], 'XX', now, holder) end
     return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
   end
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', now)
   redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 60000)
 end
 if limit > 0 then
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[5])
+  redis.call('ZREM', KEYS[4], holder)
+  redis.call('ZREM', KEYS[5], holder)
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), holder)
   redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]) + 60000)
 end
+return 0
+"""
+
+# KEYS: in-flight zset. ARGV: lease ms, then the holders to renew. Only slots still
+# held are extended: one that lapsed and was reaped is not taken back.
+_RENEW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], lease + 60000)
 return 0
 """
 
@@ -127,24 +175,37 @@ class RedisLimiter:
     ) -> None:
         self._client = client
         self._limits = limits
-        self._keys = [f"{_KEY_PREFIX}{cluster}:{part}" for part in ("bucket", "pause", "inflight")]
+        parts = ("bucket", "pause", "inflight", "line", "line-seen", "tickets")
+        self._keys = [f"{_KEY_PREFIX}{cluster}:{part}" for part in parts]
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
+        self._renew = client.register_script(_RENEW)
         self._sleep = sleep
         self._warned_at = 0.0
         self._bypass_until = 0.0
         self._lock = threading.Lock()
+        self._held: set[str] = set()
+        self._renewer: threading.Thread | None = None
         self.waited_seconds = 0.0
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        """Wait for a token and an in-flight slot; free the slot afterwards."""
+        """Wait for a token and an in-flight slot; free the slot afterwards.
+
+        A held slot is renewed in the background, so a call slowed by connect retries
+        or a token mint keeps it; the lease only bounds how long a dead worker's slots
+        stay taken.
+        """
         holder = uuid.uuid4().hex
-        granted = self._wait_for_slot(holder)
+        granted = self._wait_for_slot(holder) and self._limits.max_in_flight > 0
+        if granted:
+            self._hold(holder)
         try:
             yield
         finally:
-            if granted and self._limits.max_in_flight > 0:
+            if granted:
+                with self._lock:
+                    self._held.discard(holder)
                 with contextlib.suppress(redis.RedisError):
                     self._client.zrem(self._keys[2], holder)
 
@@ -177,12 +238,38 @@ class RedisLimiter:
             except redis.RedisError as exc:
                 self._warn(exc)
                 return False
-            if wait_ms <= 0:
+            if wait_ms == 0:
                 return True
+            if wait_ms < 0:  # in line for a slot, -wait_ms callers first
+                delay = min(_LINE_MAX_SECONDS, _LINE_STEP_SECONDS * -wait_ms)
+            else:
+                delay = min(_ASK_AGAIN_MAX_SECONDS, wait_ms / 1000)
             # Jitter spreads the waiters so they do not all ask again at once.
-            delay = wait_ms / 1000 * (1 + random.random() / 4)  # noqa: S311 - not security
+            delay *= 1 + random.random() / 4  # noqa: S311 - not security
             self.waited_seconds += delay
             self._sleep(delay)
+
+    def _hold(self, holder: str) -> None:
+        with self._lock:
+            self._held.add(holder)
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(
+                    target=self._renew_held, name="eksops-limiter", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_held(self) -> None:
+        lease_ms = int(self._limits.lease_seconds * 1000)
+        while True:
+            time.sleep(self._limits.lease_seconds / 3)
+            with self._lock:
+                held = sorted(self._held)
+            if not held:
+                continue
+            try:
+                self._renew(keys=[self._keys[2]], args=[lease_ms, *held])
+            except redis.RedisError as exc:
+                logger.debug("Could not renew %d in-flight slot(s): %s", len(held), exc)
 
     def _warn(self, exc: Exception) -> None:
         with self._lock:
