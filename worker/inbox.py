@@ -50,9 +50,10 @@ FORGOTTEN_AFTER_ABANDONED = 10
 
 # KEYS: source list, unacked index, unacked payloads. ARGV: the time to index it at.
 # Returns nothing when the source is empty, else {item, delivery tag or false}: the tag
-# when the item was recorded as unacknowledged, false when it is not a kombu envelope
-# (the caller drops it; nothing to record). The record is kombu's own format,
-# [payload, exchange, routing key], with the payload embedded verbatim, not re-encoded.
+# when the item was recorded as unacknowledged, false when it does not have the shape
+# of a kombu envelope (the caller drops it, or delivers it unrecorded: kombu's own path).
+# The record is kombu's own format, [payload, exchange, routing key], with the payload
+# embedded verbatim, not re-encoded.
 _CLAIM = """
 local item = redis.call('RPOP', KEYS[1])
 if not item then return false end

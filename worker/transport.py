@@ -29,7 +29,7 @@ from kombu.transport import redis, virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from worker.inbox import Claimed, Inbox, abandonment_delay, sweep
 
@@ -40,6 +40,9 @@ def _shows(item: object) -> str:
     text = repr(item)
     return text if len(text) <= 120 else text[:117] + "..."
 
+
+# After Redis refused the inbox (out of memory), channels pop messages this long.
+_INBOX_OFF_SECONDS = 30.0
 
 # What parsing a queue item can raise: not JSON, not text, or nested past Python's limit.
 _UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, RecursionError)
@@ -139,10 +142,18 @@ class Channel(redis.Channel):
     _moving = False  # the command in flight is the inbox's BLMOVE, not kombu's BRPOP
     _popping = False  # warned that this channel uses kombu's BRPOP
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        #: Delivery tags the claim recorded, until kombu's QoS takes the message.
-        self.claimed: set[str] = set()
-        super().__init__(*args, **kwargs)
+    _inbox_off_until = 0.0  # Redis refused the inbox (out of memory): BRPOP until then
+
+    @property
+    def claimed(self) -> set[str]:
+        """Delivery tags the claim recorded, until kombu's QoS takes the message.
+
+        Kept by the connection, not the channel: kombu hands a queue's messages to the
+        last channel that consumed it, which need not be the channel that claimed them.
+        """
+        transport = self.connection
+        assert isinstance(transport, Transport)
+        return transport.claimed
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         transport = self.connection
@@ -162,7 +173,7 @@ class Channel(redis.Channel):
     def _single_key(self) -> str | None:
         """The one list this channel waits on, or None when there are several."""
         queues = list(self.active_queues)
-        if self.global_keyprefix or len(queues) != 1:
+        if self.global_keyprefix or len(queues) != 1 or time.monotonic() < self._inbox_off_until:
             return None
         keys = {kombu(self)._q_for_pri(queues[0], step) for step in self.priority_steps}
         return keys.pop() if len(keys) == 1 else None
@@ -173,8 +184,9 @@ class Channel(redis.Channel):
             if self.active_queues and not self._popping:
                 self._popping = True
                 logger.warning(
-                    "Consuming %s without an inbox (several Redis lists, or a global key "
-                    "prefix): messages are popped and then recorded (kombu's BRPOP)",
+                    "Consuming %s without an inbox (several Redis lists, a global key "
+                    "prefix, or Redis refused the inbox): messages are popped and then "
+                    "recorded (kombu's BRPOP)",
                     sorted(self.active_queues),
                 )
             self._moving = False
@@ -187,7 +199,12 @@ class Channel(redis.Channel):
                 abandoned_after=abandonment_delay(kombu(self).visibility_timeout),
             )
         if self._inbox.heartbeat_due():  # registered before anything can be moved in
-            self._inbox.heartbeat(self._create_client())
+            try:
+                self._inbox.heartbeat(self._create_client())
+            except ResponseError as exc:
+                self._refused(exc)
+                super()._brpop_start(timeout)  # type: ignore[misc]
+                return
         self._moving = True
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
@@ -209,6 +226,9 @@ class Channel(redis.Channel):
             except kombu(self).connection_errors:
                 self.client.connection.disconnect()  # reconnects on the next poll
                 raise
+            except ResponseError as exc:  # BLMOVE writes, so Redis out of memory refuses it
+                self._refused(exc)
+                raise virtual.Empty() from exc
             if moved is None:
                 raise virtual.Empty()
             claimed = inbox.claim(
@@ -242,12 +262,27 @@ class Channel(redis.Channel):
         self.claimed.add(claimed.tag)
         try:
             self.connection._deliver(message, queue)
+        except Exception as exc:
+            if claimed.tag not in self.claimed:  # kombu took it: its QoS deals with it
+                raise
+            # kombu could not even build a message of it (a body that is not base64, say):
+            # it would fail the same way on every redelivery, stopping a worker each time.
+            _dropped(f"kombu cannot read it: {exc!r}")
+            self._forget(claimed.tag)
+            return
         except BaseException:
-            # Recorded, never taken: it returns to the queue after the visibility timeout.
-            self.claimed.discard(claimed.tag)
+            self.claimed.discard(claimed.tag)  # recorded: back after the visibility timeout
             raise
         if claimed.tag in self.claimed:  # taken without an ack to wait for
             self._forget(claimed.tag)
+
+    def _refused(self, exc: ResponseError) -> None:
+        """Use kombu's BRPOP for a while: Redis refuses the inbox's writes (out of memory)."""
+        self._inbox_off_until = time.monotonic() + _INBOX_OFF_SECONDS
+        self._moving = False
+        logger.warning(
+            "Redis refused the inbox (%s); popping messages for %.0fs", exc, _INBOX_OFF_SECONDS
+        )
 
     def _forget(self, tag: str | None) -> None:
         if tag is not None:
@@ -275,6 +310,10 @@ class Transport(redis.Transport):
     """The Redis transport with :class:`Channel`, and envelopes checked before delivery."""
 
     Channel = Channel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claimed: set[str] = set()
 
     def _deliver(self, message: Any, queue: str | None) -> Any:
         if not is_envelope(message):

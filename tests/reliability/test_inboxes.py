@@ -237,3 +237,32 @@ def test_a_worker_killed_between_move_and_claim_loses_nothing(
     assert "from an abandoned inbox" in second.log()
     assert client.llen(inbox) == 0
     assert Operation.CREATE_JOB.task_name in second.log()
+
+
+def test_a_message_kombu_cannot_read_is_dropped_not_left_to_stop_worker_after_worker(
+    broker: Stack, connection: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = broker.broker.client()
+    queue = publish(connection, "unreadable", {"n": 8})
+    envelope = json.loads(client.rpop("unreadable") or b"{}")
+    client.lpush("unreadable", json.dumps({**envelope, "body": "abc"}))  # not base64
+    with caplog.at_level(logging.ERROR, logger="worker.transport"):
+        assert consume(connection, queue, timeout=1) == []  # and nothing raised
+    assert "kombu cannot read it" in caplog.text
+    assert client.hlen("unacked") == 0  # so it never comes back
+    assert client.llen("unreadable") == 0
+
+
+def test_a_broker_out_of_memory_still_hands_out_messages(
+    broker: Stack, connection: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = broker.broker.client()
+    queue = publish(connection, "full", {"n": 9})
+    client.config_set("maxmemory", 1)  # every write refused; BLMOVE is a write, BRPOP is not
+    try:
+        with caplog.at_level(logging.WARNING, logger="worker.transport"):
+            taken = consume(connection, queue, expect=1)
+    finally:
+        client.config_set("maxmemory", 0)
+    assert [message.payload for message in taken] == [{"n": 9}]
+    assert "Redis refused the inbox" in caplog.text
