@@ -12,7 +12,7 @@ a large batch reads only what is still running.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -151,7 +151,7 @@ def read_batch(
     request_ids = [_text(rid) for rid in items_raw]
     states = {_text(rid): _text(state) for rid, state in ended_raw.items()}
     running = _statuses(redis, backend, [rid for rid in request_ids if rid not in states])
-    _remember_ended(redis, batch_id, running.values(), ttl_ms, known=states)
+    _remember_ended(redis, batch_id, running.values(), ttl_ms)
     states.update((rid, status.state.value) for rid, status in running.items())
     failed_ids = [rid for rid in request_ids if states[rid] == RequestState.FAILED.value]
     shown = failed_ids[: max(failed_limit, 0)]
@@ -173,17 +173,10 @@ def read_batch(
 
 
 def _remember_ended(
-    redis: Any,
-    batch_id: str,
-    statuses: Iterable[RequestStatus],
-    ttl_ms: int,
-    *,
-    known: Mapping[str, str],
+    redis: Any, batch_id: str, statuses: Iterable[RequestStatus], ttl_ms: int
 ) -> None:
     ended = {
-        status.request_id: status.state.value
-        for status in statuses
-        if status.state.value in _FINAL and status.request_id not in known
+        status.request_id: status.state.value for status in statuses if status.state.value in _FINAL
     }
     if not ended or ttl_ms <= 0:
         return

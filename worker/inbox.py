@@ -22,7 +22,6 @@ delivered twice from one move.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import socket
@@ -31,8 +30,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from redis.exceptions import NoScriptError
 
 logger = logging.getLogger(__name__)
 
@@ -81,18 +78,13 @@ return 1
 """
 
 
-@functools.cache
-def _digest(script: str) -> str:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+_scripts: dict[str, Any] = {}
 
 
 def _run(client: Any, script: str, keys: list[str], args: list[Any]) -> Any:
-    """Run ``script`` by its digest, loading it on the first use on a server."""
-    digest = _digest(script)
-    try:
-        return client.evalsha(digest, len(keys), *keys, *args)
-    except NoScriptError:
-        return client.eval(script, len(keys), *keys, *args)
+    """Run ``script`` through redis-py's Script (by digest, loaded on first use)."""
+    runner = _scripts.get(script) or _scripts.setdefault(script, client.register_script(script))
+    return runner(keys=keys, args=args, client=client)
 
 
 def consumer_name() -> str:
