@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from celeryconfig import celery_settings
+from worker.delivery.config import celery_settings
 from worker.settings import QueueSettings
 
 TASK_NAME = "bench.noop"

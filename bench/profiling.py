@@ -26,7 +26,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("ack: kombu QoS.ack (HDEL/ZREM)", ("Message.ack", "QoS.ack")),
     (
         "result store: Celery backend meta",
-        ("Backend.store_result", "Backend.mark_as_done", ";store_outcome ("),
+        ("Backend.store_result", "Backend.mark_as_done", ";set_result_meta ("),
     ),
     ("Kubernetes call: client, urllib3, TLS, JSON", ("ClusterClient.",)),
     ("task arguments: pydantic + Job schema", (";parse (", "Chunk.model_validate")),

@@ -18,9 +18,26 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from producer.status import combine
-from worker.contracts import ErrorInfo, RequestState, RequestStatus
-from worker.errors import Unavailable
-from worker.records import batch_ended_key, batch_items_key, batch_key, record_key
+from worker.contracts import RequestState, RequestStatus
+from worker.errors import ErrorInfo, QueueUnavailable
+from worker.records import RequestRecord, record_key
+
+BATCH_KEY_PREFIX = "eksops:batch:"
+
+
+def batch_key(batch_id: str) -> str:
+    """Return the Redis key of a batch's summary (operation, created_at, counts)."""
+    return BATCH_KEY_PREFIX + batch_id
+
+
+def batch_items_key(batch_id: str) -> str:
+    """Return the Redis key of a batch's request IDs, in submission order."""
+    return BATCH_KEY_PREFIX + batch_id + ":items"
+
+
+def batch_ended_key(batch_id: str) -> str:
+    """Return the Redis key of a batch's items known to have ended, and how."""
+    return BATCH_KEY_PREFIX + batch_id + ":ended"
 
 
 class BatchItem(BaseModel):
@@ -67,7 +84,7 @@ class BatchStatus(BaseModel):
     failed: list[FailedItem] = Field(default_factory=list)
 
 
-class BatchInterrupted(Unavailable):
+class BatchInterrupted(QueueUnavailable):
     """Raised when Redis failed part-way through a bulk submit.
 
     ``submission`` says which items were enqueued (they run) and which were not
@@ -76,7 +93,7 @@ class BatchInterrupted(Unavailable):
     """
 
     def __init__(self, message: str, submission: BatchSubmission | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, code="BatchInterrupted")
         self.submission = submission
 
 
@@ -121,7 +138,7 @@ def _statuses(redis: Any, backend: Any, request_ids: list[str]) -> dict[str, Req
     pipe = redis.pipeline(transaction=False)
     for rid in request_ids:
         pipe.hgetall(record_key(rid))
-    records = [{_text(k): _text(v) for k, v in raw.items()} for raw in pipe.execute()]
+    records = [RequestRecord.from_hash(raw) for raw in pipe.execute()]
     metas = _metas(backend, request_ids)
     return {
         rid: combine(rid, record, meta)

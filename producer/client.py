@@ -10,18 +10,27 @@
 Every request is validated with the worker's own contracts before anything is written,
 so invalid input raises :class:`worker.errors.InvalidRequest` and is never enqueued. A
 caller-supplied ``request_id`` makes submission idempotent: submitting it again returns
-the same request (``duplicate=True``) without a second task.
+the same request (``duplicate=True``) without a second task. The library raises only
+errors of ``worker.errors``: a Redis it cannot reach is
+:class:`~worker.errors.QueueUnavailable`, whatever the call.
+
+The five operation methods are thin typed wrappers of :meth:`EksOps.submit` named after
+``worker.catalog`` (a unit test keeps them in step with it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import BackendError
+from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 
 from producer.batches import (
     FAILED_SHOWN,
@@ -33,17 +42,28 @@ from producer.batches import (
     open_batch,
     read_batch,
 )
-from producer.enqueue import PART, EnqueueInterrupted, Enqueuer, Outgoing, describe
+from producer.enqueue import PART, Enqueuer, Outgoing
 from producer.gc_pause import collector_paused
 from producer.queue import make_app, make_redis
 from producer.settings import ProducerSettings
 from producer.status import read_status
-from worker.contracts import ClusterRef, Operation, RequestState, RequestStatus, explain
-from worker.errors import EksOpsError, InvalidRequest, NotFound, error_from_info
+from worker.catalog import spec_of, summarise
+from worker.contracts import ClusterRef, Operation, RequestState, RequestStatus
+from worker.errors import (
+    EksOpsError,
+    EnqueueInterrupted,
+    InvalidName,
+    InvalidRequest,
+    QueueUnavailable,
+    StillRunning,
+    UnknownRequest,
+    error_from_info,
+)
 from worker.logs import bound_request
-from worker.names import NameError_, new_request_id, normalise_request_id
+from worker.names import new_request_id, normalise_request_id
 from worker.settings import QueueSettings
 from worker.timestamps import now_iso
+from worker.validation import explain, validate_settings
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +88,8 @@ class EksOps:
         app: Celery | None = None,
         redis: Any = None,
     ) -> None:
-        self.settings = settings or ProducerSettings()
-        self.queue = queue or QueueSettings()
+        self.settings = settings or validate_settings(ProducerSettings)
+        self.queue = queue or validate_settings(QueueSettings)
         self.queue.require_urls()
         self.app = app or make_app(self.queue)
         self.redis = redis if redis is not None else make_redis(self.queue)
@@ -84,7 +104,9 @@ class EksOps:
     def validate(self, operation: Operation, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Return ``arguments`` as the worker will receive them, or raise InvalidRequest."""
         try:
-            request = operation.request_model.model_validate(dict(arguments), context=self._context)
+            request = spec_of(operation).request.model_validate(
+                dict(arguments), context=self._context
+            )
         except ValidationError as exc:
             raise InvalidRequest(explain(exc, what=f"{operation.value} request")) from None
         # Validated values are JSON types already; python mode skips a costly re-encode.
@@ -95,31 +117,21 @@ class EksOps:
         """Return the caller's request ID in canonical form, or a new one."""
         if request_id is None:
             return new_request_id()
-        try:
-            return normalise_request_id(request_id)
-        except NameError_ as exc:
-            raise InvalidRequest(str(exc)) from None
+        return normalise_request_id(request_id)
 
     def submit(
         self, operation: Operation, arguments: Mapping[str, Any], *, request_id: str | None = None
     ) -> Submission:
         """Validate and enqueue one operation; return its request ID."""
         rid = self.request_id_for(request_id)
-        with bound_request(rid):
+        with bound_request(rid), _queue_errors(f"submitting {operation.value}"):
             kwargs = self.validate(operation, arguments)
             submitted_at = now_iso()
             (accepted,) = self._enqueuer.enqueue(
-                [
-                    Outgoing(
-                        rid,
-                        operation.task_name,
-                        kwargs,
-                    )
-                ],
-                submitted_at=submitted_at,
+                [Outgoing(rid, operation.task_name, kwargs)], submitted_at=submitted_at
             )
             if accepted:
-                logger.info("Submitted %s %s", operation.value, describe(kwargs))
+                logger.info("Submitted %s %s", operation.value, summarise(kwargs))
             else:
                 logger.info(
                     "Request was already submitted; not enqueued again (%s)", operation.value
@@ -145,7 +157,7 @@ class EksOps:
         batch to its append-only file, when the server can confirm that (see
         :meth:`Enqueuer.wait_for_fsync`).
         """
-        with collector_paused():
+        with collector_paused(), _queue_errors("submitting a batch"):
             return self._submit_many(operation, items, batch_id=batch_id, durable=durable)
 
     def _submit_many(
@@ -176,13 +188,7 @@ class EksOps:
                     outcomes.append(BatchItem(index=index, error=str(exc)))
                     continue
                 outcomes.append(BatchItem(index=index, request_id=rid))
-                part.append(
-                    Outgoing(
-                        rid,
-                        operation.task_name,
-                        kwargs,
-                    )
-                )
+                part.append(Outgoing(rid, operation.task_name, kwargs))
                 if len(part) == PART:
                     yield part
                     part = []
@@ -252,10 +258,16 @@ class EksOps:
 
         ``None`` if the batch is unknown (never submitted, or expired).
         """
-        bid = self.request_id_for(batch_id)
-        return read_batch(
-            redis=self.redis, backend=self.app.backend, batch_id=bid, failed_limit=failed_limit
-        )
+        try:
+            bid = self.request_id_for(batch_id)
+        except InvalidName:
+            raise InvalidName(
+                f"batch ID {batch_id!r} is not a UUID (e.g. 3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c)"
+            ) from None
+        with _queue_errors(f"reading batch {bid}"):
+            return read_batch(
+                redis=self.redis, backend=self.app.backend, batch_id=bid, failed_limit=failed_limit
+            )
 
     def create_job(
         self,
@@ -366,11 +378,10 @@ class EksOps:
         if status.state is RequestState.FAILED and status.error is not None:
             raise error_from_info(status.error)
         if status.state is RequestState.UNKNOWN:
-            raise NotFound(
-                f"Request {status.request_id} is unknown: never submitted, or its result expired",
-                code="UnknownRequest",
+            raise UnknownRequest(
+                f"Request {status.request_id} is unknown: never submitted, or its result expired"
             )
-        raise TimeoutError(
+        raise StillRunning(
             f"Request {status.request_id} is still {status.state.value} after {timeout}s"
         )
 
@@ -378,6 +389,17 @@ class EksOps:
         """Release the Redis connections."""
         self.redis.close()
         self.app.close()
+
+
+@contextlib.contextmanager
+def _queue_errors(doing: str) -> Iterator[None]:
+    """Turn a Redis that cannot be reached into the library's own QueueUnavailable."""
+    try:
+        yield
+    except EksOpsError:
+        raise
+    except (RedisError, OSError, OperationalError, BackendError) as exc:
+        raise QueueUnavailable(f"Redis is unreachable while {doing}: {exc}") from exc
 
 
 def _with_cluster(arguments: dict[str, Any], cluster: ClusterRef | None) -> dict[str, Any]:

@@ -7,31 +7,27 @@ request record, then ``LPUSH`` of the message) and skips IDs already submitted; 
 chunk of many requests costs one round trip, which is what makes bulk submission run
 at Redis speed instead of one publish per message.
 
-The message is the one Celery would publish: Celery builds the task message
-(``app.amqp.as_task_v2``) and the envelope is kombu's Redis transport format, both
-JSON (checked against kombu's own output in the tests).
+The message is the one Celery would publish, in the format declared once in
+``worker.delivery.envelope``; the record's fields are ``worker.records.Field``.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
-import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from celery import Celery
-from kombu.serialization import dumps as kombu_dumps
 from redis.exceptions import RedisError, ResponseError
 
-from worker.contracts import CHUNK_MAX_ITEMS, CHUNK_TASK, QUEUE, REQUEST_KEY_PREFIX, Operation
+from producer.batches import batch_items_key
+from worker.catalog import summarise
+from worker.contracts import CHUNK_MAX_ITEMS, QUEUE, Operation
+from worker.delivery.envelope import chunk_envelope, envelope
+from worker.errors import EnqueueInterrupted
 from worker.names import new_request_id
-from worker.records import batch_items_key, record_key
-
-_ORIGIN = f"eksops-producer@{socket.gethostname()}:{os.getpid()}"
+from worker.records import REQUEST_KEY_PREFIX, lua, record_key
 
 # KEYS[1]: the queue list; KEYS[2]: the batch's item list; KEYS[3..]: one record per
 # request, message by message. ARGV[1]: record TTL; ARGV[2]: submitted_at; ARGV[3]:
@@ -42,7 +38,7 @@ _ORIGIN = f"eksops-producer@{socket.gethostname()}:{os.getpid()}"
 # Replies per request: 1 new, 0 duplicate, -1 refused (the record key holds something
 # else). Redis does not undo a script that fails half-way, so nothing in it may fail
 # for one request and strand others.
-_SUBMIT_SCRIPT = (
+_SUBMIT_SCRIPT = lua(
     """
 local ttl = tonumber(ARGV[1])
 local batch = ARGV[3]
@@ -55,11 +51,11 @@ for m = 0, tonumber(ARGV[5]) - 1 do
   local owner, count = ARGV[6 + m * 3], tonumber(ARGV[7 + m * 3])
   local owns = false
   for _ = 1, count do
-    local new = redis.pcall('HSETNX', KEYS[key], 'submitted_at', ARGV[2])
+    local new = redis.pcall('HSETNX', KEYS[key], $submitted_at, ARGV[2])
     if type(new) == 'table' then
       accepted[#accepted + 1] = -1
     elseif new == 1 then
-      redis.call('HSET', KEYS[key], 'operation', ARGV[4], 'batch_id', batch, 'message', owner)
+      redis.call('HSET', KEYS[key], $operation, ARGV[4], $batch_id, batch, $message, owner)
       redis.call('EXPIRE', KEYS[key], ttl)
       ids[#ids + 1] = string.sub(KEYS[key], prefix)
       accepted[#accepted + 1] = 1
@@ -103,85 +99,20 @@ class Outgoing:
     kwargs: dict[str, Any]
     # What Flower and Celery's log lines show for the arguments: a short summary, not
     # the whole manifest (Celery's own repr of a manifest costs most of a submit).
-    # Computed when the request gets a message of its own (see ``describe``).
+    # Computed when the request gets a message of its own (see ``summarise``).
     summary: str = ""
 
 
-def describe(arguments: Mapping[str, Any]) -> str:
-    """Return the seed's ``key=value`` summary of a request, without the manifest body.
-
-    Total over any arguments: a message built from unvalidated arguments (a manifest
-    that is not a mapping) still gets a summary, and the worker names the problem.
-    """
-    parts = []
-    manifest = arguments.get("job_manifest")
-    metadata = manifest.get("metadata") if isinstance(manifest, Mapping) else None
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    if name:
-        parts.append(f"job={name}")
-    for key, label in (
-        ("job_name", "job"),
-        ("namespace", "namespace"),
-        ("namespace_name", "namespace"),
-    ):
-        if key in arguments:
-            parts.append(f"{label}={arguments[key]}")
-    return " ".join(parts)
-
-
-def _envelope(
-    app: Celery, task_id: str, task_name: str, kwargs: dict[str, Any], summary: str
-) -> bytes:
-    task = app.amqp.as_task_v2(
-        task_id,
-        task_name,
-        kwargs=kwargs,
-        origin=_ORIGIN,
-        argsrepr="()",
-        kwargsrepr=summary or "{...}",
-    )
-    if app.conf.task_serializer == "auth":  # signed messages (see celeryconfig)
-        content_type, content_encoding, payload = kombu_dumps(task.body, serializer="auth")
-        body = payload.encode() if isinstance(payload, str) else payload
-    else:
-        content_type, content_encoding, body = "application/json", "utf-8", orjson.dumps(task.body)
-    envelope = {
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": content_encoding,
-        "content-type": content_type,
-        "headers": task.headers,
-        "properties": {
-            **task.properties,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": QUEUE},
-            "priority": 0,
-            "body_encoding": "base64",
-            # Unique per message: a message ID is enqueued once (retries are new
-            # messages that kombu tags itself).
-            "delivery_tag": task_id,
-        },
-    }
-    return orjson.dumps(envelope)
-
-
 def build_message(app: Celery, item: Outgoing) -> bytes:
-    """Return the kombu Redis envelope of ``item``'s own Celery task message.
-
-    Serialised with orjson: same JSON as kombu's encoder for these plain types, at a
-    fraction of the cost, which is most of what a bulk submit spends per message.
-    """
-    summary = item.summary or describe(item.kwargs)
-    return _envelope(app, item.request_id, item.task_name, item.kwargs, summary)
+    """Return the envelope of ``item``'s own Celery task message."""
+    summary = item.summary or summarise(item.kwargs)
+    return envelope(app, item.request_id, item.task_name, item.kwargs, summary)
 
 
 def build_chunk_message(app: Celery, chunk_id: str, items: Sequence[Outgoing]) -> bytes:
     """Return the envelope of one chunk message carrying ``items`` (one operation)."""
     operation = Operation.from_task_name(items[0].task_name)
-    kwargs = {
-        "operation": operation.value,
-        "items": [{"request_id": item.request_id, "arguments": item.kwargs} for item in items],
-    }
-    return _envelope(app, chunk_id, CHUNK_TASK, kwargs, f"{operation.value} x{len(items)}")
+    return chunk_envelope(app, chunk_id, operation, [(i.request_id, i.kwargs) for i in items])
 
 
 class Enqueuer:
@@ -295,19 +226,3 @@ class Enqueuer:
                 chunk_id = new_request_id()
                 args += [chunk_id, len(group), build_chunk_message(self._app, chunk_id, group)]
         return keys, args
-
-
-class EnqueueInterrupted(Exception):
-    """Raised when Redis failed during an enqueue; says which items went in.
-
-    ``accepted`` has one entry per item sent: True (enqueued), False (a duplicate ID,
-    nothing enqueued) or None (not enqueued, or unknown because the connection broke:
-    resubmitting the same request IDs is safe either way).
-    """
-
-    def __init__(self, accepted: list[bool | None], cause: Exception) -> None:
-        self.accepted = accepted
-        self.enqueued = sum(1 for flag in accepted if flag)
-        super().__init__(
-            f"Redis failed during the enqueue ({self.enqueued} items enqueued): {cause}"
-        )

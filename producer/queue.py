@@ -12,7 +12,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from celeryconfig import celery_settings, enable_signing
+from worker.delivery.config import celery_settings, enable_signing
 from worker.settings import QueueSettings
 
 

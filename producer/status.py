@@ -18,9 +18,9 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 import worker.errors  # noqa: F401 - Celery rebuilds stored errors from sys.modules
-from worker.contracts import ErrorInfo, RequestState, RequestStatus
-from worker.errors import EksOpsError, Unavailable
-from worker.records import lease_key, read_record
+from worker.contracts import RequestState, RequestStatus
+from worker.errors import EksOpsError, ErrorInfo, QueueUnavailable
+from worker.records import RequestRecord, lease_key, read_record
 
 _STATE_BY_CELERY = {
     states.PENDING: RequestState.QUEUED,
@@ -53,13 +53,13 @@ def _iso(value: object) -> str | None:
     return str(value)
 
 
-def _running_again(record: Mapping[str, str], meta: Mapping[str, Any]) -> bool:
+def _running_again(record: RequestRecord, meta: Mapping[str, Any]) -> bool:
     """Return whether a worker started (again) after the last stored state."""
-    started = record.get("last_started_at")
+    started = record.last_started_at
     if not started:
         return False
     # A RETRY meta has no date_done; the worker records when it scheduled the retry.
-    stored_at = record.get("last_retry_at") if meta.get("status") == states.RETRY else None
+    stored_at = record.last_retry_at if meta.get("status") == states.RETRY else None
     if stored_at is None:
         return True
     return datetime.fromisoformat(started) > datetime.fromisoformat(stored_at)
@@ -68,8 +68,8 @@ def _running_again(record: Mapping[str, str], meta: Mapping[str, Any]) -> bool:
 _OUTCOME_UNKNOWN = "OutcomeUnknown"
 
 
-def _outcome_lost(record: Mapping[str, str], stale_after: float | None) -> ErrorInfo | None:
-    started = record.get("last_started_at")
+def _outcome_lost(record: RequestRecord, stale_after: float | None) -> ErrorInfo | None:
+    started = record.last_started_at
     if stale_after is None or not started:
         return None
     age = (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds()
@@ -87,7 +87,7 @@ def _outcome_lost(record: Mapping[str, str], stale_after: float | None) -> Error
 
 def combine(
     request_id: str,
-    record: Mapping[str, str],
+    record: RequestRecord | None,
     meta: Mapping[str, Any],
     *,
     stale_after: float | None = None,
@@ -100,9 +100,14 @@ def combine(
     """
     celery_state = meta.get("status", states.PENDING)
     state = _STATE_BY_CELERY.get(celery_state, RequestState.QUEUED)
-    if celery_state == states.PENDING and not record:
+    if celery_state == states.PENDING and record is None:
         state = RequestState.UNKNOWN
-    elif celery_state in (states.PENDING, states.RETRY) and _running_again(record, meta):
+    record = record or RequestRecord()
+    if (
+        state is not RequestState.UNKNOWN
+        and celery_state in (states.PENDING, states.RETRY)
+        and (_running_again(record, meta))
+    ):
         # Workers record their start in the request record, not in the result meta.
         state = RequestState.STARTED
     result = meta.get("result")
@@ -118,11 +123,11 @@ def combine(
     return RequestStatus(
         request_id=request_id,
         state=state,
-        operation=record.get("operation") or meta.get("name"),
-        submitted_at=record.get("submitted_at"),
-        started_at=record.get("started_at"),
+        operation=record.operation or meta.get("name"),
+        submitted_at=record.submitted_at,
+        started_at=record.started_at,
         finished_at=_iso(meta.get("date_done")) if finished else None,
-        attempts=int(record.get("attempts") or 0),
+        attempts=record.attempts,
         **fields,
     )
 
@@ -132,7 +137,7 @@ def read_status(
 ) -> RequestStatus:
     """Return the status of ``request_id`` from the broker Redis and the result backend.
 
-    Raises :class:`~worker.errors.Unavailable` when Redis cannot be read: a poller must
+    Raises :class:`~worker.errors.QueueUnavailable` when Redis cannot be read: a poller must
     never mistake an unreadable status for an empty or successful one.
     """
     try:
@@ -145,8 +150,7 @@ def read_status(
         if lost and redis.exists(lease_key(request_id)):
             status = combine(request_id, record, meta)
     except (RedisError, OSError, OperationalError, BackendError) as exc:
-        raise Unavailable(
-            f"Cannot read the status of request {request_id}: Redis is unreachable ({exc})",
-            code="BackendUnavailable",
+        raise QueueUnavailable(
+            f"Cannot read the status of request {request_id}: Redis is unreachable ({exc})"
         ) from exc
     return status

@@ -1,73 +1,109 @@
 """The Celery application of the worker, and its process lifecycle hooks.
 
 ``celery -A worker worker`` finds :data:`app` here (through ``worker.app``). Hooks:
-configuration is checked before the worker starts (one clear line and exit code 2 if
-it is wrong), logging is configured once in the seed format, a startup banner shows
-what the worker will talk to, and a forked pool child drops any runtime inherited
-from its parent.
+the settings are read once, when the worker starts (one clear line and exit code 2 if
+they are wrong), logging is configured once in the seed format, a startup banner shows
+what the worker will talk to, and each process (a forked pool child included) builds
+its :class:`~worker.engine.Engine` with the dependencies it needs. Tasks reach the
+engine through :func:`engine`; everything below it receives its dependencies.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
+import threading
 from typing import Any
 
 from celery import Celery, signals
 from kombu.serialization import register as register_serializer
-from pydantic import ValidationError
 
-from celeryconfig import enable_signing
 from worker import operations
+from worker.delivery.config import enable_signing
+from worker.engine import Engine
+from worker.errors import ConfigurationInvalid
 from worker.logs import configure_logging, log_banner, safe_url
 from worker.manifests import job_schema_validator
-from worker.runtime import Runtime, reset_runtime, runtime
-from worker.settings import (
-    ConfigurationInvalid,
-    QueueSettings,
-    SharedSettings,
-    describe_settings_error,
-)
+from worker.runtime import Runtime
+from worker.settings import QueueSettings, SharedSettings, WorkerSettings
+from worker.validation import validate_settings
 
 logger = logging.getLogger("worker.main")
 
 VERSION = "0.1.0"
 
 app = Celery("eksops", include=["worker.tasks"])
-app.config_from_object("celeryconfig")
+app.config_from_object("celeryconfig:CONFIG")
 
 
-def _register_signing() -> ConfigurationInvalid | None:
-    """Register the signing serializer now: Celery resolves accepted content types
-    before any worker signal fires. A problem is kept for the one-line report below."""
+class _Process:
+    """This process's settings and engine: read and built once, rebuilt after a fork."""
+
+    lock = threading.Lock()
+    settings: WorkerSettings | None = None
+    queue: QueueSettings | None = None
+    engine: Engine | None = None
+    pid: int | None = None
+
+
+def load_settings() -> tuple[WorkerSettings, QueueSettings]:
+    """Return the worker's settings, read from the environment once per process."""
+    with _Process.lock:
+        if _Process.settings is None or _Process.queue is None:
+            _Process.settings = validate_settings(WorkerSettings)
+            _Process.queue = validate_settings(QueueSettings)
+            _Process.queue.require_urls()
+        return _Process.settings, _Process.queue
+
+
+def engine() -> Engine:
+    """Return this process's engine, built on first use (after any fork)."""
+    current = _Process.engine
+    if current is not None and _Process.pid == os.getpid():
+        return current
+    settings, queue = load_settings()
+    with _Process.lock:
+        if _Process.engine is None or _Process.pid != os.getpid():
+            runtime = Runtime.build(settings, queue, backend=lambda: app.backend)
+            _Process.engine = Engine(runtime)
+            _Process.pid = os.getpid()
+        return _Process.engine
+
+
+_signing_problem: list[ConfigurationInvalid] = []
+
+
+@app.on_after_configure.connect(weak=False)
+def _register_signing(**_: Any) -> None:
+    """Register the signing serializer as soon as the configuration is read: Celery
+    resolves accepted content types before any worker signal fires. A problem is kept
+    for the one-line report of :func:`_check_configuration`."""
     try:
-        enable_signing(app, QueueSettings())
-    except ValidationError:
-        return None  # reported, with everything else, by _check_configuration
+        enable_signing(app, validate_settings(QueueSettings))
+    except ConfigurationInvalid:
+        pass  # reported, with everything else, by _check_configuration
     except Exception as exc:  # unreadable key or certificate
         # Fail closed: an "auth" serializer that refuses everything lets startup reach
         # the one-line report, and no unsigned message could ever be accepted.
         register_serializer("auth", _refuse, _refuse, "application/data", "utf-8")
-        return ConfigurationInvalid(f"message signing: {exc}")
-    return None
+        _signing_problem.append(ConfigurationInvalid(f"message signing: {exc}"))
 
 
 def _refuse(_: Any) -> Any:
     raise ConfigurationInvalid("message signing is misconfigured")
 
 
-_signing_problem = _register_signing()
-
-
 @signals.celeryd_init.connect
 def _check_configuration(**_: Any) -> None:
     try:
-        if _signing_problem is not None:
-            raise _signing_problem
-        reset_runtime(Runtime.load())
-    except (ValidationError, ConfigurationInvalid) as exc:
-        sys.stderr.write(f"eksops worker: invalid configuration: {describe_settings_error(exc)}\n")
+        if _signing_problem:
+            raise _signing_problem[0]
+        load_settings()
+        engine()
+    except ConfigurationInvalid as exc:
+        sys.stderr.write(f"eksops worker: invalid configuration: {exc.message}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
 
@@ -75,16 +111,15 @@ def _check_configuration(**_: Any) -> None:
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     try:
-        shared = SharedSettings()
-    except ValidationError:
-        shared = SharedSettings.model_construct()
+        shared = validate_settings(SharedSettings)
+    except ConfigurationInvalid:
+        shared = SharedSettings.model_construct()  # the start-up check reports it
     configure_logging(shared.log_level, shared.log_format)
 
 
 @signals.worker_init.connect
 def _banner(**_: Any) -> None:
-    current = runtime()
-    settings, queue = current.settings, current.queue
+    settings, queue = load_settings()
     log_banner(
         logger,
         "eksops worker - Startup",
@@ -113,8 +148,3 @@ def _warm_up(**_: Any) -> None:
 @signals.worker_ready.connect
 def _ready(**_: Any) -> None:
     logger.info("Worker startup completed successfully; ready to accept tasks")
-
-
-@signals.worker_process_init.connect
-def _after_fork(**_: Any) -> None:
-    reset_runtime()

@@ -18,23 +18,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES, ManifestError, validate_job_manifest
-from worker.names import NameError_, check_dns1123_label, normalise_request_id, protection_reason
+from worker.errors import ErrorInfo, InvalidManifest, InvalidName
+from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES, validate_job_manifest
+from worker.names import check_dns1123_label, normalise_request_id, protection_reason
 
 QUEUE = "eksops"
 TASK_PREFIX = "eksops."
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "eksops"
 REQUEST_ID_LABEL = "eksops.io/request-id"
-# Redis key of the per-request record (operation, submitted_at, attempts...).
-REQUEST_KEY_PREFIX = "eksops:request:"
-# Redis keys of a bulk submission: its summary and its list of request IDs.
-BATCH_KEY_PREFIX = "eksops:batch:"
 
 _CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9\-_]{0,99}")
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
@@ -61,7 +57,7 @@ def _limits(info: ValidationInfo) -> Limits:
 def _uuid(value: str) -> str:
     try:
         return normalise_request_id(value)
-    except NameError_ as exc:
+    except InvalidName as exc:
         raise ValueError(str(exc)) from None
 
 
@@ -69,7 +65,7 @@ def _label(field_name: str) -> AfterValidator:
     def check(value: str) -> str:
         try:
             return check_dns1123_label(value, field=field_name)
-        except NameError_ as exc:
+        except InvalidName as exc:
             raise ValueError(str(exc)) from None
 
     return AfterValidator(check)
@@ -77,22 +73,6 @@ def _label(field_name: str) -> AfterValidator:
 
 NamespaceName = Annotated[str, _label("namespace")]
 JobName = Annotated[str, _label("job_name")]
-
-
-def explain(error: ValidationError, *, what: str = "request") -> str:
-    """Return a validation failure as one sentence naming each bad field."""
-    problems = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field (not part of the contract)"
-        elif item["type"] == "missing":
-            message = "required field is missing"
-        problems.append(
-            f"{location}: {message}" if location and not message.startswith(location) else message
-        )
-    return f"Invalid {what}: " + "; ".join(problems)
 
 
 class _Contract(BaseModel):
@@ -141,7 +121,7 @@ class CreateJobRequest(_Request):
             return validate_job_manifest(
                 value, namespace=namespace, max_bytes=_limits(info).max_manifest_bytes
             )
-        except ManifestError as exc:
+        except InvalidManifest as exc:
             raise ValueError(str(exc)) from None
 
 
@@ -174,12 +154,12 @@ class DeleteNamespaceRequest(_Request):
             )
         try:
             return check_dns1123_label(value, field="namespace_name")
-        except NameError_ as exc:
+        except InvalidName as exc:
             raise ValueError(str(exc)) from None
 
 
 class Operation(enum.StrEnum):
-    """The five operations eksops runs; each is one Celery task."""
+    """The five operations eksops runs; each is one Celery task (see ``worker.catalog``)."""
 
     CREATE_JOB = "create_job"
     GET_JOB_STATUS = "get_job_status"
@@ -192,25 +172,11 @@ class Operation(enum.StrEnum):
         """Return the Celery task name producers enqueue by."""
         return TASK_PREFIX + self.value
 
-    @property
-    def request_model(self) -> type[_Request]:
-        """Return the contract validating this operation's arguments."""
-        return _REQUEST_MODELS[self]
-
     @classmethod
     def from_task_name(cls, name: str) -> Operation:
         """Return the operation of a task name, e.g. ``eksops.create_job``."""
         return cls(name.removeprefix(TASK_PREFIX))
 
-
-_REQUEST_MODELS: dict[Operation, type[_Request]] = {
-    Operation.CREATE_JOB: CreateJobRequest,
-    Operation.GET_JOB_STATUS: JobRef,
-    Operation.DELETE_JOB: JobRef,
-    Operation.CREATE_NAMESPACE: CreateNamespaceRequest,
-    Operation.DELETE_NAMESPACE: DeleteNamespaceRequest,
-}
-TASK_NAMES = {operation: operation.task_name for operation in Operation}
 
 # A chunk of a bulk submission: many requests of one operation in one message, so a
 # burst pays Celery's per-message cost once per chunk rather than once per request.
@@ -277,16 +243,6 @@ class NamespaceCreated(_Contract):
 
 
 # --- what a poller sees ------------------------------------------------------------
-
-
-class ErrorInfo(_Contract):
-    """A failed request's error as it survives the result backend."""
-
-    code: str
-    message: str
-    http_status: int
-    retryable: bool = False
-    details: dict[str, Any] | None = None
 
 
 class RequestState(enum.StrEnum):

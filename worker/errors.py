@@ -10,14 +10,42 @@ Errors cross the Celery JSON result backend as ``exc_type``/``exc_module``/``exc
 (the exception's ``args``). All constructor arguments are therefore positional,
 JSON-serialisable and stored in ``args``, so the poller rebuilds the same class with the
 same ``code``, ``http_status`` and Kubernetes message. This module is pure: producers
-import it to recognise errors read back from the backend.
+import it to recognise errors read back from the backend, and raise nothing else (their
+own failures, a Redis they cannot reach or a configuration they cannot use, are leaves
+of this tree too).
+
+The tree::
+
+    EksOpsError
+    ├── PermanentError
+    │   ├── InvalidRequest ── InvalidName, InvalidManifest
+    │   ├── Unauthorized, Forbidden ── ProtectedNamespace
+    │   ├── NotFound ── ClusterNotFound, UnknownRequest
+    │   ├── Conflict ── RequestIdReused
+    │   ├── Gone, Invalid
+    │   └── ConfigurationError, ConfigurationInvalid
+    └── TransientError
+        ├── Throttled, StillRunning
+        └── Unavailable ── QueueUnavailable ── EnqueueInterrupted
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worker.contracts import ErrorInfo
+from pydantic import BaseModel, ConfigDict
+
+
+class ErrorInfo(BaseModel):
+    """A failed request's error as it survives the result backend."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    message: str
+    http_status: int
+    retryable: bool = False
+    details: dict[str, Any] | None = None
 
 
 class EksOpsError(Exception):
@@ -76,6 +104,14 @@ class InvalidRequest(PermanentError):
     default_http_status = 400
 
 
+class InvalidName(InvalidRequest, ValueError):
+    """Raised when a name breaks the Kubernetes naming rules; the message says which."""
+
+
+class InvalidManifest(InvalidRequest, ValueError):
+    """Raised when a Job manifest would be rejected; the message names the field."""
+
+
 class Unauthorized(PermanentError):
     """Raised when the cluster rejects the credentials, even after a fresh token."""
 
@@ -109,11 +145,23 @@ class ClusterNotFound(NotFound):
     default_code = "ClusterNotFound"
 
 
+class UnknownRequest(NotFound):
+    """Raised when a request ID was never submitted, or its record has expired."""
+
+    default_code = "UnknownRequest"
+
+
 class Conflict(PermanentError):
     """Raised when the object exists already or changed under the request."""
 
     default_code = "Conflict"
     default_http_status = 409
+
+
+class RequestIdReused(Conflict):
+    """Raised when a request ID already names a request with another operation or arguments."""
+
+    default_code = "RequestIdReused"
 
 
 class Gone(PermanentError):
@@ -136,6 +184,12 @@ class ConfigurationError(PermanentError):
     default_code = "ConfigurationError"
 
 
+class ConfigurationInvalid(PermanentError):
+    """Raised when a process cannot start with the settings it was given; says what to set."""
+
+    default_code = "ConfigurationInvalid"
+
+
 class Throttled(TransientError):
     """Raised when the API asks us to slow down (429); honours ``retry_after``."""
 
@@ -148,6 +202,41 @@ class Unavailable(TransientError):
 
     default_code = "ServiceUnavailable"
     default_http_status = 503
+
+
+class StillRunning(TransientError, TimeoutError):
+    """Raised when a caller's wait for a request ran out before the request ended."""
+
+    default_code = "StillRunning"
+    default_http_status = 504
+
+
+class QueueUnavailable(Unavailable):
+    """Raised when eksops's own Redis (queue, records, results) cannot be reached."""
+
+    default_code = "QueueUnavailable"
+
+
+class EnqueueInterrupted(QueueUnavailable):
+    """Raised when Redis failed during an enqueue; says which items went in.
+
+    ``accepted`` has one entry per item sent: True (enqueued), False (a duplicate ID,
+    nothing enqueued) or None (not enqueued, or unknown because the connection broke:
+    resubmitting the same request IDs is safe either way).
+    """
+
+    default_code = "EnqueueInterrupted"
+
+    def __init__(self, accepted: list[bool | None], cause: BaseException) -> None:
+        self.accepted = accepted
+        self.enqueued = sum(1 for flag in accepted if flag)
+        super().__init__(
+            f"Redis failed during the enqueue ({self.enqueued} items enqueued): {cause}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Which items went in matters only to the submitter; elsewhere it is an outage.
+        return (QueueUnavailable, self.args)
 
 
 def error_class_for_status(http_status: int) -> type[EksOpsError]:
@@ -168,17 +257,24 @@ _BY_CODE: dict[str, type[EksOpsError]] = {
     cls.default_code: cls
     for cls in (
         InvalidRequest,
+        InvalidName,
+        InvalidManifest,
         Unauthorized,
         Forbidden,
         ProtectedNamespace,
         NotFound,
         ClusterNotFound,
+        UnknownRequest,
         Conflict,
+        RequestIdReused,
         Gone,
         Invalid,
         ConfigurationError,
+        ConfigurationInvalid,
         Throttled,
+        StillRunning,
         Unavailable,
+        QueueUnavailable,
     )
 }
 _BY_STATUS: dict[int, type[EksOpsError]] = {

@@ -1,11 +1,11 @@
-"""One execution of one request: start it, or learn it is done, or that it is not ours.
+"""One execution of one request: start it, or learn it has ended, or that it is not ours.
 
-Shared by the two kinds of message a worker runs: a request's own message
-(``worker.task_base``) and a chunk of a bulk submission (``worker.chunks``). Starting
-takes the request's lease and counts the attempt in one Redis round trip (see
-``worker.records``); the stored outcome of a request that already ended comes back in
-the same trip and answers any repeated delivery; a request another live execution is
-running is waited for; a request another message owns is left to it.
+Starting takes the request's lease and counts the attempt in one Redis round trip for
+all the requests of a message (see ``worker.records``); the stored outcome of a request
+that already ended comes back in the same trip and answers any repeated delivery
+without counting an attempt; a request another live execution is running is waited
+for; a request another message owns is left to it. Storing writes the outcome in the
+result backend in one write. The engine (``worker.engine``) is the only caller.
 """
 
 from __future__ import annotations
@@ -21,35 +21,14 @@ from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from worker.records import lease_key
-from worker.runtime import runtime
+from worker.delivery.results import set_result_meta
+from worker.leases import LeaseKeeper
+from worker.records import Starter, lease_key
 
 logger = logging.getLogger(__name__)
 
 _WAIT_SECONDS = 0.5
 T = TypeVar("T")
-
-
-@dataclass
-class Execution:
-    """The right to run a request (``holder`` set), or why there is nothing to run."""
-
-    request_id: str
-    attempt: int = 0
-    holder: str | None = None
-    outcome: dict[str, Any] | None = None  # stored final meta: success or failure
-    foreign: bool = False  # another message owns the request
-
-    def release(self) -> None:
-        """Free the lease now (the request will run again: a retry)."""
-        if self.holder is not None:
-            runtime().leases.release(lease_key(self.request_id), self.holder)
-
-    def done(self) -> None:
-        """Stop renewing the lease; the stored outcome answers any later delivery."""
-        if self.holder is not None:
-            runtime().leases.forget(lease_key(self.request_id), self.holder)
-
 
 # Redis (broker, records, results) unreachable: the work cannot go on, and it must not
 # end as the request's outcome either.
@@ -77,85 +56,117 @@ def until_redis_answers(action: Callable[[], T], *, doing: str) -> T:
             delay = min(delay * 2, 5.0)
 
 
-def begin(
-    backend: Any, request_id: str, *, operation: str, message_id: str, holder: str
-) -> Execution:
-    """Start running ``request_id`` for message ``message_id``, or say why not.
+@dataclass
+class Execution:
+    """The right to run a request (``holder`` set), or why there is nothing to run."""
 
-    ``holder`` names this execution; starting again with the same holder keeps the
-    lease it already has. Waits while another live execution holds the lease.
-    """
-    waiting = False
-    while True:
-        (execution,) = begin_many(
-            backend, [request_id], operation=operation, message_id=message_id, holder=holder
+    request_id: str
+    attempt: int = 0
+    holder: str | None = None
+    outcome: dict[str, Any] | None = None  # stored final meta: success or failure
+    foreign: bool = False  # another message owns the request
+
+
+class Executions:
+    """Starts and ends executions: leases, attempts, stored outcomes."""
+
+    def __init__(
+        self,
+        *,
+        starter: Starter,
+        leases: LeaseKeeper,
+        backend: Callable[[], Any],
+        shared_redis: bool,
+        record_ttl_seconds: int,
+    ) -> None:
+        self.leases = leases
+        # Celery's backend is per thread: ask for the calling thread's one each time.
+        self._backend = backend
+        self._starter = starter
+        # Results in the broker's Redis: the start script reads them in the same trip.
+        self._shared = shared_redis
+        self._ttl = record_ttl_seconds
+
+    def begin(self, request_id: str, *, operation: str, message_id: str, holder: str) -> Execution:
+        """Start running ``request_id`` for message ``message_id``, or say why not.
+
+        Waits while another live execution holds the lease.
+        """
+        waiting = False
+        while True:
+            (execution,) = self.begin_many(
+                [request_id], operation=operation, message_id=message_id, holder=holder
+            )
+            if execution is not None:
+                return execution
+            if not waiting:
+                logger.warning("Another worker is running this request; waiting for it to finish")
+                waiting = True
+            time.sleep(_WAIT_SECONDS)
+
+    def begin_many(
+        self, request_ids: list[str], *, operation: str, message_id: str, holder: str
+    ) -> list[Execution | None]:
+        """:meth:`begin` for all the requests of one message, in one round trip.
+
+        ``None`` for a request whose lease another live execution holds (call
+        :meth:`begin` for it, which waits).
+        """
+        ended = {} if self._shared else self._stored_elsewhere(request_ids)
+        pending = [rid for rid in request_ids if rid not in ended]
+        starts = self._starter.start_many(
+            [
+                (rid, self.backend.get_key_for_task(rid) if self._shared else None)
+                for rid in pending
+            ],
+            holder=holder,
+            operation=operation,
+            lease_ms=self.leases.ttl_ms,
+            ttl_seconds=self._ttl,
+            message_id=message_id,
         )
-        if execution is not None:
-            return execution
-        if not waiting:
-            logger.warning("Another worker is running this request; waiting for it to finish")
-            waiting = True
-        time.sleep(_WAIT_SECONDS)
+        by_id: dict[str, Execution | None] = {
+            rid: Execution(rid, outcome=meta) for rid, meta in ended.items()
+        }
+        for request_id, start in zip(pending, starts, strict=True):
+            meta = dict(self.backend.decode_result(start.stored)) if start.stored else {}
+            if start.foreign:
+                by_id[request_id] = Execution(request_id, foreign=True)
+            elif start.ended or meta.get("status") in states.READY_STATES:
+                if start.leased:  # stored by an execution that just ended
+                    self.leases.release(lease_key(request_id), holder)
+                by_id[request_id] = Execution(request_id, outcome=meta)
+            elif start.leased:
+                self.leases.hold(lease_key(request_id), holder)
+                by_id[request_id] = Execution(request_id, attempt=start.attempt, holder=holder)
+            else:
+                by_id[request_id] = None
+        return [by_id[rid] for rid in request_ids]
 
+    @property
+    def backend(self) -> Any:
+        """Return the calling thread's result backend."""
+        return self._backend()
 
-def begin_many(
-    backend: Any, request_ids: list[str], *, operation: str, message_id: str, holder: str
-) -> list[Execution | None]:
-    """:func:`begin` for all the requests of one message, in one round trip.
+    def _stored_elsewhere(self, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Final outcomes of ``request_ids`` in a result backend of its own Redis."""
+        metas = {rid: dict(self.backend.get_task_meta(rid)) for rid in request_ids}
+        return {rid: m for rid, m in metas.items() if m.get("status") in states.READY_STATES}
 
-    ``None`` for a request whose lease another live execution holds (call
-    :func:`begin` for it, which waits).
-    """
-    current = runtime()
-    shared = current.queue.broker_url == current.queue.result_backend
-    starts = current.starter.start_many(
-        [(rid, backend.get_key_for_task(rid) if shared else None) for rid in request_ids],
-        holder=holder,
-        operation=operation,
-        lease_ms=current.leases.ttl_ms,
-        ttl_seconds=current.queue.result_expires_seconds,
-        message_id=message_id,
-    )
-    # Every read first: an outage part-way leaves no lease held (renewed) by this
-    # process, only leases that expire; starting again with the same holder is safe.
-    metas = [
-        stored_meta(backend, request_id, start.stored, shared=shared)
-        for request_id, start in zip(request_ids, starts, strict=True)
-    ]
-    executions: list[Execution | None] = []
-    for request_id, start, meta in zip(request_ids, starts, metas, strict=True):
-        if meta.get("status") in states.READY_STATES:
-            if start.leased:
-                current.leases.release(lease_key(request_id), holder)
-            executions.append(Execution(request_id, outcome=meta))
-        elif start.foreign:
-            executions.append(Execution(request_id, foreign=True))
-        elif start.leased:
-            current.leases.hold(lease_key(request_id), holder)
-            executions.append(Execution(request_id, attempt=start.attempt, holder=holder))
-        else:
-            executions.append(None)
-    return executions
+    def release(self, execution: Execution) -> None:
+        """Free the lease now: the request will run again elsewhere."""
+        if execution.holder is not None:
+            self.leases.release(lease_key(execution.request_id), execution.holder)
 
+    def done(self, execution: Execution) -> None:
+        """Stop renewing the lease; the stored outcome answers any later delivery."""
+        if execution.holder is not None:
+            self.leases.forget(lease_key(execution.request_id), execution.holder)
 
-def stored_meta(
-    backend: Any, request_id: str, raw: bytes | None, *, shared: bool
-) -> dict[str, Any]:
-    """Return the result meta stored for ``request_id`` (empty if none)."""
-    if raw:
-        return dict(backend.decode_result(raw))
-    return {} if shared else dict(backend.get_task_meta(request_id))
+    def store(self, request_id: str, outcome: Any, state: str) -> None:
+        """Store a request's outcome (a result, or an error) in the result backend."""
+        set_result_meta(self.backend, request_id, outcome, state)
 
-
-def store_outcome(backend: Any, request_id: str, outcome: Any, state: str) -> None:
-    """Store a request's outcome in the result backend in one write.
-
-    The same meta Celery stores (state, result or serialised error, ``date_done``), but
-    without Celery's read-before-write: that read guards against overwriting a stored
-    success, and the execution calling this holds the request's lease and found no
-    outcome when it started, so the guard would cost a round trip and change nothing.
-    """
-    encoded = backend.encode_result(outcome, state)  # an error becomes its JSON form
-    meta = backend._get_result_meta(result=encoded, state=state, traceback=None, request=None)
-    meta["task_id"] = request_id
-    backend._set_with_state(backend.get_key_for_task(request_id), backend.encode(meta), state)
+    def mark_retry(self, request_id: str, exc: BaseException) -> None:
+        """Store the RETRY state a poller reads while a retry waits."""
+        self.backend.mark_as_retry(request_id, exc)

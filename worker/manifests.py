@@ -22,15 +22,12 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from worker.names import NameError_, check_dns1123_label, check_generate_name
+from worker.errors import InvalidManifest, InvalidName
+from worker.names import check_dns1123_label, check_generate_name
 
 DEFAULT_MAX_MANIFEST_BYTES = 512 * 1024
 SCHEMA_KUBERNETES_VERSION = "1.37.0"
 _ALLOWED_RESTART_POLICIES = ("OnFailure", "Never")
-
-
-class ManifestError(ValueError):
-    """Raised when a Job manifest would be rejected; the message names the field."""
 
 
 @functools.cache
@@ -68,24 +65,24 @@ def validate_job_manifest(
 ) -> dict[str, Any]:
     """Check ``manifest`` and return it with ``apiVersion``/``kind`` filled in.
 
-    Raises :class:`ManifestError` naming the first problem found.
+    Raises :class:`InvalidManifest` naming the first problem found.
     """
     if not isinstance(manifest, dict):
-        raise ManifestError(f"job_manifest must be an object, not {type(manifest).__name__}")
+        raise InvalidManifest(f"job_manifest must be an object, not {type(manifest).__name__}")
     size = encoded_size(manifest)
     if size > max_bytes:
-        raise ManifestError(f"job_manifest is {size} bytes; the limit is {max_bytes} bytes")
+        raise InvalidManifest(f"job_manifest is {size} bytes; the limit is {max_bytes} bytes")
     spec = manifest.get("spec")
     if not isinstance(spec, dict):
-        raise ManifestError("job_manifest.spec is required and must be an object")
+        raise InvalidManifest("job_manifest.spec is required and must be an object")
 
     manifest = {"apiVersion": "batch/v1", "kind": "Job", **manifest}
     if manifest["apiVersion"] != "batch/v1":
-        raise ManifestError(
+        raise InvalidManifest(
             f'job_manifest.apiVersion must be "batch/v1", not {manifest["apiVersion"]!r}'
         )
     if manifest["kind"] != "Job":
-        raise ManifestError(f'job_manifest.kind must be "Job", not {manifest["kind"]!r}')
+        raise InvalidManifest(f'job_manifest.kind must be "Job", not {manifest["kind"]!r}')
 
     _check_metadata(manifest.get("metadata"), namespace=namespace)
 
@@ -95,7 +92,7 @@ def validate_job_manifest(
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ManifestError(f"{_field_path(list(first.instance_path))}: {first.message}{more}")
+        raise InvalidManifest(f"{_field_path(list(first.instance_path))}: {first.message}{more}")
 
     _check_job_rules(spec)
     return manifest
@@ -105,7 +102,7 @@ def _check_metadata(metadata: object, *, namespace: str) -> None:
     if metadata is None:
         return
     if not isinstance(metadata, dict):
-        raise ManifestError("job_manifest.metadata must be an object")
+        raise InvalidManifest("job_manifest.metadata must be an object")
     try:
         if "name" in metadata:
             check_dns1123_label(metadata["name"], field="job_manifest.metadata.name")
@@ -113,11 +110,11 @@ def _check_metadata(metadata: object, *, namespace: str) -> None:
             check_generate_name(
                 metadata["generateName"], field="job_manifest.metadata.generateName"
             )
-    except NameError_ as exc:
-        raise ManifestError(str(exc)) from None
+    except InvalidName as exc:
+        raise InvalidManifest(str(exc)) from None
     declared = metadata.get("namespace")
     if declared is not None and declared != namespace:
-        raise ManifestError(
+        raise InvalidManifest(
             f"job_manifest.metadata.namespace is {declared!r} but the request targets "
             f"namespace {namespace!r}; drop one or make them equal"
         )
@@ -127,20 +124,22 @@ def _check_job_rules(spec: dict[str, Any]) -> None:
     template = spec.get("template")
     pod_spec = template.get("spec") if isinstance(template, dict) else None
     if not isinstance(pod_spec, dict):
-        raise ManifestError("job_manifest.spec.template.spec is required")
+        raise InvalidManifest("job_manifest.spec.template.spec is required")
     containers = pod_spec.get("containers")
     if not containers:
-        raise ManifestError("job_manifest.spec.template.spec.containers: at least one is required")
+        raise InvalidManifest(
+            "job_manifest.spec.template.spec.containers: at least one is required"
+        )
     for index, container in enumerate(containers):
         if not container.get("image"):
-            raise ManifestError(
+            raise InvalidManifest(
                 f"job_manifest.spec.template.spec.containers[{index}].image is required"
             )
     policy = pod_spec.get("restartPolicy")
     if policy not in _ALLOWED_RESTART_POLICIES:
         supported = ", ".join(f'"{value}"' for value in _ALLOWED_RESTART_POLICIES)
         shown = "missing" if policy is None else f'"{policy}"'
-        raise ManifestError(
+        raise InvalidManifest(
             f"job_manifest.spec.template.spec.restartPolicy is {shown}; "
             f"a Job requires one of {supported}"
         )

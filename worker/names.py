@@ -14,6 +14,8 @@ import re
 import uuid
 from collections.abc import Iterable
 
+from worker.errors import InvalidName
+
 DNS1123_LABEL_MAX = 63
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 # generateName gets a 5-character suffix appended by the API server.
@@ -23,22 +25,18 @@ PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube
 PROTECTED_NAMESPACE_PREFIXES = ("kube-", "amazon-")
 
 
-class NameError_(ValueError):
-    """Raised when a name breaks the Kubernetes naming rules; the message says which."""
-
-
 def check_dns1123_label(value: object, *, field: str) -> str:
-    """Return ``value`` if it is a valid RFC 1123 label, else raise :class:`NameError_`."""
+    """Return ``value`` if it is a valid RFC 1123 label, else raise :class:`InvalidName`."""
     if not isinstance(value, str):
-        raise NameError_(f"{field} must be a string, not {type(value).__name__}")
+        raise InvalidName(f"{field} must be a string, not {type(value).__name__}")
     if not value:
-        raise NameError_(f"{field} must not be empty")
+        raise InvalidName(f"{field} must not be empty")
     if len(value) > DNS1123_LABEL_MAX:
-        raise NameError_(
+        raise InvalidName(
             f"{field} {value!r} is {len(value)} characters; the limit is {DNS1123_LABEL_MAX}"
         )
     if not value.isascii() or not _DNS1123_LABEL.fullmatch(value):
-        raise NameError_(
+        raise InvalidName(
             f"{field} {value!r} is not a valid name: a lowercase RFC 1123 label must "
             "consist of lower case alphanumeric characters or '-', and must start and "
             "end with an alphanumeric character (e.g. 'my-name', or '123-abc')"
@@ -49,9 +47,9 @@ def check_dns1123_label(value: object, *, field: str) -> str:
 def check_generate_name(value: object, *, field: str) -> str:
     """Return a ``generateName`` prefix if a 5-character suffix makes it a valid label."""
     if not isinstance(value, str) or not value:
-        raise NameError_(f"{field} must be a non-empty string")
+        raise InvalidName(f"{field} must be a non-empty string")
     if len(value) > _GENERATE_NAME_MAX:
-        raise NameError_(f"{field} {value!r} is longer than {_GENERATE_NAME_MAX} characters")
+        raise InvalidName(f"{field} {value!r} is longer than {_GENERATE_NAME_MAX} characters")
     check_dns1123_label(value + "x", field=field)
     return value
 
@@ -90,7 +88,7 @@ def normalise_request_id(value: str) -> str:
     try:
         return str(uuid.UUID(value.strip()))
     except (ValueError, AttributeError):
-        raise NameError_(
+        raise InvalidName(
             f"request ID {value!r} is not a UUID (e.g. 3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c)"
         ) from None
 

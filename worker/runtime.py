@@ -1,19 +1,21 @@
-"""What one worker process holds for all its tasks: settings, clusters, policy, Redis.
+"""What one worker process holds for all its requests: settings, clusters, policy, Redis.
 
-Built once per process on first use (after any fork), never at import, so importing
-the task module stays free of side effects and tests can point a fresh runtime at a
-different configuration.
+Built once per process, at its start (and again in a forked pool child), from the
+settings read once there; never at import, so importing the task module stays free of
+side effects and tests build runtimes of their own. The engine and everything under it
+receive it as an argument.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from worker.contracts import Limits as RequestLimits
+from worker.executions import Executions
 from worker.leases import LeaseKeeper
 from worker.operations import Clusters, ClusterTarget
 from worker.operations.limiter import Limiter, Limits, RedisLimiter, Unlimited
@@ -24,27 +26,33 @@ from worker.settings import QueueSettings, WorkerSettings
 
 @dataclass
 class Runtime:
-    """The process-wide dependencies of tasks."""
+    """The process-wide dependencies of request executions."""
 
     settings: WorkerSettings
     queue: QueueSettings
     clusters: Clusters
     policy: RetryPolicy
     redis: Any
-    starter: Starter
     leases: LeaseKeeper
+    executions: Executions
+
+    @property
+    def limits(self) -> RequestLimits:
+        """Return the validation limits arguments are checked against."""
+        return self.settings.limits
 
     @classmethod
-    def load(cls) -> Runtime:
-        """Read and check the configuration; raise if it is missing or invalid."""
-        settings = WorkerSettings()
-        queue = QueueSettings()
+    def build(
+        cls, settings: WorkerSettings, queue: QueueSettings, backend: Callable[[], Any]
+    ) -> Runtime:
+        """Connect to Redis and prepare the clusters; nothing is called yet."""
         queue.require_urls()
         # Blocking pool: threads wait for a connection rather than fail when all are busy.
         pool = redis.BlockingConnectionPool.from_url(
             str(queue.broker_url), max_connections=queue.worker_concurrency + 4, timeout=10
         )
         client = redis.Redis(connection_pool=pool)
+        leases = LeaseKeeper(client, ttl_seconds=settings.lease_seconds)
         return cls(
             settings=settings,
             queue=queue,
@@ -55,8 +63,14 @@ class Runtime:
             ),
             policy=RetryPolicy.from_settings(settings),
             redis=client,
-            starter=Starter(client),
-            leases=LeaseKeeper(client, ttl_seconds=settings.lease_seconds),
+            leases=leases,
+            executions=Executions(
+                starter=Starter(client),
+                leases=leases,
+                backend=backend,
+                shared_redis=queue.broker_url == queue.result_backend,
+                record_ttl_seconds=queue.result_expires_seconds,
+            ),
         )
 
 
@@ -74,27 +88,3 @@ def limiter_factory(settings: WorkerSettings, client: Any) -> Callable[[ClusterT
     return lambda target: RedisLimiter(
         client, f"{target.name}@{target.region or 'kubeconfig'}", limits
     )
-
-
-class _Holder:
-    """The process's runtime, loaded on first use."""
-
-    lock = threading.Lock()
-    current: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    """Return this process's runtime, loading it on first use."""
-    current = _Holder.current
-    if current is None:
-        with _Holder.lock:
-            if _Holder.current is None:
-                _Holder.current = Runtime.load()
-            current = _Holder.current
-    return current
-
-
-def reset_runtime(value: Runtime | None = None) -> None:
-    """Replace (or drop) the process's runtime, e.g. after a fork or in tests."""
-    with _Holder.lock:
-        _Holder.current = value

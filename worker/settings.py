@@ -3,9 +3,11 @@
 One pydantic-settings class per process kind: :class:`QueueSettings` (broker, results,
 worker pool; read by ``celeryconfig.py`` in every process), :class:`SharedSettings`
 (logging and request limits, shared by producers and workers) and
-:class:`WorkerSettings` (cluster access). Bad values fail at start, and
-:func:`describe_settings_error` turns a validation error into the one line an operator
-reads. Pure: no cluster clients, no Celery.
+:class:`WorkerSettings` (cluster access). Bad values fail at start: build them with
+:func:`worker.validation.validate_settings`, which raises
+:class:`~worker.errors.ConfigurationInvalid` with the one line an operator reads. Each
+process reads them once, at its entry point, never at import. Pure: no cluster
+clients, no Celery.
 """
 
 from __future__ import annotations
@@ -14,25 +16,17 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.contracts import Limits
+from worker.errors import ConfigurationInvalid
 from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES
+from worker.validation import CommaList
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 # EKS bearer tokens are accepted for 15 minutes; re-mint comfortably before that.
 TOKEN_LIFETIME_SECONDS = 900
-
-
-class ConfigurationInvalid(Exception):
-    """Raised when a process cannot start with the configuration it was given."""
-
-
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    return value
 
 
 class _Settings(BaseSettings):
@@ -111,7 +105,7 @@ class SharedSettings(_Settings):
     log_level: LogLevel = "INFO"
     log_format: Literal["text", "json"] = "text"
     max_manifest_bytes: int = Field(default=DEFAULT_MAX_MANIFEST_BYTES, ge=1024, le=3 * 1024 * 1024)
-    protected_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+    protected_namespaces: Annotated[tuple[str, ...], NoDecode, CommaList] = Field(
         default=(),
         validation_alias=AliasChoices("EKSOPS_PROTECTED_NAMESPACES", "protected_namespaces"),
     )
@@ -120,11 +114,6 @@ class SharedSettings(_Settings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("protected_namespaces", mode="before")
-    @classmethod
-    def _csv(cls, value: object) -> object:
-        return _split_csv(value)
 
     @property
     def limits(self) -> Limits:
@@ -183,21 +172,6 @@ class WorkerSettings(SharedSettings):
         if self.mode == "eks":
             return str(self.eks_cluster_name)
         return self.kube_context or f"kubeconfig:{self.kubeconfig}"
-
-
-def describe_settings_error(error: ValidationError | ConfigurationInvalid) -> str:
-    """Return a validation failure as one line naming each variable to fix."""
-    if isinstance(error, ConfigurationInvalid):
-        return str(error)
-    parts = []
-    for item in error.errors():
-        message = str(item["msg"]).removeprefix("Value error, ")
-        variable = "_".join(str(part) for part in item["loc"]).upper()
-        if variable:
-            parts.append(f"{variable}: {message} (got {item.get('input')!r})")
-        else:
-            parts.append(message)
-    return "; ".join(parts)
 
 
 def env_file_present() -> bool:

@@ -1,53 +1,68 @@
-"""The Celery tasks: one per operation, and one for chunks of a bulk submission.
+"""The Celery tasks: one per operation of ``worker.catalog``, and one for chunks.
 
-Thin on purpose: a single-request task is its name and one call; its base class does
-the rest (``worker.task_base``: execution, retries, errors; ``worker.dispatch``:
-parsing and the operation call). Arguments arrive as keyword arguments in the JSON shape of the
-request contracts; the request ID is the task ID. A chunk carries many requests of one
-operation (``worker.chunks``), each with its own ID, record, lease and result.
+Thin on purpose: a task hands its request(s) to the process's engine
+(``worker.engine``), which starts, runs, retries and stores each request the same way
+whatever carried it. An operation task's request ID is its task ID and its arguments
+are its keyword arguments; it stores nothing itself (the engine stored the outcome)
+and ends as the request did, so Celery's events and log lines tell the truth: a failed
+request is a failed task. A chunk carries many requests of one operation and returns
+its tally.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from worker.celery_app import app
-from worker.chunks import run_chunk
-from worker.contracts import CHUNK_TASK, Operation
-from worker.task_base import OperationTask
+import celery
+from celery import states
+from celery.exceptions import Ignore
+from pydantic import ValidationError
+
+from worker.catalog import CATALOG, Spec
+from worker.celery_app import app, engine
+from worker.contracts import CHUNK_TASK, Chunk
+from worker.errors import EksOpsError, InvalidRequest, PermanentError
+from worker.validation import explain
 
 
-@app.task(name=Operation.CREATE_JOB.task_name, base=OperationTask, bind=True)
-def create_job(self: OperationTask, /, **arguments: Any) -> dict[str, Any]:
-    """Create a Job (and its namespace when missing)."""
-    return self.execute(arguments)
+class RequestTask(celery.Task):  # type: ignore[type-arg]
+    """Base of the operation tasks: the engine stores outcomes, Celery stores nothing."""
+
+    abstract = True
+    ignore_result = True
+    # "started" comes from the request record, written by the engine.
+    track_started = False
+    # Expected failures: Celery logs them in one line instead of "raised unexpected"
+    # with a traceback; the engine's ERROR line already says what failed and why.
+    throws = (EksOpsError,)
 
 
-@app.task(name=Operation.GET_JOB_STATUS.task_name, base=OperationTask, bind=True)
-def get_job_status(self: OperationTask, /, **arguments: Any) -> dict[str, Any]:
-    """Read a Job's state and counters."""
-    return self.execute(arguments)
+def _operation_task(spec: Spec) -> Any:
+    def run(self: RequestTask, /, **arguments: Any) -> Any:
+        ended = engine().run_one(str(self.request.id), spec.operation, arguments)
+        if ended.state == states.IGNORED:
+            raise Ignore  # another message owns the request: its outcome is not ours
+        if ended.state != states.SUCCESS:
+            error = ended.outcome
+            raise error if isinstance(error, BaseException) else PermanentError(str(error))
+        return ended.outcome
+
+    run.__name__ = run.__qualname__ = spec.operation.value
+    run.__doc__ = spec.summary
+    return app.task(name=spec.task_name, base=RequestTask, bind=True)(run)
 
 
-@app.task(name=Operation.DELETE_JOB.task_name, base=OperationTask, bind=True)
-def delete_job(self: OperationTask, /, **arguments: Any) -> dict[str, Any]:
-    """Delete a Job and its pods."""
-    return self.execute(arguments)
-
-
-@app.task(name=Operation.CREATE_NAMESPACE.task_name, base=OperationTask, bind=True)
-def create_namespace(self: OperationTask, /, **arguments: Any) -> dict[str, Any]:
-    """Create a Namespace labelled as managed by eksops."""
-    return self.execute(arguments)
-
-
-@app.task(name=Operation.DELETE_NAMESPACE.task_name, base=OperationTask, bind=True)
-def delete_namespace(self: OperationTask, /, **arguments: Any) -> dict[str, Any]:
-    """Delete a Namespace eksops created (or any unprotected one, when allowed)."""
-    return self.execute(arguments)
+TASKS = {operation: _operation_task(spec) for operation, spec in CATALOG.items()}
 
 
 @app.task(name=CHUNK_TASK, bind=True, track_started=False)
 def chunk(self: Any, /, **arguments: Any) -> dict[str, Any]:
     """Run the requests of one chunk of a bulk submission, one after the other."""
-    return run_chunk(self.backend, str(self.request.id), arguments)
+    try:
+        carried = Chunk.model_validate(arguments)
+    except ValidationError as exc:
+        raise InvalidRequest(explain(exc, what="chunk")) from None
+    current = engine()
+    message_id = str(self.request.id)
+    requests = current.requests(message_id, carried.items)
+    return current.run(message_id, carried.operation, requests).as_result()

@@ -2,9 +2,10 @@
 
 Each input item is either a Job manifest or a request body
 (``{"job_manifest": ..., "namespace": ..., "request_id": ...}``); a ``request_id``
-per item makes resubmitting the same file harmless. Bad items are listed by index,
-good ones enqueued. ``--wait`` follows the batch to the end with a progress bar.
-Exit codes as for single requests: 1 if any item failed or was refused.
+per item makes resubmitting the same file harmless. Bad items are listed by where
+they were read (``jobs.jsonl:4``, ``dir/b.yaml (document 2)``), good ones enqueued.
+``--wait`` follows the batch to the end with a progress bar. Exit codes as for single
+requests: 1 if any item failed or was refused.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,19 +37,28 @@ from producer.cli.common import (
 )
 from producer.client import EksOps
 from worker.contracts import Operation
-from worker.errors import InvalidRequest
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 _SHOWN_ERRORS = 20
 
 
-def _documents(path: Path) -> Iterator[Any]:
+@dataclass(frozen=True)
+class Item:
+    """One create-job request read from the input, and where it was read."""
+
+    arguments: dict[str, Any]
+    source: str  # "jobs.jsonl:4" or "manifests/b.yaml (document 2)"
+
+
+def _documents(path: Path) -> Iterator[tuple[Any, str]]:
     try:
         if path.suffix == ".jsonl":
             yield from _json_lines(path)
         else:
             text = path.read_text(encoding="utf-8")
-            yield from (doc for doc in yaml.safe_load_all(text) if doc is not None)
+            documents = (doc for doc in yaml.safe_load_all(text) if doc is not None)
+            for number, document in enumerate(documents, 1):
+                yield document, f"{path} (document {number})"
     except yaml.YAMLError as exc:
         fail(f"{path} is not valid YAML or JSON: {exc}")
     except UnicodeDecodeError as exc:
@@ -56,17 +67,17 @@ def _documents(path: Path) -> Iterator[Any]:
         fail(f"{path} nests too deeply to be a manifest")
 
 
-def _json_lines(path: Path) -> Iterator[Any]:
+def _json_lines(path: Path) -> Iterator[tuple[Any, str]]:
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if line.strip():
                 try:
-                    yield json.loads(line)
+                    yield json.loads(line), f"{path}:{number}"
                 except ValueError as exc:
                     fail(f"{path}:{number} is not JSON: {exc}")
 
 
-def read_items(source: str, namespace: str) -> Iterator[dict[str, Any]]:
+def read_items(source: str, namespace: str) -> Iterator[Item]:
     """Yield create-job requests from a JSONL/YAML file or a directory of manifests."""
     path = Path(source)
     if path.is_dir():
@@ -78,11 +89,11 @@ def read_items(source: str, namespace: str) -> Iterator[dict[str, Any]]:
     else:
         fail(f"{source} is neither a file nor a directory")
     for file in files:
-        for document in _documents(file):
+        for document, where in _documents(file):
             if isinstance(document, dict) and "job_manifest" in document:
-                yield {"namespace": namespace, **document}
+                yield Item({"namespace": namespace, **document}, where)
             else:
-                yield {"job_manifest": document, "namespace": namespace}
+                yield Item({"job_manifest": document, "namespace": namespace}, where)
 
 
 def _progress() -> Progress:
@@ -96,16 +107,23 @@ def _progress() -> Progress:
     )
 
 
-def _print_submission(submission: BatchSubmission) -> None:
+def _print_submission(submission: BatchSubmission, sources: list[str]) -> None:
     out.print(
         f"batch {submission.batch_id}: {submission.accepted} enqueued, "
         f"{submission.duplicates} already submitted, {submission.rejected} refused"
     )
     refused = [item for item in submission.items if item.error]
     for item in refused[:_SHOWN_ERRORS]:
-        err.print(f"  item {item.index}: {item.error}")
+        err.print(f"  {sources[item.index]}: {item.error}")
     if len(refused) > _SHOWN_ERRORS:
-        err.print(f"  ... and {len(refused) - _SHOWN_ERRORS} more (--json lists them all)")
+        err.print(f"  ... and {len(refused) - _SHOWN_ERRORS} more refused (--json lists them all)")
+
+
+def _submission_json(submission: BatchSubmission, sources: list[str]) -> dict[str, Any]:
+    data = submission.model_dump()
+    for item in data["items"]:
+        item["source"] = sources[item["index"]]
+    return data
 
 
 def _follow(
@@ -146,6 +164,9 @@ def _report_batch(status: BatchStatus | None, *, as_json: bool, code: int) -> No
             error = item.error
             if error is not None:
                 err.print(f"  {item.request_id}: {error.http_status} {error.code}: {error.message}")
+        more = status.counts.get("failed", 0) - min(len(status.failed), _SHOWN_ERRORS)
+        if more > 0:
+            err.print(f"  ... and {more} more failed (--json --failed-limit N lists them)")
     sys.exit(code)
 
 
@@ -169,27 +190,26 @@ def create_jobs(
     """Create many Jobs in one batch."""
     eksops = client()
     items = list(read_items(source, namespace))
+    sources = [item.source for item in items]
     with _progress() as progress:
         task = progress.add_task("submitting", total=len(items))
 
         def counted() -> Iterator[dict[str, Any]]:
             for item in items:
-                yield item
+                yield item.arguments
                 progress.advance(task)
 
         try:
             submission = eksops.submit_many(Operation.CREATE_JOB, counted(), batch_id=batch_id)
-        except InvalidRequest as exc:
-            fail(str(exc))
         except BatchInterrupted as exc:
-            if exc.submission is not None:
-                _print_submission(exc.submission)
-            fail(str(exc), EXIT_FAILED)
+            if exc.submission is not None and not as_json:
+                _print_submission(exc.submission, sources)
+            fail(exc)
     if as_json and wait is None:
-        out.print_json(data=submission.model_dump())
+        out.print_json(data=_submission_json(submission, sources))
         sys.exit(EXIT_FAILED if submission.rejected else EXIT_OK)
     if not as_json:
-        _print_submission(submission)
+        _print_submission(submission, sources)
     if wait is None:
         sys.exit(EXIT_FAILED if submission.rejected else EXIT_OK)
     status = _follow(eksops, submission.batch_id, wait)
@@ -212,11 +232,8 @@ def create_jobs(
 def batch(batch_id: str, wait: float | None, failed_limit: int, as_json: bool) -> None:
     """Show a batch's counts by state and its failed requests."""
     eksops = client()
-    try:
-        if wait is None:
-            status = eksops.batch(batch_id, failed_limit=failed_limit)
-        else:
-            status = _follow(eksops, batch_id, wait, failed_limit=failed_limit)
-    except InvalidRequest as exc:
-        fail(str(exc))
+    if wait is None:
+        status = eksops.batch(batch_id, failed_limit=failed_limit)
+    else:
+        status = _follow(eksops, batch_id, wait, failed_limit=failed_limit)
     _report_batch(status, as_json=as_json, code=_batch_exit(status, waited=wait is not None))

@@ -1,7 +1,12 @@
-"""What every eksops command shares: output, exit codes, options, the client.
+"""What every eksops command shares: output, exit codes, options, errors, the client.
 
-Exit codes: 0 submitted or succeeded, 1 the operation failed, 2 invalid input or
-configuration, 3 still running when ``--wait`` ran out, 4 unknown request ID.
+Exit codes (also in ``eksops --help``): 0 submitted or succeeded, 1 the operation
+failed, 2 invalid input or configuration, 3 still running when ``--wait`` ran out, 4
+unknown request or batch ID, 5 eksops could not reach its queue (Redis).
+
+Errors never end in a traceback: every eksops error becomes one line on stderr (or,
+with ``--json``, one ``{"error": {...}}`` object on stdout) and its exit code, in
+:func:`fail` and :func:`failure_code`; ``producer.cli.main`` catches whatever escapes.
 """
 
 from __future__ import annotations
@@ -15,41 +20,94 @@ import click
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from producer.client import EksOps, Submission
 from worker.contracts import ClusterRef, RequestState, RequestStatus
-from worker.errors import InvalidRequest
-from worker.settings import ConfigurationInvalid, describe_settings_error
+from worker.errors import (
+    ConfigurationInvalid,
+    EksOpsError,
+    InvalidRequest,
+    QueueUnavailable,
+    StillRunning,
+    UnknownRequest,
+)
+from worker.validation import describe
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PENDING, EXIT_UNKNOWN = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PENDING, EXIT_UNKNOWN, EXIT_UNAVAILABLE = range(6)
+EXIT_CODES = (
+    "Exit codes: 0 submitted or succeeded, 1 the operation failed, 2 invalid input or "
+    "configuration, 3 still running when --wait ran out, 4 unknown request or batch ID, "
+    "5 the queue (Redis) is unreachable."
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Whether this process's command was asked for --json (one command per process).
+_output = {"json": False}
 
 
-def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True)
+def json_mode() -> bool:
+    """Return whether the running command was asked for ``--json`` output."""
+    return _output["json"]
+
+
+def failure_code(error: EksOpsError) -> int:
+    """Return the exit code an eksops error ends the command with."""
+    if isinstance(error, InvalidRequest | ConfigurationInvalid):
+        return EXIT_INVALID
+    if isinstance(error, UnknownRequest):
+        return EXIT_UNKNOWN
+    if isinstance(error, StillRunning):
+        return EXIT_PENDING
+    if isinstance(error, QueueUnavailable):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILED
+
+
+def fail(message: str | EksOpsError, code: int | None = None) -> NoReturn:
+    """End the command with one line (or one JSON error object) and its exit code."""
+    error = message if isinstance(message, EksOpsError) else InvalidRequest(message)
+    if code is None:
+        code = failure_code(error)
+    if json_mode():
+        out.print_json(data={"error": error.to_info().model_dump(exclude_none=True)})
+    else:
+        err.print(f"[red]error:[/red] {escape(error.message)}", markup=True)
     sys.exit(code)
 
 
 def client() -> EksOps:
+    """Return the library, configured from the environment."""
     try:
         return EksOps()
-    except (ConfigurationInvalid, ValidationError) as exc:
-        fail(f"invalid configuration: {describe_settings_error(exc)}")
+    except ConfigurationInvalid as exc:
+        fail(f"invalid configuration: {exc.message}", EXIT_INVALID)
 
 
-def wait_option(help_text: str = "Wait for the result.") -> Callable[[F], F]:
-    """The ``--wait SECONDS`` option."""
+def _remember_json(_context: click.Context, _parameter: click.Parameter, value: bool) -> bool:
+    _output["json"] = _output["json"] or value
+    return value
+
+
+def wait_option(help_text: str = "Wait up to SECONDS for the result.") -> Callable[[F], F]:
+    """The ``--wait SECONDS`` option (zero or more)."""
     return click.option(
-        "--wait", "wait", type=float, default=None, metavar="SECONDS", help=help_text
+        "--wait",
+        "wait",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="SECONDS",
+        help=help_text,
     )
 
 
 def json_option(help_text: str = "Print one JSON object.") -> Callable[[F], F]:
-    """The ``--json`` flag."""
-    return click.option("--json", "as_json", is_flag=True, help=help_text)
+    """The ``--json`` flag (also makes errors print as a JSON object)."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help=help_text, callback=_remember_json, is_eager=True
+    )
 
 
 def request_options(command: F) -> F:
@@ -70,6 +128,7 @@ def request_options(command: F) -> F:
 
 
 def cluster_ref(name: str | None, region: str | None) -> ClusterRef | None:
+    """Return the cluster the command names, if any."""
     if name is None:
         if region is not None:
             fail("--region needs --cluster")
@@ -77,7 +136,7 @@ def cluster_ref(name: str | None, region: str | None) -> ClusterRef | None:
     try:
         return ClusterRef(name=name, region=region)
     except ValidationError as exc:
-        fail(str(exc.errors()[0]["msg"]).removeprefix("Value error, "))
+        fail(describe(exc.errors()))
 
 
 def _status_json(status: RequestStatus) -> dict[str, Any]:
@@ -97,7 +156,13 @@ def _exit_code(status: RequestStatus) -> int:
     }.get(status.state, EXIT_PENDING)
 
 
+def shown(value: object) -> str:
+    """Return a result value for text output (``-`` for nothing)."""
+    return "-" if value is None else str(value)
+
+
 def report(status: RequestStatus, *, as_json: bool, waited: bool) -> NoReturn:
+    """Print a request's status and exit with its code."""
     code = _exit_code(status)
     if not waited and code == EXIT_PENDING:
         code = EXIT_OK
@@ -107,7 +172,7 @@ def report(status: RequestStatus, *, as_json: bool, waited: bool) -> NoReturn:
     if status.state is RequestState.SUCCEEDED:
         out.print(f"request {status.request_id} succeeded")
         for key, value in (status.result or {}).items():
-            out.print(f"  {key}: {value}")
+            out.print(f"  {key}: {shown(value)}")
     elif status.error is not None:
         error = status.error
         err.print(
@@ -125,11 +190,9 @@ def report(status: RequestStatus, *, as_json: bool, waited: bool) -> NoReturn:
 def submit(
     action: Callable[[EksOps], Submission], *, wait: float | None, as_json: bool
 ) -> NoReturn:
+    """Submit through ``action``, then report the status (waiting if asked)."""
     eksops = client()
-    try:
-        submission = action(eksops)
-    except InvalidRequest as exc:
-        fail(str(exc))
+    submission = action(eksops)
     if wait is None:
         status = eksops.status(submission.request_id)
     else:
@@ -142,13 +205,17 @@ def submit(
 def load_manifest(path: str) -> dict[str, Any]:
     """Read one Job manifest from a YAML or JSON file (``-`` for standard input)."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}")
+    except UnicodeDecodeError as exc:
+        fail(f"{path} is not UTF-8 text: {exc}")
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
         fail(f"{path} is not valid YAML or JSON: {exc}")
+    except RecursionError:
+        fail(f"{path} nests too deeply to be a manifest")
     if len(documents) != 1:
         fail(f"{path} must hold exactly one Job manifest, found {len(documents)}")
     manifest = documents[0]

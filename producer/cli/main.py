@@ -2,24 +2,29 @@
 
 Each operation command validates its input, enqueues it and prints the request ID;
 ``--wait SECONDS`` blocks for the outcome, ``--json`` prints one machine-readable
-object ``{"request_id", "state", "result" | "error"}``. Exit codes: 0 submitted or
-succeeded, 1 the operation failed, 2 invalid input or configuration, 3 still running
-when ``--wait`` ran out, 4 unknown request ID.
+object ``{"request_id", "state", "result" | "error"}``. No command ends in a traceback:
+:func:`main` turns anything that escapes into one line and an exit code (see
+``producer.cli.common``).
 """
 
 from __future__ import annotations
 
+import sys
+
 import click
-from pydantic import ValidationError
 
 from producer.cli import bulk, operations
-from producer.cli.common import fail
+from producer.cli.common import EXIT_CODES, EXIT_FAILED, err, fail
 from producer.settings import ProducerSettings
+from worker.errors import EksOpsError
 from worker.logs import configure_logging
-from worker.settings import describe_settings_error
+from worker.validation import validate_settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=f"Run Kubernetes operations on EKS through the eksops queue.\n\n{EXIT_CODES}",
+)
 @click.option(
     "--log-level",
     envvar="LOG_LEVEL",
@@ -27,24 +32,39 @@ from worker.settings import describe_settings_error
     show_default=True,
     help="Log level on stderr.",
 )
-def main(log_level: str) -> None:
-    """Run Kubernetes operations on EKS through the eksops queue."""
+def cli(log_level: str) -> None:
     try:
-        settings = ProducerSettings(log_level=log_level)
-    except ValidationError as exc:
-        fail(f"invalid configuration: {describe_settings_error(exc)}")
+        settings = validate_settings(ProducerSettings, log_level=log_level)
+    except EksOpsError as exc:
+        fail(f"invalid configuration: {exc.message}")
     configure_logging(settings.log_level, settings.log_format)
 
 
 for command in (
-    operations.create_job,
-    operations.job_status,
-    operations.delete_job,
-    operations.create_namespace,
-    operations.delete_namespace,
+    *operations.COMMANDS,
     bulk.create_jobs,
     operations.task,
     bulk.batch,
     operations.worker,
 ):
-    main.add_command(command)
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Run the command line; every error ends as one line and a documented exit code."""
+    try:
+        cli.main(prog_name="eksops", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        err.print("aborted")
+        sys.exit(EXIT_FAILED)
+    except EksOpsError as exc:
+        fail(exc)
+    except Exception as exc:
+        fail(EksOpsError(f"internal error: {type(exc).__name__}: {exc}"), EXIT_FAILED)
+        sys.exit(EXIT_FAILED)
+    sys.exit(0)

@@ -1,18 +1,25 @@
-"""The per-request commands: the five operations, ``task`` and ``worker``."""
+"""The per-request commands: one per operation of ``worker.catalog``, plus ``task``.
+
+Each operation command is built from its declaration: its inputs (a positional name, a
+``-n`` option, a flag, or a manifest file) become the command's parameters, its summary
+the help, and the request options every submitting command shares are added.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from producer.cli.common import (
+    EXIT_CODES,
     client,
     cluster_ref,
-    fail,
     json_option,
     load_manifest,
     report,
@@ -20,135 +27,66 @@ from producer.cli.common import (
     submit,
     wait_option,
 )
-from worker.errors import InvalidRequest
+from worker.catalog import CATALOG, CliInput, Spec
 
 
-@click.command("create-job")
-@click.option(
-    "-f", "--file", "path", required=True, help="Job manifest, YAML or JSON ('-': stdin)."
-)
-@click.option("-n", "--namespace", default="default", show_default=True)
-@request_options
-def create_job(
-    path: str,
-    namespace: str,
-    request_id: str | None,
-    wait: float | None,
-    as_json: bool,
-    cluster: str | None,
-    region: str | None,
-) -> None:
-    """Create a Job (its namespace is created if missing)."""
-    manifest = load_manifest(path)
-    ref = cluster_ref(cluster, region)
-    submit(
-        lambda c: c.create_job(manifest, namespace, request_id=request_id, cluster=ref),
-        wait=wait,
-        as_json=as_json,
+def _parameter(spec: Spec, given: CliInput) -> Callable[[Any], Any]:
+    """Return the click decorator for one input of ``spec``'s command."""
+    field = spec.request.model_fields[given.field]
+    names = [f"--{given.field.replace('_', '-')}"]
+    if given.short:
+        names.insert(0, given.short)
+    if given.kind == "argument":
+        return click.argument(given.field)
+    if given.kind == "manifest":
+        return click.option(
+            given.short or "-f", "--file", given.field, required=True, help=given.help
+        )
+    if given.kind == "flag":
+        return click.option(*names, given.field, is_flag=True, help=given.help)
+    return click.option(
+        *names, given.field, default=field.default, show_default=True, help=given.help
     )
 
 
-@click.command("job-status")
-@click.argument("job_name")
-@click.option("-n", "--namespace", default="default", show_default=True)
-@request_options
-def job_status(
-    job_name: str,
-    namespace: str,
-    request_id: str | None,
-    wait: float | None,
-    as_json: bool,
-    cluster: str | None,
-    region: str | None,
-) -> None:
-    """Read a Job's state and counters."""
-    ref = cluster_ref(cluster, region)
-    submit(
-        lambda c: c.get_job_status(job_name, namespace, request_id=request_id, cluster=ref),
-        wait=wait,
-        as_json=as_json,
-    )
+def _command(spec: Spec) -> click.Command:
+    def run(
+        *,
+        request_id: str | None,
+        wait: float | None,
+        as_json: bool,
+        cluster: str | None,
+        region: str | None,
+        **values: Any,
+    ) -> None:
+        for given in spec.inputs:
+            if given.kind == "manifest":
+                values[given.field] = load_manifest(values[given.field])
+        ref = cluster_ref(cluster, region)
+        if ref is not None:
+            values["cluster"] = ref.model_dump(exclude_none=True)
+        submit(
+            lambda eksops: eksops.submit(spec.operation, values, request_id=request_id),
+            wait=wait,
+            as_json=as_json,
+        )
+
+    command: Callable[..., None] = request_options(run)
+    for given in reversed(spec.inputs):
+        command = _parameter(spec, given)(command)
+    return click.command(spec.command, help=f"{spec.summary}\n\n{EXIT_CODES}")(command)
 
 
-@click.command("delete-job")
-@click.argument("job_name")
-@click.option("-n", "--namespace", default="default", show_default=True)
-@request_options
-def delete_job(
-    job_name: str,
-    namespace: str,
-    request_id: str | None,
-    wait: float | None,
-    as_json: bool,
-    cluster: str | None,
-    region: str | None,
-) -> None:
-    """Delete a Job and its pods."""
-    ref = cluster_ref(cluster, region)
-    submit(
-        lambda c: c.delete_job(job_name, namespace, request_id=request_id, cluster=ref),
-        wait=wait,
-        as_json=as_json,
-    )
+COMMANDS = [_command(spec) for spec in CATALOG.values()]
 
 
-@click.command("create-namespace")
-@click.argument("namespace_name")
-@request_options
-def create_namespace(
-    namespace_name: str,
-    request_id: str | None,
-    wait: float | None,
-    as_json: bool,
-    cluster: str | None,
-    region: str | None,
-) -> None:
-    """Create a Namespace."""
-    ref = cluster_ref(cluster, region)
-    submit(
-        lambda c: c.create_namespace(namespace_name, request_id=request_id, cluster=ref),
-        wait=wait,
-        as_json=as_json,
-    )
-
-
-@click.command("delete-namespace")
-@click.argument("namespace_name")
-@click.option(
-    "--allow-unmanaged", is_flag=True, help="Also delete a namespace eksops did not create."
-)
-@request_options
-def delete_namespace(
-    namespace_name: str,
-    allow_unmanaged: bool,
-    request_id: str | None,
-    wait: float | None,
-    as_json: bool,
-    cluster: str | None,
-    region: str | None,
-) -> None:
-    """Delete a Namespace (never a protected one)."""
-    ref = cluster_ref(cluster, region)
-    submit(
-        lambda c: c.delete_namespace(
-            namespace_name, allow_unmanaged=allow_unmanaged, request_id=request_id, cluster=ref
-        ),
-        wait=wait,
-        as_json=as_json,
-    )
-
-
-@click.command("task")
+@click.command("task", help=f"Show a request's state, result or error.\n\n{EXIT_CODES}")
 @click.argument("request_id")
 @wait_option()
 @json_option()
 def task(request_id: str, wait: float | None, as_json: bool) -> None:
-    """Show a request's state, result or error."""
     eksops = client()
-    try:
-        status = eksops.status(request_id) if wait is None else eksops.wait(request_id, wait)
-    except InvalidRequest as exc:
-        fail(str(exc))
+    status = eksops.status(request_id) if wait is None else eksops.wait(request_id, wait)
     report(status, as_json=as_json, waited=wait is not None)
 
 
@@ -157,6 +95,6 @@ def task(request_id: str, wait: float | None, as_json: bool) -> None:
 )
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
-    """Start a worker: same as ``celery -A worker worker [CELERY_ARGS]``."""
+    """Start a worker: same as celery -A worker worker [CELERY_ARGS]."""
     celery = shutil.which("celery") or str(Path(sys.executable).with_name("celery"))
     os.execv(celery, [celery, "-A", "worker", "worker", *celery_args])  # noqa: S606 - replaces this process

@@ -52,27 +52,15 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from producer.batches import BatchInterrupted, BatchSubmission
-from producer.enqueue import EnqueueInterrupted
-from worker.contracts import ErrorInfo, Operation
-from worker.errors import InvalidRequest, Unavailable
+from worker.catalog import Spec
+from worker.errors import ErrorInfo, InvalidRequest, RequestIdReused, Unavailable
+from worker.validation import describe
 
 logger = logging.getLogger(__name__)
 
-_JOB_OPERATIONS = (Operation.GET_JOB_STATUS, Operation.DELETE_JOB)
 # Kubernetes answers whose message tells the caller what to change in the request.
 _CALLER_FIXABLE = (400, 409, 422)
 _WORKER_REFUSALS = ("ProtectedNamespace", "UnmanagedNamespace")
-
-
-class RequestIdReused(Exception):
-    """Raised when an X-Request-ID already names a request for another operation."""
-
-    def __init__(self, request_id: str, operation: str) -> None:
-        super().__init__(
-            f"Request ID {request_id} was already used for {operation}; "
-            "use a new X-Request-ID for a different operation"
-        )
-        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -110,10 +98,9 @@ def is_kubernetes_error(error: ErrorInfo) -> bool:
     return "reason" in details and "aws_error_code" not in details
 
 
-def seed_failure(
-    operation: Operation, arguments: Mapping[str, Any], error: ErrorInfo
-) -> SeedFailure:
+def seed_failure(spec: Spec, arguments: Mapping[str, Any], error: ErrorInfo) -> SeedFailure:
     """Return the status code and ``detail`` the seed API gave for ``error``."""
+    arguments = spec.with_defaults(arguments)
 
     def answer(status_code: int, detail: str) -> SeedFailure:
         return SeedFailure(status_code=status_code, detail=detail, error=error)
@@ -128,14 +115,8 @@ def seed_failure(
         return answer(504, error.message)
     if is_kubernetes_error(error):
         status = error.http_status
-        if status == 404 and operation in _JOB_OPERATIONS:
-            return answer(
-                404,
-                f"Job {arguments.get('job_name')} not found in namespace "
-                f"{arguments.get('namespace', 'default')}",
-            )
-        if status == 404 and operation is Operation.DELETE_NAMESPACE:
-            return answer(404, f"Namespace {arguments.get('namespace_name')} not found")
+        if status == 404 and spec.seed.not_found:
+            return answer(404, spec.seed.not_found.format_map(arguments))
         if status in _CALLER_FIXABLE:
             return answer(status, error.message)
         return answer(500, f"Kubernetes API error: {_phrase(status)}")
@@ -172,17 +153,11 @@ def error_body(
 def describe_validation(exc: RequestValidationError) -> str:
     """Return FastAPI's parameter errors as one sentence naming each field.
 
-    Same wording as :func:`worker.contracts.explain` gives for the contracts, so a bad
-    query parameter and a bad body field read alike.
+    The wording of :mod:`worker.validation`, as for the contracts, so a bad query
+    parameter and a bad body field read alike (the location drops FastAPI's ``query.``).
     """
-    problems = []
-    for item in exc.errors():
-        location = ".".join(str(part) for part in item.get("loc", ())[1:]) or "body"
-        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-        if item.get("type") == "missing":
-            message = "required field is missing"
-        problems.append(f"{location}: {message}")
-    return "Invalid request: " + "; ".join(problems)
+    errors = [{**item, "loc": tuple(item.get("loc", ())[1:]) or ("body",)} for item in exc.errors()]
+    return "Invalid request: " + describe(errors)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -201,7 +176,8 @@ async def _invalid_parameters(request: Request, exc: Exception) -> JSONResponse:
 async def _request_id_reused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestIdReused)
     logger.warning("Rejected request: %s", exc)
-    return JSONResponse(error_body(str(exc), request_id=exc.request_id), status_code=409)
+    body = error_body(exc.message, request_id=exc.details.get("request_id"), error=exc.to_info())
+    return JSONResponse(body, status_code=409)
 
 
 async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -231,6 +207,6 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidRequest, _invalid_request)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(RequestIdReused, _request_id_reused)
-    for unavailable in (RedisError, EnqueueInterrupted, Unavailable):
+    for unavailable in (RedisError, Unavailable):
         app.add_exception_handler(unavailable, _queue_unavailable)
     app.add_exception_handler(BatchInterrupted, _bulk_interrupted)

@@ -32,8 +32,9 @@ from producer.gateway.openapi import install_openapi
 from producer.gateway.schemas import error_responses
 from producer.gateway.service import Gateway, connect
 from producer.gateway.settings import GatewaySettings, load_settings
+from worker.errors import ConfigurationInvalid
 from worker.logs import configure_logging, log_banner, safe_url
-from worker.settings import ConfigurationInvalid, QueueSettings
+from worker.settings import QueueSettings
 
 logger = logging.getLogger("producer.gateway.main")
 

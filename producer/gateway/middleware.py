@@ -25,8 +25,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from worker.errors import InvalidName
 from worker.logs import bound_request
-from worker.names import NameError_, normalise_request_id
+from worker.names import normalise_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class RequestContext:
         supplied = headers.get(REQUEST_ID_HEADER)
         try:
             request_id = str(uuid.uuid4()) if supplied is None else normalise_request_id(supplied)
-        except NameError_ as exc:
+        except InvalidName as exc:
             rid = str(uuid.uuid4())
             with bound_request(rid):
                 logger.warning("Rejected request: invalid %s header", REQUEST_ID_HEADER)

@@ -5,6 +5,7 @@ Declared once so every route documents them the same way in OpenAPI.
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -60,3 +61,15 @@ def _name(description: str, example: str) -> Any:
 JobName = Annotated[str, _name("Name of the Job (an RFC 1123 label).", "my-job")]
 Namespace = Annotated[str, _name("Kubernetes namespace of the Job.", "default")]
 NamespaceName = Annotated[str, _name("Name of the Namespace (RFC 1123 label).", "my-namespace")]
+AllowUnmanaged = Annotated[
+    bool,
+    Query(description="Also delete a namespace eksops did not create (never a protected one)."),
+]
+_REQUIRED = inspect.Parameter.empty
+#: Each query parameter an operation's arguments may travel in: its type and default.
+QUERY_PARAMETERS: dict[str, tuple[Any, Any]] = {
+    "job_name": (JobName, _REQUIRED),
+    "namespace": (Namespace, "default"),
+    "namespace_name": (NamespaceName, _REQUIRED),
+    "allow_unmanaged": (AllowUnmanaged, False),
+}

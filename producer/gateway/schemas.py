@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from producer.batches import BatchSubmission
-from worker.contracts import ErrorInfo
+from worker.errors import ErrorInfo
 
 TASKS_PATH = "/api/tasks"
 

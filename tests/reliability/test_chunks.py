@@ -79,7 +79,7 @@ def test_duplicates_inside_a_chunk_are_left_to_the_message_that_owns_them(
     assert all(len(created) == 1 for created in jobs_by_request(kube, namespace).values())
     # Each mixed chunk ran its new request and left the duplicate (to its owning message,
     # or because that one had already ended).
-    assert stack.logs().count("'requests': 2, 'ran': 1}") == 30
+    assert stack.logs().count("'requests': 2, 'ran': 1, 'succeeded': 1, 'failed': 0") == 30
 
 
 @pytest.mark.timeout(120)

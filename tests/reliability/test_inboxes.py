@@ -22,9 +22,9 @@ from kombu.message import Message
 
 from tests.reliability.conftest import Stack, final, jobs_by_request, manifest, wait_until
 from worker.contracts import QUEUE, Operation, RequestState
-from worker.inbox import REGISTRY, Inbox, claim, return_items
+from worker.delivery.inbox import REGISTRY, Inbox, claim, return_items
+from worker.delivery.transport import Transport
 from worker.operations import ClusterClient
-from worker.transport import Transport
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def test_a_message_left_in_a_dead_consumers_inbox_returns_to_the_queue(
     inbox = dead_inbox(client, "abandoned")
     # What a worker killed right after its move leaves: the message in its inbox only.
     assert client.lmove("abandoned", inbox.key, "RIGHT", "LEFT") is not None
-    with caplog.at_level(logging.WARNING, logger="worker.inbox"):
+    with caplog.at_level(logging.WARNING, logger="worker.delivery.inbox"):
         restore(connection)
     (message,) = consume(connection, queue, expect=1)
     assert message.payload == {"n": 3}
@@ -173,7 +173,7 @@ def test_items_that_are_not_messages_are_dropped_and_never_left_recorded(
     too_deep = b'{"body": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     for item in (b"not json", b'{"no": "envelope"}', unreadable, too_deep):
         client.lpush("junk", item)
-    with caplog.at_level(logging.ERROR, logger="worker.transport"):
+    with caplog.at_level(logging.ERROR, logger="worker.delivery.transport"):
         assert consume(connection, queue, timeout=1) == []
     assert caplog.text.count("Dropped an item of the task queue that is not a message") == 4
     assert client.llen("junk") == 0
@@ -205,7 +205,7 @@ def test_a_channel_on_several_queues_falls_back_to_kombus_pop_and_says_so(
     second = publish(connection, "two", {"n": 7})
     taken: list[Message] = []
     with (
-        caplog.at_level(logging.WARNING, logger="worker.transport"),
+        caplog.at_level(logging.WARNING, logger="worker.delivery.transport"),
         Consumer(connection, [first, second], callbacks=[lambda _b, m: taken.append(m)]),
     ):
         for _ in range(2):
@@ -246,7 +246,7 @@ def test_a_message_kombu_cannot_read_is_dropped_not_left_to_stop_worker_after_wo
     queue = publish(connection, "unreadable", {"n": 8})
     envelope = json.loads(client.rpop("unreadable") or b"{}")
     client.lpush("unreadable", json.dumps({**envelope, "body": "abc"}))  # not base64
-    with caplog.at_level(logging.ERROR, logger="worker.transport"):
+    with caplog.at_level(logging.ERROR, logger="worker.delivery.transport"):
         assert consume(connection, queue, timeout=1) == []  # and nothing raised
     assert "kombu cannot read it" in caplog.text
     assert client.hlen("unacked") == 0  # so it never comes back
@@ -260,9 +260,25 @@ def test_a_broker_out_of_memory_still_hands_out_messages(
     queue = publish(connection, "full", {"n": 9})
     client.config_set("maxmemory", 1)  # every write refused; BLMOVE is a write, BRPOP is not
     try:
-        with caplog.at_level(logging.WARNING, logger="worker.transport"):
+        with caplog.at_level(logging.WARNING, logger="worker.delivery.transport"):
             taken = consume(connection, queue, expect=1)
     finally:
         client.config_set("maxmemory", 0)
     assert [message.payload for message in taken] == [{"n": 9}]
     assert "Redis refused the inbox" in caplog.text
+
+
+def test_a_control_reply_queue_keeps_kombus_pop_without_an_inbox_or_a_warning(
+    broker: Stack, connection: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Replies to broadcasts (ping, mingle) carry no work; after a broker restart an
+    # inbox for them spun returning the same reply. They are never given one.
+    reply = publish(connection, "worker1.reply.celery.pidbox", {"n": 10})
+    with caplog.at_level(logging.WARNING, logger="worker.delivery.transport"):
+        (message,) = consume(connection, reply, expect=1)
+        message.ack()
+        restore(connection)
+    assert message.payload == {"n": 10}
+    assert broker.broker.client().keys("_eksops.inbox.*") == []
+    assert "without an inbox" not in caplog.text
+    assert "Returned" not in caplog.text

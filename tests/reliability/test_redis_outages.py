@@ -17,9 +17,9 @@ from tests.reliability.conftest import (
     wait_until,
 )
 from worker.contracts import Operation, RequestState
+from worker.delivery.transport import Transport
 from worker.errors import Unavailable
 from worker.operations import ClusterClient
-from worker.transport import Transport
 
 pytestmark = pytest.mark.integration
 

@@ -94,7 +94,7 @@ def test_a_task_outliving_the_visibility_timeout_runs_once(
     )  # the redelivery waited, it did not call again
     assert "Another worker is running this request; waiting for it to finish" in stack.logs()
     # The waiting copy polls the lease every 0.5 s, then answers from the stored result.
-    wait_until(lambda: "Request already succeeded; returning the stored result" in stack.logs())
+    wait_until(lambda: "Request already ended (SUCCESS); not running it again" in stack.logs())
     assert stack.sim.admin.count("create", "jobs") == 1
 
 

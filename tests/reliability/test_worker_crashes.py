@@ -45,7 +45,7 @@ def test_a_worker_killed_after_the_create_but_before_the_ack_is_redelivered_and_
     jobs = jobs_by_request(kube, namespace)
     assert [job["metadata"]["uid"] for job in jobs[submission.request_id]] == [uid]
     assert len(jobs) == 1
-    assert read_record(stack.broker.client(), submission.request_id)["attempts"] == "2"
+    assert read_record(stack.broker.client(), submission.request_id).attempts == 2
     assert "was created by an earlier attempt of this request; reusing it" in second.log()
 
 

@@ -19,8 +19,15 @@ def test_json_lines_and_yaml_documents_become_create_job_requests(tmp_path: Path
     (tmp_path / "b.yaml").write_text("spec: {}\n---\nspec: {backoffLimit: 1}\n")
     (tmp_path / "notes.txt").write_text("not a manifest")
     items = list(read_items(str(tmp_path), "team-a"))
-    assert [item["namespace"] for item in items] == ["team-a", "b", "team-a", "team-a"]
-    assert items[3]["job_manifest"] == {"spec": {"backoffLimit": 1}}
+    assert [item.arguments["namespace"] for item in items] == ["team-a", "b", "team-a", "team-a"]
+    assert items[3].arguments["job_manifest"] == {"spec": {"backoffLimit": 1}}
+    # Each item says where it was read, lines and documents counted from 1.
+    assert [item.source.removeprefix(f"{tmp_path}/") for item in items] == [
+        "a.jsonl:1",
+        "a.jsonl:3",
+        "b.yaml (document 1)",
+        "b.yaml (document 2)",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,14 @@ import fakeredis
 import pytest
 from celery import Celery
 
-from celeryconfig import celery_settings
 from producer import EksOps
+from producer.batches import batch_ended_key, batch_key
 from producer.settings import ProducerSettings
 from worker import errors
 from worker.contracts import QUEUE, Operation, RequestState
+from worker.delivery.config import celery_settings
 from worker.errors import InvalidRequest
-from worker.records import batch_ended_key, batch_key, record_key
+from worker.records import record_key
 from worker.settings import ConfigurationInvalid, QueueSettings
 
 JOB: dict[str, Any] = {

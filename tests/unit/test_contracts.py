@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from worker.catalog import spec_of
 from worker.contracts import (
     ClusterRef,
     CreateJobRequest,
@@ -13,9 +14,9 @@ from worker.contracts import (
     JobRef,
     Limits,
     Operation,
-    explain,
 )
 from worker.names import job_name_for_request, normalise_request_id, protection_reason
+from worker.validation import explain
 
 JOB = {
     "spec": {
@@ -128,8 +129,8 @@ def test_generated_job_names_are_deterministic_in_the_request_id() -> None:
     assert job_name_for_request(rid, generate_name="nightly-") == "nightly-3f2b8"
 
 
-def test_every_operation_has_a_task_name_and_a_contract() -> None:
+def test_every_operation_has_a_task_name_and_a_declaration() -> None:
     for operation in Operation:
         assert operation.task_name == f"eksops.{operation.value}"
         assert Operation.from_task_name(operation.task_name) is operation
-        assert operation.request_model is not None
+        assert spec_of(operation).operation is operation

@@ -11,9 +11,11 @@ import fakeredis
 import pytest
 from celery import Celery
 
-from celeryconfig import celery_settings
-from producer.enqueue import EnqueueInterrupted, Enqueuer, Outgoing, build_message, describe
+from producer.enqueue import Enqueuer, Outgoing, build_message
+from worker.catalog import summarise as describe
 from worker.contracts import QUEUE
+from worker.delivery.config import celery_settings
+from worker.errors import EnqueueInterrupted
 from worker.records import read_record
 from worker.settings import QueueSettings
 
@@ -95,8 +97,9 @@ def test_a_request_id_is_enqueued_once_however_often_it_is_submitted(
     assert enqueuer.enqueue([item], submitted_at="t1") == [False]
     assert redis.llen(QUEUE) == 1
     record = read_record(redis, item.request_id)
-    assert record["submitted_at"] == "t0"
-    assert record["operation"] == "eksops.create_namespace"
+    assert record is not None
+    assert record.submitted_at == "t0"
+    assert record.operation == "eksops.create_namespace"
     assert 0 < redis.ttl(f"eksops:request:{item.request_id}") <= 60
 
 
@@ -114,7 +117,9 @@ def test_a_bulk_enqueue_spans_chunks_and_reports_duplicates_per_item(
     accepted = enqueuer.enqueue_parts(in_sevens, submitted_at="t1", batch_id="batch-1")
     assert accepted == [False] * 10 + [True] * 15
     assert redis.llen(QUEUE) == 25
-    assert read_record(redis, items[-1].request_id)["batch_id"] == "batch-1"
+    last = read_record(redis, items[-1].request_id)
+    assert last is not None
+    assert last.batch_id == "batch-1"
     # Each request appears once in its batch, in submission order.
     assert [rid.decode() for rid in redis.lrange("eksops:batch:batch-1:items", 0, -1)] == [
         item.request_id for item in items

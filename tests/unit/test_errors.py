@@ -10,7 +10,7 @@ import pytest
 from celery import Celery
 
 from worker import errors
-from worker.contracts import ErrorInfo
+from worker.errors import ErrorInfo
 
 
 @pytest.fixture

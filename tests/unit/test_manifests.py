@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from worker.manifests import ManifestError, validate_job_manifest
+from worker.manifests import InvalidManifest, validate_job_manifest
 
 VALID: dict[str, Any] = {
     "metadata": {"name": "nightly", "labels": {"team": "data"}},
@@ -33,7 +33,7 @@ def broken(path: list[Any], value: Any) -> dict[str, Any]:
 
 
 def refusal(manifest: Any, **kwargs: Any) -> str:
-    with pytest.raises(ManifestError) as caught:
+    with pytest.raises(InvalidManifest) as caught:
         validate_job_manifest(manifest, namespace="default", **kwargs)
     return str(caught.value)
 

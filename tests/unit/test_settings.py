@@ -8,22 +8,18 @@ from pathlib import Path
 
 import pytest
 import trustme
-from pydantic import ValidationError
 
-from worker.settings import (
-    ConfigurationInvalid,
-    QueueSettings,
-    WorkerSettings,
-    describe_settings_error,
-)
+from worker.errors import ConfigurationInvalid
+from worker.settings import QueueSettings, WorkerSettings
+from worker.validation import validate_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def failure(**values: object) -> str:
-    with pytest.raises(ValidationError) as caught:
-        WorkerSettings(**values)
-    return describe_settings_error(caught.value)
+    with pytest.raises(ConfigurationInvalid) as caught:
+        validate_settings(WorkerSettings, **values)
+    return caught.value.message
 
 
 def test_a_worker_needs_a_cluster() -> None:

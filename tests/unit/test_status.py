@@ -13,18 +13,18 @@ from producer.status import combine, error_info, read_status
 from worker import errors
 from worker.contracts import RequestState
 from worker.errors import Unavailable
-from worker.records import lease_key, record_key
+from worker.records import RequestRecord, lease_key, record_key
 
 RID = "3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c"
 RECORD = {"operation": "eksops.create_job", "submitted_at": "2026-01-20T10:30:00+00:00"}
 
 
 def test_an_id_never_submitted_is_unknown() -> None:
-    assert combine(RID, {}, {"status": "PENDING"}).state is RequestState.UNKNOWN
+    assert combine(RID, None, {"status": "PENDING"}).state is RequestState.UNKNOWN
 
 
 def test_a_submitted_id_not_yet_picked_up_is_queued() -> None:
-    status = combine(RID, RECORD, {"status": "PENDING"})
+    status = combine(RID, RequestRecord.from_hash(RECORD), {"status": "PENDING"})
     assert status.state is RequestState.QUEUED
     assert status.submitted_at == RECORD["submitted_at"]
     assert status.operation == "eksops.create_job"
@@ -37,7 +37,7 @@ def test_a_started_request_reports_its_start_and_attempts() -> None:
         "started_at": "2026-01-20T10:30:01+00:00",
         "last_started_at": "2026-01-20T10:30:01+00:00",
     }
-    status = combine(RID, record, {"status": "PENDING"})
+    status = combine(RID, RequestRecord.from_hash(record), {"status": "PENDING"})
     assert (status.state, status.attempts, status.started_at) == (
         RequestState.STARTED,
         1,
@@ -54,7 +54,7 @@ def test_a_retried_request_running_again_reads_started_with_the_last_error() -> 
         "last_started_at": "2026-01-20T10:30:05+00:00",
     }
     meta = {"status": "RETRY", "result": errors.Unavailable("boom", 503)}
-    status = combine(RID, record, meta)
+    status = combine(RID, RequestRecord.from_hash(record), meta)
     assert status.state is RequestState.STARTED
     assert status.attempts == 2
     assert status.error is not None
@@ -64,7 +64,9 @@ def test_a_retried_request_running_again_reads_started_with_the_last_error() -> 
 def test_a_success_carries_the_result_and_finish_time() -> None:
     done = datetime(2026, 1, 20, 10, 30, 2, tzinfo=UTC)
     status = combine(
-        RID, RECORD, {"status": "SUCCESS", "result": {"status": "created"}, "date_done": done}
+        RID,
+        RequestRecord.from_hash(RECORD),
+        {"status": "SUCCESS", "result": {"status": "created"}, "date_done": done},
     )
     assert status.state is RequestState.SUCCEEDED
     assert status.result == {"status": "created"}
@@ -75,7 +77,9 @@ def test_a_success_carries_the_result_and_finish_time() -> None:
 def test_a_failure_carries_the_structured_error() -> None:
     error = errors.NotFound('jobs.batch "x" not found', 404, "NotFound")
     status = combine(
-        RID, RECORD, {"status": "FAILURE", "result": error, "date_done": "2026-01-20T10:30:02"}
+        RID,
+        RequestRecord.from_hash(RECORD),
+        {"status": "FAILURE", "result": error, "date_done": "2026-01-20T10:30:02"},
     )
     assert status.state is RequestState.FAILED
     assert status.error is not None
@@ -93,7 +97,7 @@ def test_a_request_waiting_to_retry_reads_retrying_with_the_error_of_the_last_at
         "last_retry_at": "2026-01-20T10:30:02+00:00",
     }
     meta = {"status": "RETRY", "result": errors.Throttled("slow down", retry_after=2.0)}
-    status = combine(RID, record, meta)
+    status = combine(RID, RequestRecord.from_hash(record), meta)
     assert status.state is RequestState.RETRYING
     assert status.error is not None
     assert status.error.retryable
@@ -112,7 +116,7 @@ def test_a_request_started_long_ago_without_an_outcome_reads_unknown_not_running
         "started_at": "2026-01-20T10:30:01+00:00",
         "last_started_at": "2026-01-20T10:30:01+00:00",
     }
-    status = combine(RID, record, {"status": "PENDING"}, stale_after=1200)
+    status = combine(RID, RequestRecord.from_hash(record), {"status": "PENDING"}, stale_after=1200)
     assert status.state is RequestState.UNKNOWN
     assert status.error is not None
     assert status.error.code == "OutcomeUnknown"

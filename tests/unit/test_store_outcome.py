@@ -10,7 +10,7 @@ import pytest
 from celery import Celery, states
 
 from worker import errors
-from worker.executions import store_outcome
+from worker.delivery.results import set_result_meta as store_outcome
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.delivery.envelope import LUA_ENVELOPE
+
 logger = logging.getLogger(__name__)
 
 #: Sorted set of every inbox, scored by its consumer's last heartbeat (broker time).
@@ -51,23 +53,19 @@ FORGOTTEN_AFTER_ABANDONED = 10
 # of a kombu envelope (the caller drops it, or delivers it unrecorded: kombu's own path).
 # The record is kombu's own format, [payload, exchange, routing key], with the payload
 # embedded verbatim, not re-encoded.
-_CLAIM = """
+_CLAIM = (
+    LUA_ENVELOPE
+    + """
 local item = redis.call('RPOP', KEYS[1])
 if not item then return false end
-local ok, message = pcall(cjson.decode, item)
-if not ok or type(message) ~= 'table' or message.body == nil then return {item, false} end
-local properties = message.properties
-if type(properties) ~= 'table' then return {item, false} end
-local info, tag = properties.delivery_info, properties.delivery_tag
-if type(info) ~= 'table' or type(tag) ~= 'string'
-    or type(info.exchange) ~= 'string' or type(info.routing_key) ~= 'string' then
-  return {item, false}
-end
+local message, info, tag = envelope(item)
+if not message then return {item, false} end
 redis.call('ZADD', KEYS[2], ARGV[1], tag)
 redis.call('HSET', KEYS[3], tag,
   '[' .. item .. ',' .. cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key) .. ']')
 return {item, tag}
 """
+)
 
 # KEYS: the registry. ARGV: the inbox. Scored by the broker's clock, so the consumers'
 # clocks never have to agree.

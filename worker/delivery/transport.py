@@ -1,10 +1,12 @@
 """kombu's Redis transport, hardened: no window to lose a message, no crash on stray items.
 
-Workers take messages through an inbox (see :mod:`worker.inbox`): moved from the queue
-and claimed, never popped and then recorded. That needs one Redis key to wait on: a
-channel consuming a single queue without priority levels (eksops's workers; see
-``priority_steps`` in celeryconfig). Any other channel falls back to kombu's ``BRPOP``,
-with its pop-then-record window.
+Workers take task messages through an inbox (see :mod:`worker.delivery.inbox`): moved
+from the queue and claimed, never popped and then recorded. That needs one Redis key to
+wait on: a channel consuming a single queue without priority levels (eksops's workers;
+see ``priority_steps`` in ``worker.delivery.config``). Celery's own control reply
+queues (``*.reply.celery.pidbox``) carry no work and keep kombu's ``BRPOP``; any other
+channel that cannot use an inbox falls back to it too, with its pop-then-record window,
+and says so once.
 
 kombu pops an item from the queue list and parses it as a message envelope; an item
 that is not JSON, or not shaped like an envelope, raises out of the worker's event
@@ -31,7 +33,8 @@ from kombu.utils.json import loads
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from worker.inbox import Claimed, Inbox, abandonment_delay, sweep
+from worker.delivery.envelope import is_envelope
+from worker.delivery.inbox import Claimed, Inbox, abandonment_delay, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +60,14 @@ def _dropped(why: str) -> None:
     logger.error("Dropped an item of the task queue that is not a message (%s)", why)
 
 
-def is_envelope(message: object) -> bool:
-    """Return whether ``message`` has the shape of a kombu message envelope."""
-    if not isinstance(message, dict) or "body" not in message:
-        return False
-    properties = message.get("properties")
-    return (
-        isinstance(properties, dict)
-        and isinstance(properties.get("delivery_info"), dict)
-        and "delivery_tag" in properties
-    )
+def is_control_queue(name: str) -> bool:
+    """Return whether ``name`` is one of Celery's control queues (``*.celery.pidbox``).
+
+    Replies to broadcasts (ping, mingle) carry no work: losing one costs a retried
+    broadcast, and an inbox for them only adds writes (and, after a broker restart,
+    spun returning the same reply).
+    """
+    return name.endswith(".pidbox")
 
 
 class QoS(redis.QoS):
@@ -171,9 +172,11 @@ class Channel(redis.Channel):
         return cached
 
     def _single_key(self) -> str | None:
-        """The one list this channel waits on, or None when there are several."""
+        """The one task-queue list this channel waits on, or None (several, or not tasks)."""
         queues = list(self.active_queues)
         if self.global_keyprefix or len(queues) != 1 or time.monotonic() < self._inbox_off_until:
+            return None
+        if is_control_queue(queues[0]):
             return None
         keys = {kombu(self)._q_for_pri(queues[0], step) for step in self.priority_steps}
         return keys.pop() if len(keys) == 1 else None
@@ -181,7 +184,8 @@ class Channel(redis.Channel):
     def _brpop_start(self, timeout: float | None = None) -> None:
         key = self._single_key()
         if key is None:
-            if self.active_queues and not self._popping:
+            tasks = [queue for queue in self.active_queues if not is_control_queue(queue)]
+            if tasks and not self._popping:
                 self._popping = True
                 logger.warning(
                     "Consuming %s without an inbox (several Redis lists, a global key "

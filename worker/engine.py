@@ -1,0 +1,269 @@
+"""The one execution path of a request, whatever message carried it.
+
+A request reaches a worker in its own message (``eksops.<operation>``) or inside a
+chunk of a bulk submission (``eksops.chunk``); either way :class:`Engine` decides, for
+each request: its arguments are valid or it fails alone; it belongs to this message
+or is left to the one that owns it; it ended already (its stored outcome answers, and
+nothing is counted) or it starts (lease, attempt); it runs, and a transient failure is
+retried in place with the one retry policy (``worker.retries``: the thread waits, which
+is back-pressure on a throttling cluster, and the poller reads ``retrying``); its
+outcome is stored once. Redis going away at any step starts that step over
+(``until_redis_answers``), never ending the request with an outage.
+
+The engine's dependencies are passed in (``worker.runtime.Runtime``); :class:`Observer`
+is told of each request's start, retries and end (task events, metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from celery import states
+from pydantic import ValidationError
+
+from worker.catalog import Spec, spec_of
+from worker.contracts import ChunkItem, Operation
+from worker.dispatch import execute
+from worker.errors import EksOpsError, InvalidName, InvalidRequest, TransientError
+from worker.executions import INFRASTRUCTURE_ERRORS, Execution, until_redis_answers
+from worker.logs import bound_request
+from worker.names import normalise_request_id
+from worker.records import mark_retrying, next_attempt
+from worker.retries import log_failure, log_giving_up, log_retry
+from worker.runtime import Runtime
+from worker.validation import explain
+
+logger = logging.getLogger(__name__)
+
+
+class Observer(Protocol):
+    """Told what happens to each request (task events, metrics); must not raise."""
+
+    def started(self, request_id: str, spec: Spec, attempt: int) -> None: ...
+
+    def retrying(self, request_id: str, spec: Spec, exc: EksOpsError, countdown: float) -> None: ...
+
+    def ended(self, request_id: str, spec: Spec, state: str, outcome: Any) -> None: ...
+
+
+class Silent:
+    """An observer that is told everything and does nothing."""
+
+    def started(self, request_id: str, spec: Spec, attempt: int) -> None:
+        """Nothing to do."""
+
+    def retrying(self, request_id: str, spec: Spec, exc: EksOpsError, countdown: float) -> None:
+        """Nothing to do."""
+
+    def ended(self, request_id: str, spec: Spec, state: str, outcome: Any) -> None:
+        """Nothing to do."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of a message: its arguments, or why they cannot be run."""
+
+    request_id: str
+    arguments: dict[str, Any] | None
+    invalid: InvalidRequest | None = None
+
+
+@dataclass
+class Tally:
+    """What became of a message's requests (a chunk reports it as its result)."""
+
+    operation: str
+    requests: int
+    ran: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def as_result(self) -> dict[str, Any]:
+        """Return the tally as the JSON result of the message's own task."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A request's outcome: Celery's state (SUCCESS or FAILURE) and the result or error."""
+
+    state: str
+    outcome: Any  # the result dict, or the EksOpsError
+    ran: bool  # False: skipped (another message's, or ended before this delivery)
+
+
+class Engine:
+    """Runs the requests of one message through start, run, retry and store."""
+
+    def __init__(self, runtime: Runtime, observer: Observer | None = None) -> None:
+        self.runtime = runtime
+        self.observer: Observer = observer or Silent()
+
+    def requests(self, message_id: str, raw_items: Sequence[Any]) -> list[Request]:
+        """Validate the items of a chunk one by one, each request ID once.
+
+        A malformed item fails on its own (stored as its outcome when it has a usable
+        ID, logged and dropped when not) instead of stranding the rest of the chunk; a
+        request ID repeated inside the chunk runs once, like a duplicate anywhere else.
+        """
+        requests: list[Request] = []
+        seen: set[str] = set()
+        for index, raw in enumerate(raw_items, start=1):
+            try:
+                item = ChunkItem.model_validate(raw)
+                request = Request(item.request_id, item.arguments)
+            except ValidationError as exc:
+                problem = InvalidRequest(
+                    explain(exc, what=f"request {index} of chunk {message_id}")
+                )
+                request_id = _request_id_of(raw)
+                if request_id is None:
+                    logger.error("%s; it has no usable request ID and is dropped", problem.message)
+                    continue
+                request = Request(request_id, None, problem)
+            if request.request_id in seen:
+                with bound_request(request.request_id):
+                    logger.warning(
+                        "Request %d repeats a request ID of this chunk; it runs once", index
+                    )
+                continue
+            seen.add(request.request_id)
+            requests.append(request)
+        return requests
+
+    def run(self, message_id: str, operation: Operation, requests: Sequence[Request]) -> Tally:
+        """Run every request of message ``message_id``, one after the other."""
+        spec = spec_of(operation)
+        executions = self.runtime.executions
+        holder = self.runtime.leases.new_holder()
+        # One round trip starts every request of the message (the message owns them all).
+        prepared: list[Execution | None] = until_redis_answers(
+            partial(
+                executions.begin_many,
+                [request.request_id for request in requests],
+                operation=spec.task_name,
+                message_id=message_id,
+                holder=holder,
+            ),
+            doing="starting a message's requests",
+        )
+        tally = Tally(operation=operation.value, requests=len(requests))
+        for request, execution in zip(requests, prepared, strict=True):
+            with bound_request(request.request_id):
+                run = _RequestRun(self, spec, message_id, request, holder, execution)
+                ended = until_redis_answers(run, doing="running a request")
+            tally.ran += ended.ran
+            tally.skipped += not ended.ran
+            tally.succeeded += ended.ran and ended.state == states.SUCCESS
+            tally.failed += ended.ran and ended.state != states.SUCCESS
+        return tally
+
+    def run_one(self, request_id: str, operation: Operation, arguments: dict[str, Any]) -> Ended:
+        """Run a request that came in its own message; return how it ended."""
+        spec = spec_of(operation)
+        holder = self.runtime.leases.new_holder()
+        run = _RequestRun(self, spec, request_id, Request(request_id, arguments), holder, None)
+        with bound_request(request_id):
+            return until_redis_answers(run, doing="running the request")
+
+    # --- one request --------------------------------------------------------------
+
+    def outcome(self, spec: Spec, request: Request, execution: Execution) -> tuple[Any, str]:
+        """Run the request (retrying in place); return its outcome and Celery state."""
+        if request.invalid is not None:
+            logger.error("%s failed: %s", spec.task_name, request.invalid.message)
+            return request.invalid, states.FAILURE
+        assert request.arguments is not None  # a request is either valid or invalid
+        try:
+            return self._attempts(spec, request, execution), states.SUCCESS
+        except EksOpsError as exc:
+            log_failure(logger, spec.task_name, exc)
+            return exc, states.FAILURE
+        except INFRASTRUCTURE_ERRORS:
+            raise  # not the request's outcome: until_redis_answers starts over
+        except Exception as exc:
+            logger.exception("%s failed unexpectedly", spec.task_name)
+            return EksOpsError(f"Internal error: {type(exc).__name__}: {exc}"), states.FAILURE
+
+    def _attempts(self, spec: Spec, request: Request, execution: Execution) -> dict[str, Any]:
+        runtime = self.runtime
+        policy = runtime.policy
+        attempt = execution.attempt
+        assert request.arguments is not None
+        for tries in range(policy.max_attempts):
+            try:
+                return execute(
+                    runtime, spec, request.arguments, request_id=request.request_id, attempt=attempt
+                )
+            except TransientError as exc:
+                if tries + 1 >= policy.max_attempts:
+                    log_giving_up(logger, spec.task_name, tries + 1, exc)
+                    raise
+                countdown = policy.countdown(tries, exc.retry_after)
+                log_retry(logger, tries + 1, policy, exc, countdown)
+                mark_retrying(runtime.redis, request.request_id)
+                runtime.executions.mark_retry(request.request_id, exc)
+                self.observer.retrying(request.request_id, spec, exc, countdown)
+                time.sleep(countdown)
+                attempt = next_attempt(runtime.redis, request.request_id)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+@dataclass
+class _RequestRun:
+    """One request of a message: started with the message, or (again, after an outage) alone."""
+
+    engine: Engine
+    spec: Spec
+    message_id: str
+    request: Request
+    holder: str
+    prepared: Execution | None
+
+    def __call__(self) -> Ended:
+        executions = self.engine.runtime.executions
+        execution, self.prepared = self.prepared, None  # a second try starts afresh
+        if execution is None:
+            execution = executions.begin(
+                self.request.request_id,
+                operation=self.spec.task_name,
+                message_id=self.message_id,
+                holder=self.holder,
+            )
+        if execution.foreign:
+            logger.info("Request belongs to another message; leaving it to that one")
+            return Ended(states.IGNORED, None, ran=False)
+        if execution.outcome is not None:
+            state = str(execution.outcome.get("status"))
+            logger.info("Request already ended (%s); not running it again", state)
+            return Ended(state, execution.outcome.get("result"), ran=False)
+        observer = self.engine.observer
+        observer.started(self.request.request_id, self.spec, execution.attempt)
+        try:
+            outcome, state = self.engine.outcome(self.spec, self.request, execution)
+            # Once the cluster has answered, only the write is repeated through an outage:
+            # running the request again would count another attempt and could read its
+            # own first effect (a delete finding nothing) as a different outcome.
+            until_redis_answers(
+                partial(executions.store, self.request.request_id, outcome, state),
+                doing="storing a request's outcome",
+            )
+        finally:
+            executions.done(execution)
+        observer.ended(self.request.request_id, self.spec, state, outcome)
+        return Ended(state, outcome, ran=True)
+
+
+def _request_id_of(raw: Any) -> str | None:
+    """Return the request ID of a malformed chunk item, if it has a valid one."""
+    value = raw.get("request_id") if isinstance(raw, dict) else None
+    try:
+        return normalise_request_id(value) if isinstance(value, str) else None
+    except InvalidName:
+        return None
