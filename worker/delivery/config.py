@@ -74,7 +74,7 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
             "priority_steps": [0],
             "socket_keepalive": True,
             "health_check_interval": 10,
-            "retry_on_timeout": True,
+            # redis-py 6 and later retry a timed-out command by default.
         },
         "result_expires": queue.result_expires_seconds,
         # Off: results would store every manifest again; the request record already
@@ -88,7 +88,6 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
         "result_backend_max_sleep_between_retries_ms": 5_000,
         "redis_backend_health_check_interval": 10,
         "redis_socket_keepalive": True,
-        "redis_retry_on_timeout": True,
     }
     settings.update(_signing(queue))
     return settings
