@@ -7,7 +7,7 @@ API under ``/_kubesim/`` for faults, RBAC denials and runtime settings.
 """
 
 from kubesim.adminclient import AdminClient, AdminError
-from kubesim.lifecycle import DURATION_ANNOTATION, OUTCOME_ANNOTATION
+from kubesim.podplan import DURATION_ANNOTATION, OUTCOME_ANNOTATION
 from kubesim.simulator import Simulator
 
 __all__ = ["DURATION_ANNOTATION", "OUTCOME_ANNOTATION", "AdminClient", "AdminError", "Simulator"]

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--default-outcome", choices=OUTCOMES, default="succeed")
     parser.add_argument("--namespace-termination", type=float, default=1.0, metavar="SECONDS")
     parser.add_argument("--pod-termination", type=float, default=0.3, metavar="SECONDS")
+    parser.add_argument("--pod-startup", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument("--watch-timeout", type=float, default=1800.0, metavar="SECONDS")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="N")
     parser.add_argument("--token-max-age", type=float, default=900.0, metavar="SECONDS")
     parser.add_argument("--kubernetes-version", default="1.31")
@@ -48,6 +50,8 @@ async def _serve(args: argparse.Namespace) -> None:
             "namespace_termination": args.namespace_termination,
             "pod_termination": args.pod_termination,
             "latency_ms": args.latency_ms,
+            "pod_startup": args.pod_startup,
+            "watch_timeout": args.watch_timeout,
             "token_max_age": args.token_max_age,
         }
     )

@@ -7,6 +7,7 @@ only after that, so it is handed to the state before the first request is served
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -61,10 +62,12 @@ class Server:
         await web.SockSite(
             self._runner, sock, ssl_context=self.tls.ssl_context, backlog=1024
         ).start()
+        self.state.timers.attach(asyncio.get_running_loop())
         log.info("kubesim serving cluster %s at %s", self.identity.name, self.url)
         return self.url
 
     async def stop(self) -> None:
+        self.state.cluster.close()
         if self._runner is not None:
             # Idle keep-alive clients would never answer a TLS close_notify; abort
             # their connections so no transport outlives the loop.
