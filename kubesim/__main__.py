@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster", required=True, help="EKS cluster name to simulate")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--env-file", type=Path, required=True, help="dotenv file to write")
-    parser.add_argument("--state-dir", type=Path, help="keep the CA here across restarts")
+    parser.add_argument("--state-dir", type=Path, help="keep the CA and the cluster's objects here across restarts")
     parser.add_argument("--job-duration", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--default-outcome", choices=OUTCOMES, default="succeed")
     parser.add_argument("--namespace-termination", type=float, default=1.0, metavar="SECONDS")
@@ -74,6 +74,11 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kubeconfig"]:
+        from kubesim import kubeconfig  # noqa: PLC0415 - a separate sub-command
+
+        return kubeconfig.main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_serve(args))
     except OSError as exc:
-        log.error("kubesim could not start: %s", exc)
+        log.error("kubesim could not start: %s", exc.strerror or exc)
         return 1
     return 0
 
