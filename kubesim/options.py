@@ -186,32 +186,39 @@ def list_options(query: Mapping[str, str], *, watch: bool) -> ListOptions:
     bookmarks = _parse_bool("allowWatchBookmarks", query.get("allowWatchBookmarks", "false"))
     rv = query.get("resourceVersion", "")
     match = query.get("resourceVersionMatch", "")
+    has_continue = bool(query.get("continue"))
     errors: list[FieldError] = []
-    if match and not rv:
-        errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch",
-                                 detail="resourceVersionMatch is forbidden unless resourceVersion is provided"))
-    if match and query.get("continue"):
-        errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch",
-                                 detail="resourceVersionMatch is forbidden when continue is provided"))
-    if match and match not in ("Exact", "NotOlderThan"):
-        errors.append(statuses.not_supported("resourceVersionMatch", match, ["Exact", "NotOlderThan", ""]))
-    if match == "Exact" and rv == "0":
-        errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch",
-                                 detail='resourceVersionMatch "exact" is forbidden for resourceVersion "0"'))
-    if send_initial is not None:
-        if not watch:
+    if watch:
+        if send_initial is not None and match != "NotOlderThan":
+            errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")))
+        if match:
+            if send_initial is None:
+                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is "
+                    "provided")))
+            if match != "NotOlderThan":
+                errors.append(statuses.not_supported("resourceVersionMatch", match, ["NotOlderThan"]))
+            if has_continue:
+                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
+                    "resourceVersionMatch is forbidden when continue is provided")))
+    else:
+        if match:
+            if not rv:
+                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided")))
+            if has_continue:
+                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
+                    "resourceVersionMatch is forbidden when continue is provided")))
+            if match not in ("Exact", "NotOlderThan"):
+                errors.append(statuses.not_supported("resourceVersionMatch", match,
+                                                     ["Exact", "NotOlderThan", ""]))
+            if match == "Exact" and rv == "0":
+                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
+                    'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')))
+        if send_initial is not None:
             errors.append(FieldError(FORBIDDEN_FIELD, "sendInitialEvents",
                                      detail="sendInitialEvents is forbidden for list"))
-        else:
-            if match != "NotOlderThan":
-                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch",
-                                         detail="sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"))
-            if not bookmarks:
-                errors.append(FieldError(FORBIDDEN_FIELD, "allowWatchBookmarks",
-                                         detail="sendInitialEvents requires setting allowWatchBookmarks to true"))
-    elif watch and match:
-        errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch",
-                                 detail="resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"))
     if errors:
         raise _meta_invalid("ListOptions", errors)
     if rv and rv != "0":

@@ -173,6 +173,8 @@ def _dispatch(state: SimState, call: Call) -> Reply:
         raise statuses.path_not_found()
     if kind.namespaced and info.verb == "create" and not info.namespace:
         raise statuses.path_not_found()
+    if info.verb == "create" and info.name and not info.subresource:
+        raise statuses.method_not_supported(kind.resource, kind.group, "create")
     if info.subresource:
         if info.subresource not in kind.subresources:
             raise statuses.path_not_found()
