@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-from kubesim.clients import mint_token
 from kubesim.config import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from kubesim.presign import token as mint
 
 _VALID_SECONDS = 14 * 60
 
@@ -26,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-name", required=True)
     parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     args = parser.parse_args(argv)
-    token = mint_token(
+    token = mint(
         args.cluster_name,
-        region=args.region,
-        access_key=os.environ.get("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
-        secret=os.environ.get("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        args.region,
+        os.environ.get("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        os.environ.get("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
     )
     expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + _VALID_SECONDS))
     credential = {

@@ -19,7 +19,6 @@ _REVIEWS = {
     ("authentication.k8s.io", "v1"): [("selfsubjectreviews", "SelfSubjectReview")],
 }
 GROUPS = ("batch", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io")
-AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
 def version(identity: ClusterIdentity) -> JSON:
@@ -150,7 +149,21 @@ def _aggregated_resources(group: str) -> list[JSON]:
     return out
 
 
-def aggregated(legacy: bool) -> JSON:
+def aggregated_version(accept: str) -> str:
+    """The apidiscovery version the first aggregated alternative of ``Accept`` asks for."""
+    for alternative in accept.split(","):
+        params = dict(
+            p.strip().split("=", 1) for p in alternative.split(";")[1:] if "=" in p
+        )
+        if params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList":
+            if params.get("v") in ("v2", "v2beta1"):
+                return params["v"]
+        elif alternative.strip().split(";")[0] in ("application/json", "*/*"):
+            return ""
+    return ""
+
+
+def aggregated(legacy: bool, version: str = "v2") -> JSON:
     """``APIGroupDiscoveryList`` of ``/api`` (legacy) or ``/apis``."""
     groups = [""] if legacy else list(GROUPS)
     items = []
@@ -160,5 +173,5 @@ def aggregated(legacy: bool) -> JSON:
             "versions": [{"version": "v1", "resources": _aggregated_resources(group),
                           "freshness": "Current"}],
         })
-    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}",
             "metadata": {}, "items": items}

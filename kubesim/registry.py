@@ -295,7 +295,7 @@ def _apply_create(cluster: Cluster, kind: Kind, call: Call, doc: JSON, manager: 
     if opts.dry_run:
         return Reply(201, reply.body, reply.headers, kind=kind)
     stored = reply.body
-    fields = apply.fields_of(doc)
+    fields = apply.fields_of(doc, kind.definition)
     managed = [apply.entry(manager, "Apply", kind.group_version, fields, call.now)]
     with_fields = {**stored, "metadata": {**stored["metadata"], "managedFields": managed}}
     if kind.group == "events.k8s.io":

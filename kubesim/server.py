@@ -119,11 +119,13 @@ def _non_resource(request: web.Request, state: SimState, info: RequestInfo) -> w
     if path in _HEALTH_PATHS:
         return web.Response(text="ok", content_type="text/plain")
     accept = request.headers.get("Accept", "")
-    if path in ("/api", "/apis") and "as=APIGroupDiscoveryList" in accept and "apidiscovery.k8s.io" in accept:
-        body = discovery.aggregated(legacy=path == "/api")
+    version = discovery.aggregated_version(accept) if path in ("/api", "/apis") else ""
+    if version:
+        body = discovery.aggregated(legacy=path == "/api", version=version)
         response = _json(200, body)
-        response.content_type = "application/json"
-        response.headers["Content-Type"] = discovery.AGGREGATED
+        response.headers["Content-Type"] = (
+            f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+        )
         return response
     if path == "/openapi/v2" or path.startswith("/openapi/v3"):
         return openapi.serve(request, path)
