@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster", required=True, help="EKS cluster name to simulate")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--env-file", type=Path, required=True, help="dotenv file to write")
-    parser.add_argument("--state-dir", type=Path, help="keep the CA and the cluster's objects here across restarts")
+    parser.add_argument(
+        "--state-dir", type=Path, help="keep the CA and the cluster's objects here across restarts"
+    )
     parser.add_argument("--job-duration", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--default-outcome", choices=OUTCOMES, default="succeed")
     parser.add_argument("--namespace-termination", type=float, default=1.0, metavar="SECONDS")

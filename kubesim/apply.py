@@ -27,9 +27,19 @@ from kubesim.store import rfc3339
 
 JSON = dict[str, Any]
 Path = tuple[str, ...]
-_IGNORED_META = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
-                 "managedFields", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink",
-                 "generateName")
+_IGNORED_META = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "generateName",
+)
 
 
 def _leaves(obj: Any, schema: JSON, prefix: Path, out: dict[Path, Any]) -> None:
@@ -93,17 +103,33 @@ def fields_of(obj: JSON, definition: str = "") -> JSON:
     return to_fields(leaves(obj, oas.root(definition) if definition else {}))
 
 
-def entry(manager: str, operation: str, api_version: str, fields: JSON, now: float,
-          subresource: str = "") -> JSON:
-    out: JSON = {"manager": manager, "operation": operation, "apiVersion": api_version,
-                 "time": rfc3339(now), "fieldsType": "FieldsV1", "fieldsV1": fields}
+def entry(  # noqa: PLR0917 - keyword use at every call site
+    manager: str, operation: str, api_version: str, fields: JSON, now: float, subresource: str = ""
+) -> JSON:
+    out: JSON = {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "time": rfc3339(now),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    }
     if subresource:
         out["subresource"] = subresource
     return out
 
 
-def record_update(meta: JSON, old_meta: JSON, manager: str, operation: str, api_version: str,
-                  subresource: str, now: float, new: JSON, old: JSON) -> JSON:
+def record_update(  # noqa: PLR0917 - keyword use at every call site
+    meta: JSON,
+    old_meta: JSON,
+    manager: str,
+    operation: str,
+    api_version: str,
+    subresource: str,
+    now: float,
+    new: JSON,
+    old: JSON,
+) -> JSON:
     """``meta`` with the write's manager added (or updated) in ``managedFields``."""
     if not manager:
         return meta
@@ -115,8 +141,16 @@ def record_update(meta: JSON, old_meta: JSON, manager: str, operation: str, api_
     if not changed and old_meta.get("managedFields"):
         return {**meta, "managedFields": old_meta["managedFields"]}
     managed = [dict(m) for m in old_meta.get("managedFields") or []]
-    mine = next((m for m in managed if m.get("manager") == manager
-                 and m.get("operation") == operation and m.get("subresource", "") == subresource), None)
+    mine = next(
+        (
+            m
+            for m in managed
+            if m.get("manager") == manager
+            and m.get("operation") == operation
+            and m.get("subresource", "") == subresource
+        ),
+        None,
+    )
     owned = from_fields(mine["fieldsV1"]) if mine else set()
     owned |= changed
     owned = {p for p in owned if p in new_leaves}
@@ -125,8 +159,9 @@ def record_update(meta: JSON, old_meta: JSON, manager: str, operation: str, api_
             theirs = from_fields(other.get("fieldsV1") or {}) - changed
             other["fieldsV1"] = to_fields(theirs)
     managed = [m for m in managed if m is mine or m.get("fieldsV1")]
-    new_entry = entry(manager, operation, old.get("apiVersion") or api_version, to_fields(owned),
-                      now, subresource)
+    new_entry = entry(
+        manager, operation, old.get("apiVersion") or api_version, to_fields(owned), now, subresource
+    )
     if mine is not None:
         managed[managed.index(mine)] = new_entry
     else:
@@ -165,8 +200,14 @@ def _merge(live: Any, applied: Any, schema: JSON) -> Any:
             for item in applied:
                 if not isinstance(item, dict):
                     continue
-                index = next((i for i, o in enumerate(out_list) if isinstance(o, dict)
-                              and all(o.get(k) == item.get(k) for k in keys)), None)
+                index = next(
+                    (
+                        i
+                        for i, o in enumerate(out_list)
+                        if isinstance(o, dict) and all(o.get(k) == item.get(k) for k in keys)
+                    ),
+                    None,
+                )
                 if index is None:
                     out_list.append(copy.deepcopy(item))
                 else:
@@ -197,8 +238,14 @@ def _step(node: Any, part: str) -> Any:
         return node.get(part[2:])
     if part.startswith("k:") and isinstance(node, list):
         ident = json.loads(part[2:])
-        return next((i for i in node if isinstance(i, dict)
-                     and all(i.get(k) == v for k, v in ident.items())), None)
+        return next(
+            (
+                i
+                for i in node
+                if isinstance(i, dict) and all(i.get(k) == v for k, v in ident.items())
+            ),
+            None,
+        )
     return None
 
 
@@ -208,15 +255,27 @@ def _value_at(obj: JSON, path: Path) -> Any:
         if part == ".":
             return node
         if part.startswith("v:"):
-            return json.loads(part[2:]) if isinstance(node, list) and json.loads(part[2:]) in node else _MISSING
+            return (
+                json.loads(part[2:])
+                if isinstance(node, list) and json.loads(part[2:]) in node
+                else _MISSING
+            )
         node = _step(node, part)
         if node is None:
             return _MISSING
     return node
 
 
-def apply(live: JSON, applied: JSON, manager: str, *, force: bool, kind: Kind, subresource: str,
-          now: float) -> JSON:
+def apply(
+    live: JSON,
+    applied: JSON,
+    manager: str,
+    *,
+    force: bool,
+    kind: Kind,
+    subresource: str,
+    now: float,
+) -> JSON:
     """The object after ``manager`` applies ``applied`` to ``live`` (raises on conflicts)."""
     schema = oas.root(kind.definition)
     applied_leaves = leaves(applied, schema)
@@ -231,13 +290,27 @@ def apply(live: JSON, applied: JSON, manager: str, *, force: bool, kind: Kind, s
             if path[-1] == ".":
                 continue
             if _value_at(live, path) != applied_leaves[path]:
-                conflicts.append((str(other.get("manager")), str(other.get("apiVersion")), _dotted(path)))
+                conflicts.append(
+                    (str(other.get("manager")), str(other.get("apiVersion")), _dotted(path))
+                )
     if conflicts and not force:
         raise _conflict_error(kind, live["metadata"]["name"], conflicts)
-    mine = next((m for m in managed if m.get("manager") == manager and m.get("operation") == "Apply"
-                 and m.get("subresource", "") == subresource), None)
+    mine = next(
+        (
+            m
+            for m in managed
+            if m.get("manager") == manager
+            and m.get("operation") == "Apply"
+            and m.get("subresource", "") == subresource
+        ),
+        None,
+    )
     previously = from_fields(mine["fieldsV1"]) if mine else set()
-    result = _merge(copy.deepcopy(live), {k: v for k, v in applied.items() if k not in ("kind", "apiVersion")}, schema)
+    result = _merge(
+        copy.deepcopy(live),
+        {k: v for k, v in applied.items() if k not in ("kind", "apiVersion")},
+        schema,
+    )
     others = set()
     for other in managed:
         if other is not mine:
@@ -249,10 +322,19 @@ def apply(live: JSON, applied: JSON, manager: str, *, force: bool, kind: Kind, s
         if other is not mine and force:
             other["fieldsV1"] = to_fields(from_fields(other.get("fieldsV1") or {}) - applied_paths)
     managed = [m for m in managed if m is not mine and m.get("fieldsV1")]
-    managed.append(entry(manager, "Apply", live.get("apiVersion") or kind.group_version,
-                         to_fields(applied_paths), now, subresource))
+    managed.append(
+        entry(
+            manager,
+            "Apply",
+            live.get("apiVersion") or kind.group_version,
+            to_fields(applied_paths),
+            now,
+            subresource,
+        )
+    )
     result["metadata"] = {**result["metadata"], "managedFields": managed}
-    return result
+    applied_object: JSON = result
+    return applied_object
 
 
 def _dotted(path: Path) -> str:
@@ -261,13 +343,19 @@ def _dotted(path: Path) -> str:
         if part.startswith("f:"):
             text += "." + part[2:]
         elif part.startswith("k:"):
-            text += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in json.loads(part[2:]).items()) + "]"
+            text += (
+                "["
+                + ",".join(f"{k}={json.dumps(v)}" for k, v in json.loads(part[2:]).items())
+                + "]"
+            )
         elif part.startswith("v:"):
             text += f"[{part[2:]}]"
     return text
 
 
-def _conflict_error(kind: Kind, name: str, conflicts: list[tuple[str, str, str]]) -> statuses.ApiError:
+def _conflict_error(
+    kind: Kind, name: str, conflicts: list[tuple[str, str, str]]
+) -> statuses.ApiError:
     count = len(conflicts)
     if count == 1:
         manager, version, path = conflicts[0]
@@ -288,8 +376,15 @@ def _conflict_error(kind: Kind, name: str, conflicts: list[tuple[str, str, str]]
         {"reason": "FieldManagerConflict", "message": f'conflict with "{m}" using {v}', "field": p}
         for m, v, p in conflicts
     ]
-    body = statuses.status(409, "Conflict", text, {
-        "name": name, **({"group": kind.group} if kind.group else {}), "kind": kind.resource,
-        "causes": causes,
-    })
+    body = statuses.status(
+        409,
+        "Conflict",
+        text,
+        {
+            "name": name,
+            **({"group": kind.group} if kind.group else {}),
+            "kind": kind.resource,
+            "causes": causes,
+        },
+    )
     return statuses.ApiError(body)

@@ -81,8 +81,15 @@ def _entries(kind: Kind) -> list[JSON]:
     for sub in kind.subresources:
         verbs = {"status": ["get", "patch", "update"], "finalize": ["update"], "log": ["get"]}[sub]
         sub_kind = kind.kind if sub != "log" else "Pod"
-        entries.append({"name": f"{kind.resource}/{sub}", "singularName": "", "namespaced":
-                        kind.namespaced, "kind": sub_kind, "verbs": verbs})
+        entries.append(
+            {
+                "name": f"{kind.resource}/{sub}",
+                "singularName": "",
+                "namespaced": kind.namespaced,
+                "kind": sub_kind,
+                "verbs": verbs,
+            }
+        )
     return entries
 
 
@@ -92,15 +99,26 @@ def resource_list(group: str, version_: str) -> JSON | None:
     for kind in kinds:
         resources += _entries(kind)
     for name, kind_name in _REVIEWS.get((group, version_), []):
-        resources.append({"name": name, "singularName": kind_name.lower(), "namespaced": False,
-                          "kind": kind_name, "verbs": ["create"]})
+        resources.append(
+            {
+                "name": name,
+                "singularName": kind_name.lower(),
+                "namespaced": False,
+                "kind": kind_name,
+                "verbs": ["create"],
+            }
+        )
     if not resources:
         return None
     gv = f"{group}/{version_}" if group else version_
     body: JSON = {"kind": "APIResourceList", "groupVersion": gv, "resources": resources}
     if group:
-        body = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                "resources": resources}
+        body = {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": resources,
+        }
     return body
 
 
@@ -134,27 +152,42 @@ def _aggregated_resources(group: str) -> list[JSON]:
             resource["categories"] = list(kind.categories)
         subs = []
         for sub in kind.subresources:
-            verbs = {"status": ["get", "patch", "update"], "finalize": ["update"], "log": ["get"]}[sub]
-            subs.append({"subresource": sub, "responseKind": {"group": group, "version": kind.version,
-                         "kind": kind.kind if sub != "log" else "Pod"}, "verbs": verbs})
+            verbs = {"status": ["get", "patch", "update"], "finalize": ["update"], "log": ["get"]}[
+                sub
+            ]
+            subs.append(
+                {
+                    "subresource": sub,
+                    "responseKind": {
+                        "group": group,
+                        "version": kind.version,
+                        "kind": kind.kind if sub != "log" else "Pod",
+                    },
+                    "verbs": verbs,
+                }
+            )
         if subs:
             resource["subresources"] = subs
         out.append(resource)
     for (review_group, _version), reviews in _REVIEWS.items():
         if review_group == group:
             for name, kind_name in reviews:
-                out.append({"resource": name, "responseKind": {"group": group, "version": "v1",
-                            "kind": kind_name}, "scope": "Cluster",
-                            "singularResource": kind_name.lower(), "verbs": ["create"]})
+                out.append(
+                    {
+                        "resource": name,
+                        "responseKind": {"group": group, "version": "v1", "kind": kind_name},
+                        "scope": "Cluster",
+                        "singularResource": kind_name.lower(),
+                        "verbs": ["create"],
+                    }
+                )
     return out
 
 
 def aggregated_version(accept: str) -> str:
     """The apidiscovery version the first aggregated alternative of ``Accept`` asks for."""
     for alternative in accept.split(","):
-        params = dict(
-            p.strip().split("=", 1) for p in alternative.split(";")[1:] if "=" in p
-        )
+        params = dict(p.strip().split("=", 1) for p in alternative.split(";")[1:] if "=" in p)
         if params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList":
             if params.get("v") in ("v2", "v2beta1"):
                 return params["v"]
@@ -168,10 +201,21 @@ def aggregated(legacy: bool, version: str = "v2") -> JSON:
     groups = [""] if legacy else list(GROUPS)
     items = []
     for group in groups:
-        items.append({
-            "metadata": {"name": group, "creationTimestamp": None},
-            "versions": [{"version": "v1", "resources": _aggregated_resources(group),
-                          "freshness": "Current"}],
-        })
-    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}",
-            "metadata": {}, "items": items}
+        items.append(
+            {
+                "metadata": {"name": group, "creationTimestamp": None},
+                "versions": [
+                    {
+                        "version": "v1",
+                        "resources": _aggregated_resources(group),
+                        "freshness": "Current",
+                    }
+                ],
+            }
+        )
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": f"apidiscovery.k8s.io/{version}",
+        "metadata": {},
+        "items": items,
+    }

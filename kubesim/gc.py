@@ -19,6 +19,7 @@ content is gone and ``namespace_termination`` seconds passed; custom
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kubesim.config import SimConfig
@@ -58,8 +59,15 @@ DELETION_CONDITIONS = (
 
 def mark_deleting(meta: JSON, now: float, finalizer: str = "") -> JSON:
     """Metadata with ``deletionTimestamp`` set where ObjectMeta puts it (and a finalizer)."""
-    before = ("name", "generateName", "namespace", "uid", "resourceVersion", "generation",
-              "creationTimestamp")
+    before = (
+        "name",
+        "generateName",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+    )
     out = {k: meta[k] for k in before if k in meta}
     out["deletionTimestamp"] = meta.get("deletionTimestamp") or rfc3339(now)
     out["deletionGracePeriodSeconds"] = meta.get("deletionGracePeriodSeconds", 0)
@@ -78,11 +86,15 @@ def delete_now_or_finalize(
     if not meta.get("finalizers") and not finalizer:
         change = store.commit(resource, None, key=key_of(obj))
         return change.obj, True
-    if meta.get("deletionTimestamp") and (not finalizer or finalizer in (meta.get("finalizers") or [])):
+    if meta.get("deletionTimestamp") and (
+        not finalizer or finalizer in (meta.get("finalizers") or [])
+    ):
         return obj, False
     new_meta = mark_deleting(meta, now, finalizer)
     if meta.get("deletionTimestamp") is None:
-        new_meta["generation"] = int(meta.get("generation") or 0) + 1 if "generation" in meta else None
+        new_meta["generation"] = (
+            int(meta.get("generation") or 0) + 1 if "generation" in meta else None
+        )
         if new_meta["generation"] is None:
             del new_meta["generation"]
     stored = store.commit(resource, {**obj, "metadata": new_meta}).obj
@@ -106,7 +118,7 @@ class GarbageCollector:
         store.listeners.append(self._observe)
 
     def _observe(self, change: Change) -> None:
-        if change.resource == "namespaces" or change.resource == "events":
+        if change.resource in {"namespaces", "events"}:
             return
         meta = change.obj["metadata"]
         if change.type == "DELETED":
@@ -118,7 +130,9 @@ class GarbageCollector:
             return
         if meta.get("deletionTimestamp"):
             key = (change.resource, *key_of(change.obj))
-            self.timers.soon(("gc", key), lambda now: self._process(change.resource, key_of(change.obj), now))
+            self.timers.soon(
+                ("gc", key), lambda now: self._process(change.resource, key_of(change.obj), now)
+            )
 
     def _dependents(self, uid: str) -> list[JSON]:
         found = []
@@ -140,7 +154,10 @@ class GarbageCollector:
             if ref.get("kind") == "Job":
                 namespace = pod["metadata"].get("namespace", "")
                 key = (namespace, ref.get("name", ""))
-                self.timers.soon(("gc", ("jobs", *key)), lambda now, k=key: self._process("jobs", k, now))
+                self.timers.soon(("gc", ("jobs", *key)), self._processor("jobs", key))
+
+    def _processor(self, resource: str, key: Key) -> Callable[[float], None]:
+        return lambda now: self._process(resource, key, now)
 
     def _process(self, resource: str, key: Key, now: float) -> None:
         from kubesim.jobcontroller import delete_pod  # noqa: PLC0415 - avoids an import cycle
@@ -160,7 +177,11 @@ class GarbageCollector:
             finalizers.remove(FOREGROUND)
         if ORPHAN in finalizers:
             for pod in self._dependents(meta["uid"]):
-                refs = [r for r in pod["metadata"].get("ownerReferences") or () if r.get("uid") != meta["uid"]]
+                refs = [
+                    r
+                    for r in pod["metadata"].get("ownerReferences") or ()
+                    if r.get("uid") != meta["uid"]
+                ]
                 new_meta = {k: v for k, v in pod["metadata"].items() if k != "ownerReferences"}
                 if refs:
                     new_meta["ownerReferences"] = refs
@@ -209,10 +230,18 @@ class NamespaceController:
         if "conditions" not in (ns.get("status") or {}):
             when = ns["metadata"]["deletionTimestamp"]
             conditions = [
-                {"type": t, "status": "False", "lastTransitionTime": when, "reason": r, "message": m}
+                {
+                    "type": t,
+                    "status": "False",
+                    "lastTransitionTime": when,
+                    "reason": r,
+                    "message": m,
+                }
                 for t, r, m in DELETION_CONDITIONS
             ]
-            ns = self.store.commit("namespaces", {**ns, "status": {**ns["status"], "conditions": conditions}}).obj
+            ns = self.store.commit(
+                "namespaces", {**ns, "status": {**ns["status"], "conditions": conditions}}
+            ).obj
         for job in list(self.store.items("jobs", name)):
             if not job["metadata"].get("deletionTimestamp"):
                 delete_now_or_finalize(self.store, "jobs", job, now, propagation="Background")

@@ -75,8 +75,12 @@ class JobRun:
 
     @classmethod
     def from_dict(cls, data: JSON) -> JobRun:
-        return cls(set(data.get("counted") or ()), int(data["succeeded"]), int(data["failed"]),
-                   float(data.get("started") or 0))
+        return cls(
+            set(data.get("counted") or ()),
+            int(data["succeeded"]),
+            int(data["failed"]),
+            float(data.get("started") or 0),
+        )
 
 
 def _owner_uid(obj: JSON) -> str:
@@ -113,7 +117,11 @@ class JobController:
     """Keeps every Job's Pods and status in line with its spec."""
 
     def __init__(
-        self, store: Store, config: SimConfig, timers: Timers, recorder: Recorder,
+        self,
+        store: Store,
+        config: SimConfig,
+        timers: Timers,
+        recorder: Recorder,
         kubelet: Kubelet,
     ) -> None:
         self.store, self.config, self.timers = store, config, timers
@@ -160,7 +168,7 @@ class JobController:
 
     # --- sync -------------------------------------------------------------------------
 
-    def sync(self, key: Key, now: float) -> None:
+    def sync(self, key: Key, now: float) -> None:  # noqa: PLR0912, PLR0915 - one pass of a controller or handler
         job = self.store.get("jobs", *key)
         if job is None:
             return
@@ -205,12 +213,14 @@ class JobController:
             if not _has(job, "Suspended"):
                 conditions = [c for c in conditions if c.get("type") != "Suspended"]
                 conditions.append(_condition("Suspended", "JobSuspended", "Job suspended", now))
-                self.recorder.emit(job, NORMAL, "Suspended", "Job suspended",
-                                   component=COMPONENT, now=now)
+                self.recorder.emit(
+                    job, NORMAL, "Suspended", "Job suspended", component=COMPONENT, now=now
+                )
         elif _has(job, "Suspended"):
             conditions = [c for c in conditions if c.get("type") != "Suspended"]
-            conditions.append({**_condition("Suspended", "JobResumed", "Job resumed", now),
-                               "status": "False"})
+            conditions.append(
+                {**_condition("Suspended", "JobResumed", "Job resumed", now), "status": "False"}
+            )
             self.recorder.emit(job, NORMAL, "Resumed", "Job resumed", component=COMPONENT, now=now)
             run.started = now
         if not suspended and not status.get("startTime"):
@@ -222,14 +232,18 @@ class JobController:
             if now >= started + float(deadline):
                 failure = ("DeadlineExceeded", _MESSAGES["DeadlineExceeded"])
             else:
-                self.timers.at(started + float(deadline), ("job", uid),
-                               lambda at: self.sync(key, at))
+                self.timers.at(
+                    started + float(deadline), ("job", uid), lambda at: self.sync(key, at)
+                )
         backoff = int(spec.get("backoffLimit") if spec.get("backoffLimit") is not None else 6)
-        if failure is None and (run.failed > backoff or _past_backoff_on_failure(spec, active, backoff)):
+        if failure is None and (
+            run.failed > backoff or _past_backoff_on_failure(spec, active, backoff)
+        ):
             failure = ("BackoffLimitExceeded", _MESSAGES["BackoffLimitExceeded"])
         completions = spec.get("completions")
         succeeded_enough = (
-            run.succeeded >= int(completions) if completions is not None
+            run.succeeded >= int(completions)
+            if completions is not None
             else run.succeeded > 0 and not active
         )
         if failure is not None or _has(job, "FailureTarget"):
@@ -247,18 +261,28 @@ class JobController:
                 conditions.append(_condition("Failed", target["reason"], target["message"], now))
         elif succeeded_enough:
             if not _has(job, "SuccessCriteriaMet"):
-                conditions.append(_condition("SuccessCriteriaMet", "CompletionsReached",
-                                             _MESSAGES["CompletionsReached"], now))
+                conditions.append(
+                    _condition(
+                        "SuccessCriteriaMet",
+                        "CompletionsReached",
+                        _MESSAGES["CompletionsReached"],
+                        now,
+                    )
+                )
             for pod in active:
                 self._delete_pod(job, pod, now)
             terminating = terminating + active
             active = []
             if not terminating:
-                conditions.append(_condition("Complete", "CompletionsReached",
-                                             _MESSAGES["CompletionsReached"], now))
+                conditions.append(
+                    _condition(
+                        "Complete", "CompletionsReached", _MESSAGES["CompletionsReached"], now
+                    )
+                )
                 status["completionTime"] = rfc3339(now)
-                self.recorder.emit(job, NORMAL, "Completed", "Job completed",
-                                   component=COMPONENT, now=now)
+                self.recorder.emit(
+                    job, NORMAL, "Completed", "Job completed", component=COMPONENT, now=now
+                )
         elif not suspended:
             active = active + self._create_pods(job, run, active, terminating, now)
         status["conditions"] = conditions
@@ -325,10 +349,21 @@ class JobController:
             annotations[INDEX] = str(index)
             pod_spec["hostname"] = f"{meta['name']}-{index}"
             pod_spec["containers"] = [
-                {**c, "env": [*(c.get("env") or []), {"name": "JOB_COMPLETION_INDEX",
-                                                       "valueFrom": {"fieldRef": {
-                                                           "apiVersion": "v1",
-                                                           "fieldPath": f"metadata.annotations['{INDEX}']"}}}]}
+                {
+                    **c,
+                    "env": [
+                        *(c.get("env") or []),
+                        {
+                            "name": "JOB_COMPLETION_INDEX",
+                            "valueFrom": {
+                                "fieldRef": {
+                                    "apiVersion": "v1",
+                                    "fieldPath": f"metadata.annotations['{INDEX}']",
+                                }
+                            },
+                        },
+                    ],
+                }
                 for c in pod_spec.get("containers") or []
             ]
         pod_meta: JSON = {
@@ -366,8 +401,9 @@ class JobController:
         )
         plan = podplan.plan_for_job_pod(job, self.config, failed_so_far)
         stored = self.store.commit("pods", pod).obj
-        self.recorder.emit(job, NORMAL, "SuccessfulCreate", f"Created pod: {name}",
-                           component=COMPONENT, now=now)
+        self.recorder.emit(
+            job, NORMAL, "SuccessfulCreate", f"Created pod: {name}", component=COMPONENT, now=now
+        )
         self.kubelet.admit(stored, plan, now)
         return stored
 
@@ -375,8 +411,14 @@ class JobController:
         if pod["metadata"].get("deletionTimestamp"):
             return
         delete_pod(self.store, self.kubelet, pod, now, grace=None)
-        self.recorder.emit(job, NORMAL, "SuccessfulDelete",
-                           f"Deleted pod: {pod['metadata']['name']}", component=COMPONENT, now=now)
+        self.recorder.emit(
+            job,
+            NORMAL,
+            "SuccessfulDelete",
+            f"Deleted pod: {pod['metadata']['name']}",
+            component=COMPONENT,
+            now=now,
+        )
 
     # --- ttl ------------------------------------------------------------------------------
 
@@ -387,7 +429,9 @@ class JobController:
         finished_at = _finish_time(job)
         key = key_of(job)
         uid = job["metadata"]["uid"]
-        self.timers.at(finished_at + float(ttl), ("job-ttl", uid), lambda now: self._expire(key, uid, now))
+        self.timers.at(
+            finished_at + float(ttl), ("job-ttl", uid), lambda now: self._expire(key, uid, now)
+        )
 
     def _expire(self, key: Key, uid: str, now: float) -> None:
         job = self.store.get("jobs", *key)
@@ -410,16 +454,26 @@ def default_pod_spec(spec: JSON) -> JSON:
     out.setdefault(
         "tolerations",
         [
-            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
-             "tolerationSeconds": 300},
-            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-             "tolerationSeconds": 300},
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            },
         ],
     )
     return out
 
 
-def delete_pod(store: Store, kubelet: Kubelet, pod: JSON, now: float, grace: int | None) -> JSON | None:
+def delete_pod(
+    store: Store, kubelet: Kubelet, pod: JSON, now: float, grace: int | None
+) -> JSON | None:
     """Delete a Pod as its REST storage does: at once if it never ran, else gracefully.
 
     Returns the Pod marked for deletion, or None when it is gone already.
@@ -429,7 +483,9 @@ def delete_pod(store: Store, kubelet: Kubelet, pod: JSON, now: float, grace: int
         grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds") or 30)
     phase = (pod.get("status") or {}).get("phase")
     scheduled = bool((pod.get("spec") or {}).get("nodeName"))
-    if (grace == 0 or not scheduled or phase in ("Succeeded", "Failed")) and not meta.get("finalizers"):
+    if (grace == 0 or not scheduled or phase in ("Succeeded", "Failed")) and not meta.get(
+        "finalizers"
+    ):
         kubelet.forget(meta["uid"])
         store.commit("pods", None, key=key_of(pod))
         return None
@@ -445,7 +501,9 @@ def delete_pod(store: Store, kubelet: Kubelet, pod: JSON, now: float, grace: int
 
 def _spec_changed(change: Change) -> bool:
     prev = change.prev or {}
-    return prev.get("spec") is not change.obj.get("spec") and prev.get("spec") != change.obj.get("spec")
+    return prev.get("spec") is not change.obj.get("spec") and prev.get("spec") != change.obj.get(
+        "spec"
+    )
 
 
 def _phase(pod: JSON) -> str:
@@ -453,11 +511,15 @@ def _phase(pod: JSON) -> str:
 
 
 def _is_active(pod: JSON) -> bool:
-    return _phase(pod) not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp")
+    return _phase(pod) not in ("Succeeded", "Failed") and not pod["metadata"].get(
+        "deletionTimestamp"
+    )
 
 
 def _is_terminating(pod: JSON) -> bool:
-    return _phase(pod) not in ("Succeeded", "Failed") and bool(pod["metadata"].get("deletionTimestamp"))
+    return _phase(pod) not in ("Succeeded", "Failed") and bool(
+        pod["metadata"].get("deletionTimestamp")
+    )
 
 
 def _is_ready(pod: JSON) -> bool:
@@ -529,7 +591,9 @@ def _failure_policy(spec: JSON, pod: JSON) -> tuple[str, str]:
                 code = terminated.get("exitCode")
                 if code in (None, 0):
                     continue
-                if on_codes.get("containerName") and on_codes["containerName"] != status.get("name"):
+                if on_codes.get("containerName") and on_codes["containerName"] != status.get(
+                    "name"
+                ):
                     continue
                 values = set(on_codes.get("values") or [])
                 hit = code in values if on_codes.get("operator") == "In" else code not in values

@@ -95,8 +95,13 @@ def validate_update(old: JSON, new: JSON) -> list[FieldError]:
     """``ValidateJobUpdate``'s immutable fields, then the create-time rules."""
     errors: list[FieldError] = []
     old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
-    for key in ("selector", "completionMode", "podFailurePolicy", "backoffLimitPerIndex",
-                "manualSelector"):
+    for key in (
+        "selector",
+        "completionMode",
+        "podFailurePolicy",
+        "backoffLimitPerIndex",
+        "manualSelector",
+    ):
         if old_spec.get(key) != new_spec.get(key):
             errors.append(FieldError(INVALID, f"spec.{key}", new_spec.get(key), IMMUTABLE))
     if old_spec.get("completions") != new_spec.get("completions"):
@@ -104,7 +109,9 @@ def validate_update(old: JSON, new: JSON) -> list[FieldError]:
             new_spec.get("completions") == new_spec.get("parallelism")
         )
         if not elastic:
-            errors.append(FieldError(INVALID, "spec.completions", new_spec.get("completions"), IMMUTABLE))
+            errors.append(
+                FieldError(INVALID, "spec.completions", new_spec.get("completions"), IMMUTABLE)
+            )
     if old_spec.get("template") != new_spec.get("template") and not (
         old_spec.get("suspend") and not (old.get("status") or {}).get("startTime")
     ):

@@ -57,8 +57,14 @@ def build(env: dict[str, str], python: str = sys.executable) -> dict[str, Any]:
                     "exec": {
                         "apiVersion": EXEC_API,
                         "command": python,
-                        "args": ["-m", "kubesim.credential", "--cluster-name", cluster,
-                                 "--region", region],
+                        "args": [
+                            "-m",
+                            "kubesim.credential",
+                            "--cluster-name",
+                            cluster,
+                            "--region",
+                            region,
+                        ],
                         "env": user_env,
                         "interactiveMode": "Never",
                         "provideClusterInfo": False,
@@ -82,8 +88,11 @@ def write(path: Path, config: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubesim kubeconfig", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kubesim kubeconfig",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--env-file", type=Path, required=True, help="kubesim's env file")
     parser.add_argument("--out", type=Path, required=True, help="kubeconfig to write")
     args = parser.parse_args(argv)

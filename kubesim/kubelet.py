@@ -113,11 +113,23 @@ class Kubelet:
             return
         if run is not None:
             run.deleting = now
-        if run is not None and run.stage in ("running", "crashloop", "creating", "pullerr", "pullbackoff", "configerr"):
+        if run is not None and run.stage in (
+            "running",
+            "crashloop",
+            "creating",
+            "pullerr",
+            "pullbackoff",
+            "configerr",
+        ):
             for name in ps.container_names(pod):
                 self.recorder.emit(
-                    pod, NORMAL, "Killing", f"Stopping container {name}",
-                    component="kubelet", host=self.node, field_path=f"spec.containers{{{name}}}",
+                    pod,
+                    NORMAL,
+                    "Killing",
+                    f"Stopping container {name}",
+                    component="kubelet",
+                    host=self.node,
+                    field_path=f"spec.containers{{{name}}}",
                     now=now,
                 )
         self.timers.at(
@@ -197,11 +209,18 @@ class Kubelet:
             new["spec"] = spec
         return self.store.commit("pods", new).obj
 
-    def _container_event(self, pod: JSON, name: str, kind: str, reason: str, message: str,
-                         when: float) -> None:
+    def _container_event(  # noqa: PLR0917 - keyword use at every call site
+        self, pod: JSON, name: str, kind: str, reason: str, message: str, when: float
+    ) -> None:
         self.recorder.emit(
-            pod, kind, reason, message, component="kubelet", host=self.node,
-            field_path=f"spec.containers{{{name}}}", now=when,
+            pod,
+            kind,
+            reason,
+            message,
+            component="kubelet",
+            host=self.node,
+            field_path=f"spec.containers{{{name}}}",
+            now=when,
         )
 
     def _schedule(self, pod: JSON, run: PodRun, when: float) -> None:
@@ -209,22 +228,38 @@ class Kubelet:
             run.stage, run.at = "unschedulable", when
             self._write(pod, ps.unschedulable(pod, when))
             self.recorder.emit_v1(
-                pod, WARNING, "FailedScheduling", "Scheduling", ps.UNSCHEDULABLE_MESSAGE,
-                controller="default-scheduler", instance=f"default-scheduler-{self.node}",
+                pod,
+                WARNING,
+                "FailedScheduling",
+                "Scheduling",
+                ps.UNSCHEDULABLE_MESSAGE,
+                controller="default-scheduler",
+                instance=f"default-scheduler-{self.node}",
                 now=when,
             )
             return
         spec = {**pod["spec"], "nodeName": self.node}
         meta = pod["metadata"]
         self.recorder.emit_v1(
-            pod, NORMAL, "Scheduled", "Binding",
+            pod,
+            NORMAL,
+            "Scheduled",
+            "Binding",
             f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {self.node}",
-            controller="default-scheduler", instance=f"default-scheduler-{self.node}", now=when,
+            controller="default-scheduler",
+            instance=f"default-scheduler-{self.node}",
+            now=when,
         )
         containers = [ps.waiting(pod, n, "ContainerCreating") for n in ps.container_names(pod)]
         status = ps.node_status(
-            pod, phase="Pending", containers=containers, scheduled=when, sandbox_ready=None,
-            ready_since=None, host_ip=HOST_IP, pod_ip="",
+            pod,
+            phase="Pending",
+            containers=containers,
+            scheduled=when,
+            sandbox_ready=None,
+            ready_since=None,
+            host_ip=HOST_IP,
+            pod_ip="",
         )
         run.stage, run.at = "creating", when
         self._write(pod, status, spec)
@@ -237,13 +272,20 @@ class Kubelet:
         policy = container.get("imagePullPolicy") or "IfNotPresent"
         if policy == "IfNotPresent" and image in self.pulled:
             self._container_event(
-                pod, name, NORMAL, "Pulled",
-                f'Container image "{image}" already present on machine', when,
+                pod,
+                name,
+                NORMAL,
+                "Pulled",
+                f'Container image "{image}" already present on machine',
+                when,
             )
             return
         self._container_event(pod, name, NORMAL, "Pulling", f'Pulling image "{image}"', when)
         self._container_event(
-            pod, name, NORMAL, "Pulled",
+            pod,
+            name,
+            NORMAL,
+            "Pulled",
             f'Successfully pulled image "{image}" in {PULL_SECONDS}s ({PULL_SECONDS}s including '
             "waiting). Image size: 2160406 bytes.",
             when,
@@ -259,7 +301,9 @@ class Kubelet:
             for container in containers:
                 name, image = container.get("name", ""), str(container.get("image") or "")
                 message = _pull_error(image)
-                self._container_event(pod, name, NORMAL, "Pulling", f'Pulling image "{image}"', when)
+                self._container_event(
+                    pod, name, NORMAL, "Pulling", f'Pulling image "{image}"', when
+                )
                 self._container_event(
                     pod, name, WARNING, "Failed", f'Failed to pull image "{image}": {message}', when
                 )
@@ -290,11 +334,25 @@ class Kubelet:
         run.stage, run.at, run.started = "running", when, when
         self._write(pod, self._status(pod, "Running", statuses, scheduled, when, when))
 
-    def _status(self, pod: JSON, phase: str, containers: list[JSON], scheduled: float,
-                sandbox: float | None, ready: float | None, finished: float | None = None) -> JSON:
+    def _status(  # noqa: PLR0917 - keyword use at every call site
+        self,
+        pod: JSON,
+        phase: str,
+        containers: list[JSON],
+        scheduled: float,
+        sandbox: float | None,
+        ready: float | None,
+        finished: float | None = None,
+    ) -> JSON:
         return ps.node_status(
-            pod, phase=phase, containers=containers, scheduled=scheduled, sandbox_ready=sandbox,
-            ready_since=ready, host_ip=HOST_IP, pod_ip=self._pod_ip(pod) if sandbox else "",
+            pod,
+            phase=phase,
+            containers=containers,
+            scheduled=scheduled,
+            sandbox_ready=sandbox,
+            ready_since=ready,
+            host_ip=HOST_IP,
+            pod_ip=self._pod_ip(pod) if sandbox else "",
             finished=finished,
         )
 
@@ -302,9 +360,13 @@ class Kubelet:
         statuses = []
         for container in (pod.get("spec") or {}).get("containers") or []:
             name, image = container.get("name", ""), str(container.get("image") or "")
-            self._container_event(pod, name, NORMAL, "BackOff", f'Back-off pulling image "{image}"', when)
+            self._container_event(
+                pod, name, NORMAL, "BackOff", f'Back-off pulling image "{image}"', when
+            )
             self._container_event(pod, name, WARNING, "Failed", "Error: ImagePullBackOff", when)
-            statuses.append(ps.waiting(pod, name, "ImagePullBackOff", f'Back-off pulling image "{image}"'))
+            statuses.append(
+                ps.waiting(pod, name, "ImagePullBackOff", f'Back-off pulling image "{image}"')
+            )
         run.stage, run.at = "pullbackoff", when
         self._write(pod, self._status(pod, "Pending", statuses, run.created, run.created, None))
 
@@ -315,8 +377,14 @@ class Kubelet:
         oom = plan.behaviour == "oom"
         if plan.fails and policy == "OnFailure":
             last = ps.terminated_state(
-                pod, names[0], plan.exit_code, ps.termination_reason(plan.exit_code, oom),
-                run.started, when, run.restarts, plan.message,
+                pod,
+                names[0],
+                plan.exit_code,
+                ps.termination_reason(plan.exit_code, oom),
+                run.started,
+                when,
+                run.restarts,
+                plan.message,
             )
             run.restarts += 1
             run.last = last
@@ -327,11 +395,15 @@ class Kubelet:
             )
             statuses = [
                 ps.waiting(pod, n, "CrashLoopBackOff", back_off, restarts=run.restarts, last=last)
-                if i == 0 else ps.running(pod, n, run.started)
+                if i == 0
+                else ps.running(pod, n, run.started)
                 for i, n in enumerate(names)
             ]
             self._container_event(
-                pod, names[0], WARNING, "BackOff",
+                pod,
+                names[0],
+                WARNING,
+                "BackOff",
                 f"Back-off restarting failed container {names[0]} in pod "
                 f"{meta['name']}_{meta.get('namespace')}({meta['uid']})",
                 when,
@@ -345,23 +417,40 @@ class Kubelet:
             code = plan.exit_code if index == 0 and plan.fails else 0
             failed = failed or code != 0
             state = ps.terminated_state(
-                pod, name, code, ps.termination_reason(code, oom and index == 0),
-                run.started, when, run.restarts, plan.message if code else "",
+                pod,
+                name,
+                code,
+                ps.termination_reason(code, oom and index == 0),
+                run.started,
+                when,
+                run.restarts,
+                plan.message if code else "",
             )
             statuses.append(ps.terminated(pod, name, state, restarts=run.restarts, last=run.last))
         phase = "Failed" if failed else "Succeeded"
         run.stage, run.at = "done", when
-        self._write(pod, self._status(pod, phase, statuses, run.created, run.created, run.started, when))
+        self._write(
+            pod, self._status(pod, phase, statuses, run.created, run.created, run.started, when)
+        )
 
     def _restart(self, pod: JSON, run: PodRun, when: float) -> None:
         names = ps.container_names(pod)
         created = "Created container: " if self.new_created_message else "Created container "
-        self._container_event(pod, names[0], NORMAL, "Pulled",
-                              f'Container image "{_image(pod, names[0])}" already present on machine', when)
+        self._container_event(
+            pod,
+            names[0],
+            NORMAL,
+            "Pulled",
+            f'Container image "{_image(pod, names[0])}" already present on machine',
+            when,
+        )
         self._container_event(pod, names[0], NORMAL, "Created", created + names[0], when)
-        self._container_event(pod, names[0], NORMAL, "Started", f"Started container {names[0]}", when)
+        self._container_event(
+            pod, names[0], NORMAL, "Started", f"Started container {names[0]}", when
+        )
         statuses = [
-            ps.running(pod, n, when, restarts=run.restarts, last=run.last) if i == 0
+            ps.running(pod, n, when, restarts=run.restarts, last=run.last)
+            if i == 0
             else ps.running(pod, n, run.started)
             for i, n in enumerate(names)
         ]
@@ -376,15 +465,19 @@ class Kubelet:
         if run is not None and run.stage in ("running", "crashloop"):
             statuses = []
             for name in ps.container_names(pod):
-                state = ps.terminated_state(pod, name, 137, "Error", run.started, when, run.restarts)
-                statuses.append(ps.terminated(pod, name, state, restarts=run.restarts, last=run.last))
+                state = ps.terminated_state(
+                    pod, name, 137, "Error", run.started, when, run.restarts
+                )
+                statuses.append(
+                    ps.terminated(pod, name, state, restarts=run.restarts, last=run.last)
+                )
             pod = self._write(
-                pod, self._status(pod, "Failed", statuses, run.created, run.created, run.started, when)
+                pod,
+                self._status(pod, "Failed", statuses, run.created, run.created, run.started, when),
             )
         if pod["metadata"].get("finalizers"):
             return
         self.store.commit("pods", None, key=key)
-
 
 
 def _image(pod: JSON, name: str) -> str:

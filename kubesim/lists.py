@@ -68,7 +68,7 @@ def decode_continue(token: str, namespaced: bool) -> tuple[int, Key]:
     start = start.rstrip("\x00")
     namespace, _, name = start.rpartition("/") if namespaced else ("", "", start)
     try:
-        rv = int(data.get("rv"))
+        rv = int(data.get("rv") or 0)
     except (TypeError, ValueError):
         raise statuses.bad_request(
             "invalid continue token: continue key is not valid: incorrect encoded start "
@@ -80,7 +80,9 @@ def decode_continue(token: str, namespaced: bool) -> tuple[int, Key]:
 def item_view(kind: Kind) -> Callable[[JSON], JSON]:
     """How an object of ``kind`` appears in a list (no kind/apiVersion per item)."""
     if kind.group == "events.k8s.io":
-        return lambda obj: {k: v for k, v in to_events_v1(obj).items() if k not in ("kind", "apiVersion")}
+        return lambda obj: {
+            k: v for k, v in to_events_v1(obj).items() if k not in ("kind", "apiVersion")
+        }
     return lambda obj: {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
 
 
@@ -105,7 +107,7 @@ def _snapshot_rv(store: Store, opts: ListOptions, continue_rv: int | None) -> in
     return store.rv
 
 
-def list_objects(store: Store, kind: Kind, call: Call) -> Reply:
+def list_objects(store: Store, kind: Kind, call: Call) -> Reply:  # noqa: PLR0912, PLR0915 - one pass of a controller or handler
     opts = list_options(call.query, watch=False)
     by_label = label_predicate(call.query.get("labelSelector"))
     by_field = field_predicate(call.query.get("fieldSelector"), kind.table)
@@ -165,5 +167,10 @@ def list_objects(store: Store, kind: Kind, call: Call) -> Reply:
             else:
                 remaining = total - index
             meta["remainingItemCount"] = remaining
-    body = {"kind": kind.list_kind, "apiVersion": kind.group_version, "metadata": meta, "items": items}
+    body = {
+        "kind": kind.list_kind,
+        "apiVersion": kind.group_version,
+        "metadata": meta,
+        "items": items,
+    }
     return Reply(200, body, kind=kind)

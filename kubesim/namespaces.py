@@ -26,8 +26,9 @@ TERMINATING_WHY = (
 )
 
 
-def new_namespace(store: Store, name: str, now: float, meta: JSON | None = None,
-                  spec: JSON | None = None) -> JSON:
+def new_namespace(
+    store: Store, name: str, now: float, meta: JSON | None = None, spec: JSON | None = None
+) -> JSON:
     meta = meta or {}
     labels = dict(meta.get("labels") or {})
     labels[NAME_LABEL] = name
@@ -73,8 +74,11 @@ def create(store: Store, call: Call) -> Reply:
         raise statuses.already_exists(RESOURCE, "", name, being_deleted=being_deleted)
     obj = new_namespace(store, name, call.now, meta, body.get("spec"))
     if generate_name:
-        obj["metadata"] = {"name": name, "generateName": generate_name,
-                           **{k: v for k, v in obj["metadata"].items() if k != "name"}}
+        obj["metadata"] = {
+            "name": name,
+            "generateName": generate_name,
+            **{k: v for k, v in obj["metadata"].items() if k != "name"},
+        }
     if call.dry_run:
         return Reply(201, obj)
     return Reply(201, store.commit(RESOURCE, obj).obj)
@@ -88,8 +92,11 @@ def delete(store: Store, call: Call, obj: JSON, dry_run: bool) -> Reply:
         raise statuses.conflict(RESOURCE, "", name, TERMINATING_WHY)
     terminating = {
         **obj,
-        "metadata": {k: v for k, v in mark_deleting(obj["metadata"], call.now).items()
-                     if k != "deletionGracePeriodSeconds"},
+        "metadata": {
+            k: v
+            for k, v in mark_deleting(obj["metadata"], call.now).items()
+            if k != "deletionGracePeriodSeconds"
+        },
         "status": {**obj.get("status", {}), "phase": "Terminating"},
     }
     if dry_run:

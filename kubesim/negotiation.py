@@ -77,7 +77,7 @@ def not_acceptable(accepted: tuple[str, ...] = OUTPUT_TYPES) -> statuses.ApiErro
 def decode_body(raw: bytes, content_type: str | None, *, kind: str = "") -> Any:
     """The request body as JSON-like data, by its ``Content-Type``."""
     mtype, _ = media_type(content_type)
-    if not mtype or mtype == "application/json" or mtype == "*/*":
+    if not mtype or mtype in {"application/json", "*/*"}:
         return _json(raw)
     if mtype in ("application/yaml", "application/apply-patch+yaml"):
         return _yaml(raw)
@@ -88,8 +88,11 @@ def decode_body(raw: bytes, content_type: str | None, *, kind: str = "") -> Any:
             return protobuf.decode(raw)
         except protobuf.ProtobufError as exc:
             raise statuses.bad_request(str(exc)) from exc
-    if mtype in ("application/merge-patch+json", "application/strategic-merge-patch+json",
-                 "application/json-patch+json"):
+    if mtype in (
+        "application/merge-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/json-patch+json",
+    ):
         return _json(raw)
     del kind
     raise unsupported_media_type()
@@ -100,7 +103,9 @@ def _json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         message = _json_error(raw, exc)
-        raise statuses.bad_request(f"couldn't get version/kind; json parse error: {message}") from exc
+        raise statuses.bad_request(
+            f"couldn't get version/kind; json parse error: {message}"
+        ) from exc
 
 
 def _json_error(raw: bytes, exc: Exception) -> str:
@@ -127,9 +132,7 @@ def _yaml(raw: bytes) -> Any:
         if mark is not None:
             line = f"line {mark.line + 1}: "
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise statuses.bad_request(
-            f"error converting YAML to JSON: yaml: {line}{problem}"
-        ) from exc
+        raise statuses.bad_request(f"error converting YAML to JSON: yaml: {line}{problem}") from exc
 
 
 def choose_output(accept: str | None, query_pretty: str | None = None) -> Output:
@@ -154,7 +157,9 @@ def choose_output(accept: str | None, query_pretty: str | None = None) -> Output
 
 def encode(body: Any, output: Output) -> tuple[bytes, str]:
     if output.encoding == "yaml":
-        return yaml.safe_dump(body, sort_keys=False, allow_unicode=True).encode(), "application/yaml"
+        return yaml.safe_dump(
+            body, sort_keys=False, allow_unicode=True
+        ).encode(), "application/yaml"
     if output.pretty:
         return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n", "application/json"
     return orjson.dumps(body), "application/json"

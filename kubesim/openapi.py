@@ -38,7 +38,10 @@ _REVIEW_GV = {
     "io.k8s.api.authentication.v1.SelfSubjectReview": ("authentication.k8s.io", "v1"),
 }
 _SPECIAL = {
-    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {"type": "string", "format": "int-or-string"},
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
+        "type": "string",
+        "format": "int-or-string",
+    },
     "io.k8s.apimachinery.pkg.api.resource.Quantity": {"type": "string"},
 }
 
@@ -58,7 +61,11 @@ def _convert(node: Any, ref_prefix: str, v3: bool) -> Any:
                 out[key] = kinds[0]
         elif key == "oneOf":
             out["type"] = "string"
-        elif key in ("enum",) and node.get("type") in (["string", "null"], "string") and len(value) == 1:
+        elif (
+            key in ("enum",)
+            and node.get("type") in (["string", "null"], "string")
+            and len(value) == 1
+        ):
             continue
         elif key in ("properties", "definitions", "patternProperties"):
             out[key] = {k: _convert(v, ref_prefix, v3) for k, v in value.items()}
@@ -125,42 +132,84 @@ def _paths(kinds: list[Kind], ref_prefix: str, v3: bool) -> JSON:
 
     def params(names: tuple[str, ...]) -> list[JSON]:
         if v3:
-            return [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-                    for n in names]
+            return [
+                {"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+                for n in names
+            ]
         return _parameters(names)
 
     def response(ref: str) -> JSON:
         if v3:
-            return {"200": {"description": "OK", "content": {"application/json": {
-                "schema": {"$ref": ref_prefix + ref}}}}}
+            return {
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": {"$ref": ref_prefix + ref}}},
+                }
+            }
         return {"200": {"description": "OK", "schema": {"$ref": ref_prefix + ref}}}
 
     for kind in kinds:
         base = f"/api/{kind.version}" if not kind.group else f"/apis/{kind.group}/{kind.version}"
-        collection = f"{base}/namespaces/{{namespace}}/{kind.resource}" if kind.namespaced else \
-            f"{base}/{kind.resource}"
+        collection = (
+            f"{base}/namespaces/{{namespace}}/{kind.resource}"
+            if kind.namespaced
+            else f"{base}/{kind.resource}"
+        )
         gvk = {"group": kind.group, "version": kind.version, "kind": kind.kind}
         operations = {
-            "get": {"operationId": f"list{kind.kind}", "parameters": params(("labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "watch")),
-                    "responses": response(kind.definition + "List"),
-                    "x-kubernetes-action": "list", "x-kubernetes-group-version-kind": gvk},
-            "post": {"operationId": f"create{kind.kind}", "parameters": params(write),
-                     "responses": response(kind.definition), "x-kubernetes-action": "post",
-                     "x-kubernetes-group-version-kind": gvk},
+            "get": {
+                "operationId": f"list{kind.kind}",
+                "parameters": params(
+                    (
+                        "labelSelector",
+                        "fieldSelector",
+                        "limit",
+                        "continue",
+                        "resourceVersion",
+                        "watch",
+                    )
+                ),
+                "responses": response(kind.definition + "List"),
+                "x-kubernetes-action": "list",
+                "x-kubernetes-group-version-kind": gvk,
+            },
+            "post": {
+                "operationId": f"create{kind.kind}",
+                "parameters": params(write),
+                "responses": response(kind.definition),
+                "x-kubernetes-action": "post",
+                "x-kubernetes-group-version-kind": gvk,
+            },
         }
         paths[collection] = operations
         paths[collection + "/{name}"] = {
-            "get": {"operationId": f"read{kind.kind}", "responses": response(kind.definition),
-                    "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk},
-            "put": {"operationId": f"replace{kind.kind}", "parameters": params(write),
-                    "responses": response(kind.definition), "x-kubernetes-action": "put",
-                    "x-kubernetes-group-version-kind": gvk},
-            "patch": {"operationId": f"patch{kind.kind}", "parameters": params((*write, "force")),
-                      "responses": response(kind.definition), "x-kubernetes-action": "patch",
-                      "x-kubernetes-group-version-kind": gvk},
-            "delete": {"operationId": f"delete{kind.kind}", "parameters": params(("dryRun", "gracePeriodSeconds", "propagationPolicy")),
-                       "responses": response("io.k8s.apimachinery.pkg.apis.meta.v1.Status"),
-                       "x-kubernetes-action": "delete", "x-kubernetes-group-version-kind": gvk},
+            "get": {
+                "operationId": f"read{kind.kind}",
+                "responses": response(kind.definition),
+                "x-kubernetes-action": "get",
+                "x-kubernetes-group-version-kind": gvk,
+            },
+            "put": {
+                "operationId": f"replace{kind.kind}",
+                "parameters": params(write),
+                "responses": response(kind.definition),
+                "x-kubernetes-action": "put",
+                "x-kubernetes-group-version-kind": gvk,
+            },
+            "patch": {
+                "operationId": f"patch{kind.kind}",
+                "parameters": params((*write, "force")),
+                "responses": response(kind.definition),
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": gvk,
+            },
+            "delete": {
+                "operationId": f"delete{kind.kind}",
+                "parameters": params(("dryRun", "gracePeriodSeconds", "propagationPolicy")),
+                "responses": response("io.k8s.apimachinery.pkg.apis.meta.v1.Status"),
+                "x-kubernetes-action": "delete",
+                "x-kubernetes-group-version-kind": gvk,
+            },
         }
     return paths
 
@@ -177,9 +226,14 @@ def v2_document() -> bytes:
         "info": {"title": "Kubernetes", "version": _version_text()},
         "paths": _paths(list(SERVED), "#/definitions/", v3=False),
         "definitions": _schemas(names, "#/definitions/", v3=False),
-        "securityDefinitions": {"BearerToken": {"description": "Bearer Token authentication",
-                                                "type": "apiKey", "name": "authorization",
-                                                "in": "header"}},
+        "securityDefinitions": {
+            "BearerToken": {
+                "description": "Bearer Token authentication",
+                "type": "apiKey",
+                "name": "authorization",
+                "in": "header",
+            }
+        },
         "security": [{"BearerToken": []}],
     }
     return orjson.dumps(doc)
@@ -200,7 +254,8 @@ def v3_document(group_version: str) -> bytes:
     kinds = _group_versions().get(group_version)
     if kinds is None:
         return b""
-    roots = _roots(kinds) + [
+    roots = [
+        *_roots(kinds),
         "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
         "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
     ]
@@ -214,8 +269,14 @@ def v3_document(group_version: str) -> bytes:
         "paths": _paths(kinds, "#/components/schemas/", v3=True),
         "components": {
             "schemas": _schemas(names, "#/components/schemas/", v3=True),
-            "securitySchemes": {"BearerToken": {"type": "apiKey", "description": "Bearer Token authentication",
-                                                "name": "authorization", "in": "header"}},
+            "securitySchemes": {
+                "BearerToken": {
+                    "type": "apiKey",
+                    "description": "Bearer Token authentication",
+                    "name": "authorization",
+                    "in": "header",
+                }
+            },
         },
     }
     return orjson.dumps(doc)
@@ -229,7 +290,9 @@ def v3_index() -> bytes:
     paths = {}
     for group_version in _group_versions():
         paths[group_version] = {
-            "serverRelativeURL": f"/openapi/v3/{group_version}?hash={_hash(v3_document(group_version))}"
+            "serverRelativeURL": (
+                f"/openapi/v3/{group_version}?hash={_hash(v3_document(group_version))}"
+            )
         }
     return orjson.dumps({"paths": paths})
 
@@ -245,10 +308,12 @@ def serve(request: web.Request, path: str) -> web.Response:
     elif path == "/openapi/v3":
         body = v3_index()
     else:
-        body = v3_document(path[len("/openapi/v3/"):])
+        body = v3_document(path[len("/openapi/v3/") :])
         if not body:
             raise statuses.path_not_found()
     response = web.Response(body=body, content_type="application/json")
-    response.headers["Cache-Control"] = "public, immutable" if request.query.get("hash") else "no-cache, private"
+    response.headers["Cache-Control"] = (
+        "public, immutable" if request.query.get("hash") else "no-cache, private"
+    )
     response.headers["Etag"] = f'"{_hash(body)}"'
     return response

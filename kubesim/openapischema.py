@@ -47,7 +47,8 @@ def child(node: JSON, key: str | int) -> JSON:
         return resolve(node.get("items") or {})
     properties = node.get("properties")
     if properties and key in properties:
-        return properties[key]
+        found: JSON = properties[key]
+        return found
     additional = node.get("additionalProperties")
     if isinstance(additional, dict):
         return additional

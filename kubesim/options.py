@@ -50,7 +50,9 @@ def _field_manager_errors(manager: str) -> list[FieldError]:
         if not char.isprintable() or unicodedata.category(char) in ("Cc", "Cf"):
             errors.append(
                 FieldError(
-                    INVALID, "fieldManager", manager,
+                    INVALID,
+                    "fieldManager",
+                    manager,
                     f"invalid character U+{ord(char):04X} (at position {index})",
                 )
             )
@@ -70,10 +72,14 @@ def write_options(
     apply = patch_type == "application/apply-patch+yaml"
     if verb == "patch":
         if apply and not manager:
-            errors.append(FieldError(REQUIRED, "fieldManager", detail="is required for apply patch"))
+            errors.append(
+                FieldError(REQUIRED, "fieldManager", detail="is required for apply patch")
+            )
         if not apply and force_text is not None:
             errors.append(
-                FieldError(FORBIDDEN_FIELD, "force", detail="may not be specified for non-apply patch")
+                FieldError(
+                    FORBIDDEN_FIELD, "force", detail="may not be specified for non-apply patch"
+                )
             )
     errors += _field_manager_errors(manager)
     errors += _dry_run_errors(dry_run)
@@ -115,7 +121,8 @@ def delete_options(
         dry_run = body.get("dryRun") or []
         if not isinstance(dry_run, list):
             raise statuses.bad_request(
-                "json: cannot unmarshal string into Go struct field DeleteOptions.dryRun of type []string"
+                "json: cannot unmarshal string into Go struct field DeleteOptions.dryRun of "
+                "type []string"
             )
         policy = body.get("propagationPolicy")
         orphan = body.get("orphanDependents")
@@ -138,8 +145,12 @@ def delete_options(
     errors: list[FieldError] = []
     if orphan is not None and policy is not None:
         errors.append(
-            FieldError(INVALID, "propagationPolicy", policy,
-                       "orphanDependents and deletionPropagation cannot be both set")
+            FieldError(
+                INVALID,
+                "propagationPolicy",
+                policy,
+                "orphanDependents and deletionPropagation cannot be both set",
+            )
         )
     if policy is not None and policy not in _POLICIES:
         errors.append(statuses.not_supported("propagationPolicy", policy, [*_POLICIES, "nil"]))
@@ -149,7 +160,11 @@ def delete_options(
     if policy is None and orphan is not None:
         policy = "Orphan" if orphan else "Background"
     return DeleteOptions(
-        bool(dry_run), policy or "", None if grace is None else int(grace), preconditions, bool(body)
+        bool(dry_run),
+        policy or "",
+        None if grace is None else int(grace),
+        preconditions,
+        bool(body),
     )
 
 
@@ -172,7 +187,7 @@ class ListOptions:
     watch: bool = False
 
 
-def list_options(query: Mapping[str, str], *, watch: bool) -> ListOptions:
+def list_options(query: Mapping[str, str], *, watch: bool) -> ListOptions:  # noqa: PLR0912 - one pass of a controller or handler
     """Parse and validate ``ListOptions`` (``internalversion/validation``)."""
     limit = 0
     if query.get("limit"):
@@ -190,35 +205,83 @@ def list_options(query: Mapping[str, str], *, watch: bool) -> ListOptions:
     errors: list[FieldError] = []
     if watch:
         if send_initial is not None and match != "NotOlderThan":
-            errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
-                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")))
+            errors.append(
+                FieldError(
+                    FORBIDDEN_FIELD,
+                    "resourceVersionMatch",
+                    detail=(
+                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+                    ),
+                )
+            )
         if match:
             if send_initial is None:
-                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
-                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is "
-                    "provided")))
+                errors.append(
+                    FieldError(
+                        FORBIDDEN_FIELD,
+                        "resourceVersionMatch",
+                        detail=(
+                            "resourceVersionMatch is forbidden for watch unless "
+                            "sendInitialEvents is provided"
+                        ),
+                    )
+                )
             if match != "NotOlderThan":
-                errors.append(statuses.not_supported("resourceVersionMatch", match, ["NotOlderThan"]))
+                errors.append(
+                    statuses.not_supported("resourceVersionMatch", match, ["NotOlderThan"])
+                )
             if has_continue:
-                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
-                    "resourceVersionMatch is forbidden when continue is provided")))
+                errors.append(
+                    FieldError(
+                        FORBIDDEN_FIELD,
+                        "resourceVersionMatch",
+                        detail=("resourceVersionMatch is forbidden when continue is provided"),
+                    )
+                )
     else:
         if match:
             if not rv:
-                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
-                    "resourceVersionMatch is forbidden unless resourceVersion is provided")))
+                errors.append(
+                    FieldError(
+                        FORBIDDEN_FIELD,
+                        "resourceVersionMatch",
+                        detail=(
+                            "resourceVersionMatch is forbidden unless resourceVersion is provided"
+                        ),
+                    )
+                )
             if has_continue:
-                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
-                    "resourceVersionMatch is forbidden when continue is provided")))
+                errors.append(
+                    FieldError(
+                        FORBIDDEN_FIELD,
+                        "resourceVersionMatch",
+                        detail=("resourceVersionMatch is forbidden when continue is provided"),
+                    )
+                )
             if match not in ("Exact", "NotOlderThan"):
-                errors.append(statuses.not_supported("resourceVersionMatch", match,
-                                                     ["Exact", "NotOlderThan", ""]))
+                errors.append(
+                    statuses.not_supported(
+                        "resourceVersionMatch", match, ["Exact", "NotOlderThan", ""]
+                    )
+                )
             if match == "Exact" and rv == "0":
-                errors.append(FieldError(FORBIDDEN_FIELD, "resourceVersionMatch", detail=(
-                    'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')))
+                errors.append(
+                    FieldError(
+                        FORBIDDEN_FIELD,
+                        "resourceVersionMatch",
+                        detail=(
+                            'resourceVersionMatch "exact" is forbidden for resourceVersion "0"'
+                        ),
+                    )
+                )
         if send_initial is not None:
-            errors.append(FieldError(FORBIDDEN_FIELD, "sendInitialEvents",
-                                     detail="sendInitialEvents is forbidden for list"))
+            errors.append(
+                FieldError(
+                    FORBIDDEN_FIELD,
+                    "sendInitialEvents",
+                    detail="sendInitialEvents is forbidden for list",
+                )
+            )
     if errors:
         raise _meta_invalid("ListOptions", errors)
     if rv and rv != "0":
@@ -226,6 +289,9 @@ def list_options(query: Mapping[str, str], *, watch: bool) -> ListOptions:
             int(rv)
         except ValueError:
             raise statuses.bad_request(
-                f'invalid resource version "{rv}": strconv.ParseUint: parsing "{rv}": invalid syntax'
+                f'invalid resource version "{rv}": strconv.ParseUint: parsing "{rv}": '
+                "invalid syntax"
             ) from None
-    return ListOptions(limit, query.get("continue", ""), rv, match, send_initial, timeout, bookmarks, watch)
+    return ListOptions(
+        limit, query.get("continue", ""), rv, match, send_initial, timeout, bookmarks, watch
+    )

@@ -30,12 +30,15 @@ def apply_patch(obj: JSON, patch: Any, patch_type: str, kind: Kind) -> JSON:
             )
         return json_patch(obj, patch)
     if not isinstance(patch, dict):
-        raise statuses.bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
+        raise statuses.bad_request(
+            "json: cannot unmarshal array into Go value of type map[string]interface {}"
+        )
     if patch_type == "application/merge-patch+json":
         result = merge_patch(obj, patch)
         assert isinstance(result, dict)
         return result
-    return strategic_merge(obj, patch, oas.root(kind.definition))
+    merged: JSON = strategic_merge(obj, patch, oas.root(kind.definition))
+    return merged
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -67,13 +70,14 @@ def _parent(doc: Any, parts: list[str], op: str, path: str) -> tuple[Any, str]:
             node = node[int(part)]
         else:
             raise statuses.invalid_patch(
-                f"doc is missing path: \"{path}\": missing value" if op != "add"
-                else f"add operation does not apply: doc is missing path: \"{path}\": missing value"
+                f'doc is missing path: "{path}": missing value'
+                if op != "add"
+                else f'add operation does not apply: doc is missing path: "{path}": missing value'
             )
     return node, parts[-1]
 
 
-def json_patch(doc: JSON, operations: list[Any]) -> JSON:
+def json_patch(doc: JSON, operations: list[Any]) -> JSON:  # noqa: PLR0912 - one pass of a controller or handler
     result: Any = copy.deepcopy(doc)
     for operation in operations:
         if not isinstance(operation, dict) or "op" not in operation:
@@ -120,7 +124,9 @@ def _get(holder: Any, key: str, path: str) -> Any:
         return holder[key]
     if isinstance(holder, list) and key.isdigit() and int(key) < len(holder):
         return holder[int(key)]
-    raise statuses.invalid_patch(f"replace operation does not apply: doc is missing key: {path}: missing value")
+    raise statuses.invalid_patch(
+        f"replace operation does not apply: doc is missing key: {path}: missing value"
+    )
 
 
 def _remove(holder: Any, key: str, path: str) -> None:
@@ -129,7 +135,9 @@ def _remove(holder: Any, key: str, path: str) -> None:
     elif isinstance(holder, list) and key.isdigit() and int(key) < len(holder):
         del holder[int(key)]
     else:
-        raise statuses.invalid_patch(f"remove operation does not apply: doc is missing path: \"{path}\": missing value")
+        raise statuses.invalid_patch(
+            f'remove operation does not apply: doc is missing path: "{path}": missing value'
+        )
 
 
 def _add(doc: Any, parts: list[str], value: Any, path: str) -> Any:
@@ -144,13 +152,17 @@ def _add(doc: Any, parts: list[str], value: Any, path: str) -> Any:
         elif key.isdigit() and int(key) <= len(holder):
             holder.insert(int(key), value)
         else:
-            raise statuses.invalid_patch(f"add operation does not apply: doc is missing path: \"{path}\": missing value")
+            raise statuses.invalid_patch(
+                f'add operation does not apply: doc is missing path: "{path}": missing value'
+            )
     else:
-        raise statuses.invalid_patch(f"add operation does not apply: doc is missing path: \"{path}\": missing value")
+        raise statuses.invalid_patch(
+            f'add operation does not apply: doc is missing path: "{path}": missing value'
+        )
     return doc
 
 
-def strategic_merge(original: Any, patch: Any, schema: JSON) -> Any:
+def strategic_merge(original: Any, patch: Any, schema: JSON) -> Any:  # noqa: PLR0912 - one pass of a controller or handler
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace":
@@ -173,12 +185,18 @@ def strategic_merge(original: Any, patch: Any, schema: JSON) -> Any:
         if isinstance(value, list):
             strategy, merge_key = oas.patch_strategy(field_schema)
             if "merge" in strategy.split(","):
-                result[key] = _merge_list(result.get(key) or [], value, merge_key,
-                                          oas.child(resolved, "[]"))
+                result[key] = _merge_list(
+                    result.get(key) or [], value, merge_key, oas.child(resolved, "[]")
+                )
             else:
                 result[key] = [
-                    v for v in (strategic_merge(None, item, oas.child(resolved, "[]"))
-                                if isinstance(item, dict) else copy.deepcopy(item) for item in value)
+                    v
+                    for v in (
+                        strategic_merge(None, item, oas.child(resolved, "[]"))
+                        if isinstance(item, dict)
+                        else copy.deepcopy(item)
+                        for item in value
+                    )
                     if v is not None
                 ]
             continue
@@ -193,7 +211,9 @@ def strategic_merge(original: Any, patch: Any, schema: JSON) -> Any:
     return result
 
 
-def _merge_list(original: list[Any], patch: list[Any], merge_key: str, item_schema: JSON) -> list[Any]:
+def _merge_list(
+    original: list[Any], patch: list[Any], merge_key: str, item_schema: JSON
+) -> list[Any]:
     if not merge_key:
         out = list(original)
         for value in patch:
@@ -205,8 +225,10 @@ def _merge_list(original: list[Any], patch: list[Any], merge_key: str, item_sche
         if not isinstance(item, dict):
             continue
         key_value = item.get(merge_key)
-        index = next((i for i, o in enumerate(out)
-                      if isinstance(o, dict) and o.get(merge_key) == key_value), None)
+        index = next(
+            (i for i, o in enumerate(out) if isinstance(o, dict) and o.get(merge_key) == key_value),
+            None,
+        )
         if item.get("$patch") == "delete":
             if index is not None:
                 del out[index]

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def save(cluster: Cluster, directory: Path) -> None:
     log.debug("saved %d bytes of cluster state to %s", len(data), target)
 
 
-def restore(cluster: Cluster, directory: Path) -> bool:
+def restore(cluster: Cluster, directory: Path) -> bool:  # noqa: PLR0912 - one pass of a controller or handler
     """Load a saved cluster into an empty one; False when there is nothing to load."""
     path = directory / FILE
     if not path.exists():
@@ -98,11 +99,19 @@ def restore(cluster: Cluster, directory: Path) -> bool:
     for namespace in list(store.tables["namespaces"].values()):
         if namespace["metadata"].get("deletionTimestamp"):
             name = namespace["metadata"]["name"]
-            cluster.timers.soon(("ns", name), lambda now, n=name: cluster.namespaces.sync(n, now))
+            cluster.timers.soon(("ns", name), _namespace_sync(cluster, name))
     store.dirty = False
-    log.info("restored %d objects at resourceVersion %d from %s",
-             sum(len(t) for t in store.tables.values()), store.rv, path)
+    log.info(
+        "restored %d objects at resourceVersion %d from %s",
+        sum(len(t) for t in store.tables.values()),
+        store.rv,
+        path,
+    )
     return True
+
+
+def _namespace_sync(cluster: Cluster, name: str) -> Callable[[float], None]:
+    return lambda now: cluster.namespaces.sync(name, now)
 
 
 async def autosave(get_cluster: Any, directory: Path, interval: float) -> None:

@@ -81,7 +81,9 @@ def _status(pod: JSON, name: str) -> JSON:
     return {}
 
 
-def _lines(cluster: Cluster, pod: JSON, name: str, previous: bool) -> tuple[list[tuple[float, str]], bool]:
+def _lines(
+    cluster: Cluster, pod: JSON, name: str, previous: bool
+) -> tuple[list[tuple[float, str]], bool]:
     """(stamped lines, whether the container has finished) for one container attempt."""
     run = cluster.kubelet.runs.get(pod["metadata"]["uid"])
     plan = run.plan if run else None
@@ -157,7 +159,9 @@ def _filter(call: Call, stamped: list[tuple[float, str]]) -> list[tuple[float, s
         try:
             cutoff = time.time() - int(since)
         except ValueError:
-            raise statuses.bad_request(f'strconv.ParseInt: parsing "{since}": invalid syntax') from None
+            raise statuses.bad_request(
+                f'strconv.ParseInt: parsing "{since}": invalid syntax'
+            ) from None
         stamped = [line for line in stamped if line[0] >= cutoff]
     since_time = _epoch(query.get("sinceTime"))
     if since_time is not None:
@@ -167,7 +171,9 @@ def _filter(call: Call, stamped: list[tuple[float, str]]) -> list[tuple[float, s
         try:
             count = int(tail)
         except ValueError:
-            raise statuses.bad_request(f'strconv.ParseInt: parsing "{tail}": invalid syntax') from None
+            raise statuses.bad_request(
+                f'strconv.ParseInt: parsing "{tail}": invalid syntax'
+            ) from None
         stamped = stamped[-count:] if count > 0 else []
     return stamped
 
@@ -178,7 +184,7 @@ def _render(call: Call, stamped: list[tuple[float, str]]) -> bytes:
     for when, text in stamped:
         if with_stamps:
             whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
-            nanos = int(round((when % 1) * 1e9)) % 1_000_000_000
+            nanos = round((when % 1) * 1e9) % 1_000_000_000
             out.append(f"{whole}.{nanos:09d}Z {text}\n")
         else:
             out.append(text + "\n")
@@ -188,7 +194,9 @@ def _render(call: Call, stamped: list[tuple[float, str]]) -> bytes:
         try:
             data = data[: max(0, int(limit))]
         except ValueError:
-            raise statuses.bad_request(f'strconv.ParseInt: parsing "{limit}": invalid syntax') from None
+            raise statuses.bad_request(
+                f'strconv.ParseInt: parsing "{limit}": invalid syntax'
+            ) from None
     return data
 
 
@@ -198,7 +206,8 @@ def read(cluster: Cluster, call: Call) -> Reply:
     if previous:
         if not (_status(pod, name).get("lastState") or {}).get("terminated"):
             raise statuses.bad_request(
-                f'previous terminated container "{name}" in pod "{pod["metadata"]["name"]}" not found'
+                f'previous terminated container "{name}" in pod '
+                f'"{pod["metadata"]["name"]}" not found'
             )
     elif not (pod.get("spec") or {}).get("nodeName"):
         return Reply(200, b"", {"Content-Type": "text/plain"})  # type: ignore[arg-type]
@@ -211,14 +220,16 @@ def read(cluster: Cluster, call: Call) -> Reply:
     headers = {"Content-Type": "text/plain"}
     if call.query.get("follow") in ("true", "1") and not done and not previous:
         headers["X-Kubesim-Stream"] = "1"
-    reply = Reply(200, data, headers)  # type: ignore[arg-type]
-    return reply
+    return Reply(200, data, headers)  # type: ignore[arg-type]
 
 
-async def follow(request: web.Request, cluster: Cluster, call: Call, first: Reply) -> web.StreamResponse:
+async def follow(
+    request: web.Request, cluster: Cluster, call: Call, first: Reply
+) -> web.StreamResponse:
     """Stream the log: what exists now, then the rest when the container ends."""
-    response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain",
-                                                       "Cache-Control": "no-cache, private"})
+    response = web.StreamResponse(
+        status=200, headers={"Content-Type": "text/plain", "Cache-Control": "no-cache, private"}
+    )
     response.enable_chunked_encoding()
     await response.prepare(request)
     sent = first.body
@@ -235,7 +246,7 @@ async def follow(request: web.Request, cluster: Cluster, call: Call, first: Repl
         stamped, done = _lines(cluster, pod_now, name, False)
         data = _render(call, _filter(call, stamped))
         if len(data) > len(sent):
-            await response.write(data[len(sent):])
+            await response.write(data[len(sent) :])
             sent = data
         if done:
             break

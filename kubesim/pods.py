@@ -53,8 +53,12 @@ def create(store: Store, call: Call) -> tuple[Reply, JSON | None]:
     if meta_in.get("generateName"):
         metadata["generateName"] = meta_in["generateName"]
     metadata.update(
-        {"namespace": namespace, "uid": store.new_uid(), "resourceVersion": "",
-         "creationTimestamp": rfc3339(call.now)}
+        {
+            "namespace": namespace,
+            "uid": store.new_uid(),
+            "resourceVersion": "",
+            "creationTimestamp": rfc3339(call.now),
+        }
     )
     for key in ("labels", "annotations", "ownerReferences", "finalizers"):
         if meta_in.get(key):

@@ -57,7 +57,9 @@ def qos_class(pod: JSON) -> str:
         requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
         requests_all = requests_all or bool(requests)
         limits_all = limits_all or bool(limits)
-        if set(limits) < {"cpu", "memory"} or any(requests.get(k, v) != v for k, v in limits.items()):
+        if set(limits) < {"cpu", "memory"} or any(
+            requests.get(k, v) != v for k, v in limits.items()
+        ):
             guaranteed = False
     if not requests_all and not limits_all:
         return "BestEffort"
@@ -104,8 +106,13 @@ def node_status(
     names = [c["name"] for c in containers]
     not_ready = [c["name"] for c in containers if not c.get("ready")]
     conditions = [
-        _cond("PodReadyToStartContainers", sandbox_ready is not None and finished is None,
-              sandbox_ready if sandbox_ready is not None and finished is None else (finished or scheduled)),
+        _cond(
+            "PodReadyToStartContainers",
+            sandbox_ready is not None and finished is None,
+            sandbox_ready
+            if sandbox_ready is not None and finished is None
+            else (finished or scheduled),
+        ),
         _cond("Initialized", True, scheduled),
     ]
     if phase in ("Succeeded", "Failed"):
@@ -135,8 +142,15 @@ def node_status(
     return status
 
 
-def waiting(pod: JSON, name: str, reason: str, message: str = "", *, restarts: int = 0,
-            last: JSON | None = None) -> JSON:
+def waiting(
+    pod: JSON,
+    name: str,
+    reason: str,
+    message: str = "",
+    *,
+    restarts: int = 0,
+    last: JSON | None = None,
+) -> JSON:
     state: JSON = {"reason": reason}
     if message:
         state["message"] = message
@@ -153,8 +167,9 @@ def waiting(pod: JSON, name: str, reason: str, message: str = "", *, restarts: i
     }
 
 
-def running(pod: JSON, name: str, since: float, *, restarts: int = 0,
-            last: JSON | None = None) -> JSON:
+def running(
+    pod: JSON, name: str, since: float, *, restarts: int = 0, last: JSON | None = None
+) -> JSON:
     uid = pod["metadata"].get("uid", "")
     image = _image_of(pod, name)
     return {
@@ -170,8 +185,16 @@ def running(pod: JSON, name: str, since: float, *, restarts: int = 0,
     }
 
 
-def terminated_state(pod: JSON, name: str, exit_code: int, reason: str, started: float,
-                     finished: float, restarts: int, message: str = "") -> JSON:
+def terminated_state(  # noqa: PLR0917 - keyword use at every call site
+    pod: JSON,
+    name: str,
+    exit_code: int,
+    reason: str,
+    started: float,
+    finished: float,
+    restarts: int,
+    message: str = "",
+) -> JSON:
     state: JSON = {"exitCode": exit_code, "reason": reason}
     if message:
         state["message"] = message
@@ -181,8 +204,9 @@ def terminated_state(pod: JSON, name: str, exit_code: int, reason: str, started:
     return {"terminated": state}
 
 
-def terminated(pod: JSON, name: str, state: JSON, *, restarts: int = 0,
-               last: JSON | None = None) -> JSON:
+def terminated(
+    pod: JSON, name: str, state: JSON, *, restarts: int = 0, last: JSON | None = None
+) -> JSON:
     uid = pod["metadata"].get("uid", "")
     image = _image_of(pod, name)
     return {

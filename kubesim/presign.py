@@ -23,7 +23,9 @@ def _sign(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode(), hashlib.sha256).digest()
 
 
-def presigned_url(cluster: str, region: str, access_key: str, secret: str, now: float | None = None) -> str:
+def presigned_url(
+    cluster: str, region: str, access_key: str, secret: str, now: float | None = None
+) -> str:
     stamp = time.gmtime(time.time() if now is None else now)
     amz_date = time.strftime("%Y%m%dT%H%M%SZ", stamp)
     day = amz_date[:8]
@@ -38,10 +40,18 @@ def presigned_url(cluster: str, region: str, access_key: str, secret: str, now: 
         "X-Amz-Expires": "60",
         "X-Amz-SignedHeaders": "host;x-k8s-aws-id",
     }
-    query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+    query = "&".join(
+        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
+    )
     canonical = "\n".join(
-        ["GET", "/", query, f"host:{host}\nx-k8s-aws-id:{cluster}\n", "host;x-k8s-aws-id",
-         hashlib.sha256(b"").hexdigest()]
+        [
+            "GET",
+            "/",
+            query,
+            f"host:{host}\nx-k8s-aws-id:{cluster}\n",
+            "host;x-k8s-aws-id",
+            hashlib.sha256(b"").hexdigest(),
+        ]
     )
     to_sign = "\n".join(
         ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]

@@ -33,10 +33,14 @@ _TYPES = {
     ("v1", "Event"): "k8s.io.api.core.v1.Event",
     ("batch/v1", "Job"): "k8s.io.api.batch.v1.Job",
     ("events.k8s.io/v1", "Event"): "k8s.io.api.events.v1.Event",
-    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"):
-        "k8s.io.api.authorization.v1.SelfSubjectAccessReview",
-    ("authentication.k8s.io/v1", "SelfSubjectReview"):
-        "k8s.io.api.authentication.v1.SelfSubjectReview",
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+    ): "k8s.io.api.authorization.v1.SelfSubjectAccessReview",
+    (
+        "authentication.k8s.io/v1",
+        "SelfSubjectReview",
+    ): "k8s.io.api.authentication.v1.SelfSubjectReview",
     ("v1", "DeleteOptions"): META + "DeleteOptions",
     ("meta.k8s.io/v1", "DeleteOptions"): META + "DeleteOptions",
 }
@@ -64,8 +68,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def _fields(data: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, raw value) in order."""
-    out = []
+    out: list[tuple[int, int, Any]] = []
     pos = 0
+    value: Any
     while pos < len(data):
         key, pos = _varint(data, pos)
         number, wire = key >> 3, key & 7
@@ -225,11 +230,14 @@ def _drop_zeroes(name: str, out: JSON) -> JSON:
         if key in pointers:
             continue
         kind = kinds.get(key, "")
-        if value in ("", 0, False, None) and (kind in _INTS or kind in ("string", "bool", "double", "float")
-                                             or value is None):
-            del out[key]
-        elif isinstance(value, list | dict) and not value and (kind in _INTS or kind == "string"
-                                                                or isinstance(value, list)):
+        if (
+            value in ("", 0, False, None)
+            and (kind in _INTS or kind in ("string", "bool", "double", "float") or value is None)
+        ) or (
+            isinstance(value, list | dict)
+            and not value
+            and (kind in _INTS or kind == "string" or isinstance(value, list))
+        ):
             del out[key]
     return out
 
@@ -237,10 +245,12 @@ def _drop_zeroes(name: str, out: JSON) -> JSON:
 def decode(body: bytes) -> JSON:
     """The object of a ``application/vnd.kubernetes.protobuf`` request body."""
     if not body.startswith(MAGIC):
-        raise ProtobufError("provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]")
+        raise ProtobufError(
+            "provided data does not appear to be a protobuf message, expected prefix [107 56 115 0]"
+        )
     api_version = kind = ""
     raw = b""
-    for number, _wire, value in _fields(body[len(MAGIC):]):
+    for number, _wire, value in _fields(body[len(MAGIC) :]):
         if number == 1:
             for inner, _w, text in _fields(bytes(value)):
                 if inner == 1:
@@ -251,6 +261,8 @@ def decode(body: bytes) -> JSON:
             raw = bytes(value)
     message = _TYPES.get((api_version, kind))
     if message is None:
-        raise ProtobufError(f"no kind \"{kind}\" is registered for version \"{api_version}\" in scheme \"kubesim\"")
+        raise ProtobufError(
+            f'no kind "{kind}" is registered for version "{api_version}" in scheme "kubesim"'
+        )
     obj = _message(message, raw)
     return {"kind": kind, "apiVersion": api_version, **obj}

@@ -5,6 +5,8 @@ k8s.io/api and k8s.io/apimachinery generated.proto and types.go.
 """
 
 # fmt: off
+# ruff: noqa: E501
+# ruff: noqa: E501
 MESSAGES = {'k8s.io.api.authentication.v1.ExtraValue': {1: ['items', 'repeated', 'string']},
  'k8s.io.api.authentication.v1.SelfSubjectReview': {1: ['metadata',
                                                         'optional',

@@ -44,8 +44,16 @@ from kubesim.statuses import INVALID, FieldError
 if TYPE_CHECKING:
     from kubesim.cluster import Cluster
 
-_SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                "generation", "namespace", "name", "selfLink")
+_SYSTEM_META = (
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "namespace",
+    "name",
+    "selfLink",
+)
 
 
 def find(cluster: Cluster, kind: Kind, call: Call) -> JSON:
@@ -81,9 +89,16 @@ def create(cluster: Cluster, kind: Kind, call: Call) -> Reply:
     namespaces.require_active(store, call, kind.resource, kind.group, "")
     meta = dict(body.get("metadata") or {})
     if not meta.get("name"):
-        raise statuses.invalid(kind.kind, kind.group, "", [
-            FieldError(statuses.REQUIRED, "metadata.name", detail="name or generateName is required")
-        ])
+        raise statuses.invalid(
+            kind.kind,
+            kind.group,
+            "",
+            [
+                FieldError(
+                    statuses.REQUIRED, "metadata.name", detail="name or generateName is required"
+                )
+            ],
+        )
     meta.update({"namespace": call.info.namespace, "uid": store.new_uid(), "resourceVersion": ""})
     from kubesim.store import rfc3339  # noqa: PLC0415
 
@@ -101,8 +116,9 @@ def create(cluster: Cluster, kind: Kind, call: Call) -> Reply:
 # --- update -----------------------------------------------------------------------------
 
 
-def _merge_update(kind: Kind, old: JSON, new: JSON, subresource: str, manager: str,
-                  operation: str, now: float) -> JSON:
+def _merge_update(  # noqa: PLR0917 - keyword use at every call site
+    kind: Kind, old: JSON, new: JSON, subresource: str, manager: str, operation: str, now: float
+) -> JSON:
     """What the strategy keeps from ``old`` in an update of ``new``."""
     old_meta, new_meta = old["metadata"], dict(new.get("metadata") or {})
     if subresource == "status":
@@ -113,10 +129,21 @@ def _merge_update(kind: Kind, old: JSON, new: JSON, subresource: str, manager: s
         merged["kind"], merged["apiVersion"] = old.get("kind"), old.get("apiVersion")
         if "status" in old and kind.table != "events":
             merged["status"] = old["status"]
-        meta = {k: v for k, v in new_meta.items() if k not in _SYSTEM_META and k != "resourceVersion"}
+        meta = {
+            k: v for k, v in new_meta.items() if k not in _SYSTEM_META and k != "resourceVersion"
+        }
         ordered = {}
-        for key in ("name", "generateName", "namespace", "uid", "resourceVersion", "generation",
-                    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        for key in (
+            "name",
+            "generateName",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ):
             if key in old_meta:
                 ordered[key] = old_meta[key]
         if "generateName" in old_meta and "generateName" not in new_meta:
@@ -135,8 +162,9 @@ def _merge_update(kind: Kind, old: JSON, new: JSON, subresource: str, manager: s
     changed_spec = subresource == "" and merged.get("spec") != old.get("spec")
     if changed_spec and "generation" in old_meta:
         meta["generation"] = int(old_meta["generation"]) + 1
-    merged["metadata"] = apply.record_update(meta, old_meta, manager, operation,
-                                             kind.group_version, subresource, now, merged, old)
+    merged["metadata"] = apply.record_update(
+        meta, old_meta, manager, operation, kind.group_version, subresource, now, merged, old
+    )
     return merged
 
 
@@ -155,8 +183,9 @@ def _validate(kind: Kind, old: JSON, new: JSON) -> None:
     meta = new["metadata"]
     for key, value in (meta.get("labels") or {}).items():
         if not isinstance(value, str) or len(value) > 63:
-            errors.append(FieldError(INVALID, f"metadata.labels", value,
-                                     "must be no more than 63 characters"))
+            errors.append(
+                FieldError(INVALID, "metadata.labels", value, "must be no more than 63 characters")
+            )
         del key
     if errors:
         raise statuses.invalid(kind.kind, kind.group, meta["name"], errors)
@@ -168,7 +197,7 @@ def _store_update(cluster: Cluster, kind: Kind, old: JSON, new: JSON, dry_run: b
     if dry_run:
         return new
     stored = cluster.store.commit(kind.table, new).obj
-    if kind.table == "pods" or kind.table == "jobs":
+    if kind.table in {"pods", "jobs"}:
         _finalize_if_done(cluster, kind, stored, call_now=None)
     return stored
 
@@ -187,7 +216,11 @@ def _finalize_if_done(cluster: Cluster, kind: Kind, obj: JSON, call_now: float |
 
 def _same(old: JSON, new: JSON) -> bool:
     def strip(obj: JSON) -> JSON:
-        meta = {k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "managedFields")}
+        meta = {
+            k: v
+            for k, v in obj["metadata"].items()
+            if k not in ("resourceVersion", "managedFields")
+        }
         return {**obj, "metadata": meta}
 
     return strip(old) == strip(new)
@@ -219,8 +252,15 @@ def update(cluster: Cluster, kind: Kind, call: Call) -> Reply:
         body, decoded = jobs.decode(call, body)
         warnings = decoded.warnings
     _check_version(kind, old, body)
-    merged = _merge_update(kind, old, body, call.info.subresource, opts.field_manager or _agent(call),
-                           "Update", call.now)
+    merged = _merge_update(
+        kind,
+        old,
+        body,
+        call.info.subresource,
+        opts.field_manager or _agent(call),
+        "Update",
+        call.now,
+    )
     _validate(kind, old, merged)
     stored = _store_update(cluster, kind, old, merged, opts.dry_run)
     return Reply(200, object_view(kind, stored), warning_header(warnings), kind=kind)
@@ -247,12 +287,21 @@ def patch(cluster: Cluster, kind: Kind, call: Call) -> Reply:
     manager = opts.field_manager or _agent(call)
     if patch_type == "application/apply-patch+yaml":
         if not isinstance(patch_doc, dict):
-            raise statuses.bad_request("error decoding YAML: the applied configuration is not an object")
+            raise statuses.bad_request(
+                "error decoding YAML: the applied configuration is not an object"
+            )
         if old is None:
             return _apply_create(cluster, kind, call, patch_doc, manager, opts)
         current = object_view(kind, old)
-        result = apply.apply(current, patch_doc, manager, force=opts.force, kind=kind,
-                             subresource=call.info.subresource, now=call.now)
+        result = apply.apply(
+            current,
+            patch_doc,
+            manager,
+            force=opts.force,
+            kind=kind,
+            subresource=call.info.subresource,
+            now=call.now,
+        )
         patched = result
     else:
         if old is None:
@@ -271,7 +320,9 @@ def patch(cluster: Cluster, kind: Kind, call: Call) -> Reply:
         if not merged["metadata"]["managedFields"]:
             del merged["metadata"]["managedFields"]
     else:
-        merged = _merge_update(kind, old, patched, call.info.subresource, manager, "Update", call.now)
+        merged = _merge_update(
+            kind, old, patched, call.info.subresource, manager, "Update", call.now
+        )
     if kind.table == "jobs":
         _, decoded = jobs.decode(call, merged)
         del decoded
@@ -280,8 +331,9 @@ def patch(cluster: Cluster, kind: Kind, call: Call) -> Reply:
     return Reply(200, object_view(kind, stored), kind=kind)
 
 
-def _apply_create(cluster: Cluster, kind: Kind, call: Call, doc: JSON, manager: str,
-                  opts: options.WriteOptions) -> Reply:
+def _apply_create(  # noqa: PLR0917 - keyword use at every call site
+    cluster: Cluster, kind: Kind, call: Call, doc: JSON, manager: str, opts: options.WriteOptions
+) -> Reply:
     """Server-side apply of an object that does not exist: a create with managedFields."""
     meta = doc.get("metadata") or {}
     if not meta.get("name"):
@@ -289,8 +341,15 @@ def _apply_create(cluster: Cluster, kind: Kind, call: Call, doc: JSON, manager: 
     body = {**doc, "metadata": meta}
     import orjson  # noqa: PLC0415
 
-    sub = Call(call.info, call.query, orjson.dumps(body), call.user, call.now,
-               "application/json", call.query_all)
+    sub = Call(
+        call.info,
+        call.query,
+        orjson.dumps(body),
+        call.user,
+        call.now,
+        "application/json",
+        call.query_all,
+    )
     reply = create(cluster, kind, sub)
     if opts.dry_run:
         return Reply(201, reply.body, reply.headers, kind=kind)
@@ -314,12 +373,18 @@ def delete(cluster: Cluster, kind: Kind, call: Call) -> Reply:
     meta = obj["metadata"]
     expected_uid = opts.preconditions.get("uid")
     if expected_uid and expected_uid != meta.get("uid"):
-        raise _precondition(kind, meta, f"Precondition failed: UID in precondition: {expected_uid}, "
-                            f"UID in object meta: {meta.get('uid')}")
+        raise _precondition(
+            kind,
+            meta,
+            f"Precondition failed: UID in precondition: {expected_uid}, "
+            f"UID in object meta: {meta.get('uid')}",
+        )
     expected_rv = opts.preconditions.get("resourceVersion")
     if expected_rv and expected_rv != meta.get("resourceVersion"):
         raise _precondition(
-            kind, meta, f"Precondition failed: ResourceVersion in precondition: {expected_rv}, "
+            kind,
+            meta,
+            f"Precondition failed: ResourceVersion in precondition: {expected_rv}, "
             f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
         )
     store = cluster.store
@@ -336,16 +401,22 @@ def delete(cluster: Cluster, kind: Kind, call: Call) -> Reply:
             return Reply(200, obj, kind=kind)
         marked = delete_pod(store, cluster.kubelet, obj, call.now, opts.grace_seconds)
         if marked is None:
-            gone = {**obj, "metadata": {**meta}}
-            return Reply(200, gone, kind=kind)
+            return Reply(200, obj, kind=kind)
         return Reply(200, marked, kind=kind)
     if opts.dry_run:
         if meta.get("finalizers") or policy in ("Foreground", "Orphan"):
-            preview = {**obj, "metadata": {**meta, "deletionTimestamp": meta.get("deletionTimestamp")
-                                           or _stamp(call.now), "deletionGracePeriodSeconds": 0}}
+            preview = {
+                **obj,
+                "metadata": {
+                    **meta,
+                    "deletionTimestamp": meta.get("deletionTimestamp") or _stamp(call.now),
+                    "deletionGracePeriodSeconds": 0,
+                },
+            }
             return Reply(200, object_view(kind, preview), headers, kind=kind)
-        return Reply(200, statuses.success(kind.resource, kind.group, meta["name"], meta["uid"]),
-                     headers)
+        return Reply(
+            200, statuses.success(kind.resource, kind.group, meta["name"], meta["uid"]), headers
+        )
     last, gone = delete_now_or_finalize(store, kind.table, obj, call.now, propagation=policy)
     if gone and kind.table != "pods":
         status = statuses.success(kind.resource, kind.group, meta["name"], meta["uid"])
@@ -375,16 +446,23 @@ def delete_collection(cluster: Cluster, kind: Kind, call: Call) -> Reply:
     listed = list_objects(cluster.store, kind, call)
     for item in listed.body["items"]:
         sub = Call(
-            call.info.__class__(**{**call.info.__dict__, "name": item["metadata"]["name"],
-                                   "verb": "delete"}),
-            call.query, call.raw_body, call.user, call.now, call.content_type, call.query_all,
+            call.info.__class__(
+                **{**call.info.__dict__, "name": item["metadata"]["name"], "verb": "delete"}
+            ),
+            call.query,
+            call.raw_body,
+            call.user,
+            call.now,
+            call.content_type,
+            call.query_all,
         )
         try:
             delete(cluster, kind, sub)
         except statuses.ApiError:
             continue
     items = [
-        ({"kind": kind.kind, "apiVersion": kind.group_version, **item}) for item in listed.body["items"]
+        ({"kind": kind.kind, "apiVersion": kind.group_version, **item})
+        for item in listed.body["items"]
     ]
     body = {**listed.body, "items": [object_view(kind, i) for i in items]}
     return Reply(200, body, kind=kind)

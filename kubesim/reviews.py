@@ -47,21 +47,37 @@ def _access(state: SimState, call: Call) -> Reply:
     attributes = spec.get("resourceAttributes")
     path_attributes = spec.get("nonResourceAttributes")
     if not attributes and not path_attributes:
-        raise statuses.invalid("SelfSubjectAccessReview", "authorization.k8s.io", "", [
-            statuses.FieldError(statuses.INVALID, "spec.resourceAttributes", None,
-                                "exactly one of nonResourceAttributes or resourceAttributes must be specified")
-        ])
+        raise statuses.invalid(
+            "SelfSubjectAccessReview",
+            "authorization.k8s.io",
+            "",
+            [
+                statuses.FieldError(
+                    statuses.INVALID,
+                    "spec.resourceAttributes",
+                    None,
+                    "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                )
+            ],
+        )
     if attributes:
         resource = str(attributes.get("resource") or "")
         info = RequestInfo(
-            path="", verb=str(attributes.get("verb") or ""), is_resource=True,
-            api_group=str(attributes.get("group") or ""), api_version=str(attributes.get("version") or ""),
-            namespace=str(attributes.get("namespace") or ""), resource=resource,
-            subresource=str(attributes.get("subresource") or ""), name=str(attributes.get("name") or ""),
+            path="",
+            verb=str(attributes.get("verb") or ""),
+            is_resource=True,
+            api_group=str(attributes.get("group") or ""),
+            api_version=str(attributes.get("version") or ""),
+            namespace=str(attributes.get("namespace") or ""),
+            resource=resource,
+            subresource=str(attributes.get("subresource") or ""),
+            name=str(attributes.get("name") or ""),
         )
     else:
-        info = RequestInfo(path=str(path_attributes.get("path") or ""),
-                           verb=str(path_attributes.get("verb") or ""))
+        assert path_attributes is not None
+        info = RequestInfo(
+            path=str(path_attributes.get("path") or ""), verb=str(path_attributes.get("verb") or "")
+        )
     denied = next((r for r in state.authorizer.rules if r.matches(info, call.user)), None)
     status: JSON = {"allowed": denied is None}
     if denied is not None:
@@ -83,8 +99,11 @@ def _whoami(state: SimState, call: Call) -> Reply:
     if body:
         check_type_meta(body, "authentication.k8s.io/v1", "SelfSubjectReview")
     arn = call.user
-    user: JSON = {"username": arn, "uid": f"aws-iam-authenticator:{state.identity.name}:{arn}",
-                  "groups": GROUPS}
+    user: JSON = {
+        "username": arn,
+        "uid": f"aws-iam-authenticator:{state.identity.name}:{arn}",
+        "groups": GROUPS,
+    }
     user["extra"] = {
         "arn": [arn],
         "canonicalArn": [arn],

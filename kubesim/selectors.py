@@ -19,8 +19,19 @@ from kubesim import statuses
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 _SPECIAL = "=!(),><"
-_TOKENS = {"!": "!", "!=": "!=", "(": "(", ")": ")", ",": ",", "=": "=", "==": "==",
-           ">": ">", "<": "<", "in": "in", "notin": "notin"}
+_TOKENS = {
+    "!": "!",
+    "!=": "!=",
+    "(": "(",
+    ")": ")",
+    ",": ",",
+    "=": "=",
+    "==": "==",
+    ">": ">",
+    "<": "<",
+    "in": "in",
+    "notin": "notin",
+}
 _OPERATORS = ["=", "==", "!=", "in", "notin", "gt", "lt"]
 _NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _NAME_RE = re.compile(f"^{_NAME_FMT}$")
@@ -40,15 +51,32 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "namespaces": ("metadata.name", "status.phase"),
     "jobs": ("metadata.name", "metadata.namespace", "status.successful"),
     "pods": (
-        "metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy",
-        "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
-        "status.podIP", "status.podIPs", "status.nominatedNodeName",
+        "metadata.name",
+        "metadata.namespace",
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.podIPs",
+        "status.nominatedNodeName",
     ),
     "events": (
-        "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-        "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-        "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
-        "metadata.name", "metadata.namespace",
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+        "metadata.name",
+        "metadata.namespace",
     ),
 }
 
@@ -168,10 +196,7 @@ class _Parser:
         if tok not in ops:
             raise ValueError(f"found '{lit}', expected: {', '.join(_OPERATORS)}")
         op = ops[tok]
-        if op in ("in", "notin"):
-            values = self.values()
-        else:
-            values = self.exact()
+        values = self.values() if op in ("in", "notin") else self.exact()
         for value in values:
             if op in ("gt", "lt"):
                 try:
@@ -325,9 +350,7 @@ def field_predicate(selector: str | None, resource: str = "jobs") -> Predicate:
             continue
         found = re.match(r"^([^=!]+?)(!=|==|=)(.*)$", part)
         if not found:
-            raise statuses.bad_request(
-                f"invalid selector: '{selector}'; can't understand '{part}'"
-            )
+            raise statuses.bad_request(f"invalid selector: '{selector}'; can't understand '{part}'")
         key, op, value = found.group(1).strip(), found.group(2), found.group(3)
         if key not in allowed:
             listing = ", ".join(f'"{a}"' for a in allowed)

@@ -250,8 +250,12 @@ async def _serve_watch(
     if info.name:
         query = dict(call.query)
         selector = f"metadata.name={info.name}"
-        query["fieldSelector"] = f"{query['fieldSelector']},{selector}" if query.get("fieldSelector") else selector
-        call = Call(info, query, call.raw_body, call.user, call.now, call.content_type, call.query_all)
+        query["fieldSelector"] = (
+            f"{query['fieldSelector']},{selector}" if query.get("fieldSelector") else selector
+        )
+        call = Call(
+            info, query, call.raw_body, call.user, call.now, call.content_type, call.query_all
+        )
     opts = options.list_options(call.query, watch=True)
     labels = selectors.label_predicate(call.query.get("labelSelector"))
     fields = selectors.field_predicate(call.query.get("fieldSelector"), kind.table)
@@ -272,8 +276,13 @@ async def _serve_watch(
     timeout = opts.timeout if opts.timeout is not None else state.config.watch_timeout
     interval = state.config.bookmark_interval if opts.bookmarks else None
     return await watch.stream(
-        request, state.cluster.watches, watcher, timeout=timeout, bookmark_every=interval,
-        current_rv=lambda: state.store.rv, content_type=watch.watch_content_type(output.encoding),
+        request,
+        state.cluster.watches,
+        watcher,
+        timeout=timeout,
+        bookmark_every=interval,
+        current_rv=lambda: state.store.rv,
+        content_type=watch.watch_content_type(output.encoding),
         headers={"Audit-Id": str(uuid.uuid4()), "Cache-Control": "no-cache, private"},
     )
 
@@ -300,14 +309,17 @@ async def _kubernetes(request: web.Request, state: SimState) -> web.StreamRespon
             code = reply.code
             del raw, content_type
             return response
-        output = negotiation.choose_output(request.headers.get("Accept"), request.query.get("pretty"))
+        output = negotiation.choose_output(
+            request.headers.get("Accept"), request.query.get("pretty")
+        )
         body = await request.read()
         query_all = {k: request.query.getall(k) for k in request.query}
         query = {k: v[0] for k, v in query_all.items()}
         if "_agent" not in query:
             query["_agent"] = _manager_from_agent(request.headers.get("User-Agent", ""))
-        call = Call(info, query, body, user, time.time(), request.headers.get("Content-Type", ""),
-                    query_all)
+        call = Call(
+            info, query, body, user, time.time(), request.headers.get("Content-Type", ""), query_all
+        )
         call.user_groups = ()  # type: ignore[attr-defined]
         if info.verb == "watch":
             code = 200

@@ -39,8 +39,13 @@ _AGE_DOC = (
 
 
 def _col(name: str, kind: str, description: str, *, priority: int = 0, fmt: str = "") -> JSON:
-    return {"name": name, "type": kind, "format": fmt, "description": description,
-            "priority": priority}
+    return {
+        "name": name,
+        "type": kind,
+        "format": fmt,
+        "description": description,
+        "priority": priority,
+    }
 
 
 COLUMNS: dict[str, list[JSON]] = {
@@ -56,45 +61,88 @@ COLUMNS: dict[str, list[JSON]] = {
         _col("Duration", "string", "Time required to complete the job."),
         _col("Age", "string", _AGE_DOC),
         _col("Containers", "string", "Names of each container in the template.", priority=1),
-        _col("Images", "string", "Images referenced by each container in the template.", priority=1),
-        _col("Selector", "string", "A label query over pods that should match the pod count. "
-             "Normally, the system sets this field for you. More info: https://kubernetes.io/"
-             "docs/concepts/overview/working-with-objects/labels/#label-selectors", priority=1),
+        _col(
+            "Images", "string", "Images referenced by each container in the template.", priority=1
+        ),
+        _col(
+            "Selector",
+            "string",
+            "A label query over pods that should match the pod count. "
+            "Normally, the system sets this field for you. More info: https://kubernetes.io/"
+            "docs/concepts/overview/working-with-objects/labels/#label-selectors",
+            priority=1,
+        ),
     ],
     "pods": [
         _col("Name", "string", _NAME_DOC, fmt="name"),
         _col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
         _col("Status", "string", "The aggregate status of the containers in this pod."),
-        _col("Restarts", "string", "The number of times the containers in this pod have been "
-             "restarted and when the last container in this pod has restarted."),
+        _col(
+            "Restarts",
+            "string",
+            "The number of times the containers in this pod have been "
+            "restarted and when the last container in this pod has restarted.",
+        ),
         _col("Age", "string", _AGE_DOC),
-        _col("IP", "string", "podIP address allocated to the pod. Routable at least within the "
-             "cluster. Empty if not yet allocated.", priority=1),
-        _col("Node", "string", "NodeName indicates in which node this pod is scheduled.",
-             priority=1),
-        _col("Nominated Node", "string", "nominatedNodeName is set when this pod preempts other "
-             "pods on the node, but it cannot be scheduled right away as preemption victims "
-             "receive their graceful termination periods.", priority=1),
-        _col("Readiness Gates", "string", "If specified, all readiness gates will be evaluated "
-             "for pod readiness.", priority=1),
+        _col(
+            "IP",
+            "string",
+            "podIP address allocated to the pod. Routable at least within the "
+            "cluster. Empty if not yet allocated.",
+            priority=1,
+        ),
+        _col(
+            "Node", "string", "NodeName indicates in which node this pod is scheduled.", priority=1
+        ),
+        _col(
+            "Nominated Node",
+            "string",
+            "nominatedNodeName is set when this pod preempts other "
+            "pods on the node, but it cannot be scheduled right away as preemption victims "
+            "receive their graceful termination periods.",
+            priority=1,
+        ),
+        _col(
+            "Readiness Gates",
+            "string",
+            "If specified, all readiness gates will be evaluated for pod readiness.",
+            priority=1,
+        ),
     ],
     "events": [
-        _col("Last Seen", "string", "The time at which the most recent occurrence of this event "
-             "was recorded."),
-        _col("Type", "string", "Type of this event (Normal, Warning), new types could be added "
-             "in the future"),
-        _col("Reason", "string", "This should be a short, machine understandable string that "
-             "gives the reason for the transition into the object's current status."),
+        _col(
+            "Last Seen",
+            "string",
+            "The time at which the most recent occurrence of this event was recorded.",
+        ),
+        _col(
+            "Type",
+            "string",
+            "Type of this event (Normal, Warning), new types could be added in the future",
+        ),
+        _col(
+            "Reason",
+            "string",
+            "This should be a short, machine understandable string that "
+            "gives the reason for the transition into the object's current status.",
+        ),
         _col("Object", "string", "The object that this event is about."),
-        _col("Subobject", "string", "If the reference is to a portion of an object instead of "
-             "an entire object, this string should contain a valid JSON/Go field access "
-             "statement.", priority=1),
-        _col("Source", "string", "The component reporting this event. Should be a short "
-             "machine understandable string.", priority=1),
-        _col("Message", "string", "A human-readable description of the status of this "
-             "operation."),
-        _col("First Seen", "string", "The time at which the event was first recorded.",
-             priority=1),
+        _col(
+            "Subobject",
+            "string",
+            "If the reference is to a portion of an object instead of "
+            "an entire object, this string should contain a valid JSON/Go field access "
+            "statement.",
+            priority=1,
+        ),
+        _col(
+            "Source",
+            "string",
+            "The component reporting this event. Should be a short machine understandable string.",
+            priority=1,
+        ),
+        _col("Message", "string", "A human-readable description of the status of this operation."),
+        _col("First Seen", "string", "The time at which the event was first recorded.", priority=1),
         _col("Count", "string", "The number of times this event has occurred.", priority=1),
         _col("Name", "string", _NAME_DOC, fmt="name", priority=1),
     ],
@@ -145,12 +193,17 @@ def _age(stamp: Any, now: float) -> str:
 
 
 def _namespace_row(obj: JSON, now: float) -> list[Any]:
-    return [obj["metadata"]["name"], (obj.get("status") or {}).get("phase", ""),
-            _age(obj["metadata"].get("creationTimestamp"), now)]
+    return [
+        obj["metadata"]["name"],
+        (obj.get("status") or {}).get("phase", ""),
+        _age(obj["metadata"].get("creationTimestamp"), now),
+    ]
 
 
 def _job_status(job: JSON) -> str:
-    conditions = {c.get("type"): c.get("status") for c in (job.get("status") or {}).get("conditions") or []}
+    conditions = {
+        c.get("type"): c.get("status") for c in (job.get("status") or {}).get("conditions") or []
+    }
     if conditions.get("Complete") == "True":
         return "Complete"
     if conditions.get("Failed") == "True":
@@ -180,7 +233,10 @@ def _job_row(obj: JSON, now: float) -> list[Any]:
     duration = "" if start is None else human_duration((end or now) - start)
     containers = (spec.get("template") or {}).get("spec", {}).get("containers") or []
     return [
-        obj["metadata"]["name"], _job_status(obj), completions, duration,
+        obj["metadata"]["name"],
+        _job_status(obj),
+        completions,
+        duration,
         _age(obj["metadata"].get("creationTimestamp"), now),
         ",".join(c.get("name", "") for c in containers),
         ",".join(c.get("image", "") for c in containers),
@@ -229,10 +285,15 @@ def _pod_row(obj: JSON, now: float) -> list[Any]:
     if restarts and last is not None:
         restart_text = f"{restarts} ({human_duration(now - last)} ago)"
     return [
-        obj["metadata"]["name"], f"{ready}/{len(containers)}", pod_reason(obj), restart_text,
+        obj["metadata"]["name"],
+        f"{ready}/{len(containers)}",
+        pod_reason(obj),
+        restart_text,
         _age(obj["metadata"].get("creationTimestamp"), now),
-        status.get("podIP") or "<none>", (obj.get("spec") or {}).get("nodeName") or "<none>",
-        status.get("nominatedNodeName") or "<none>", "<none>",
+        status.get("podIP") or "<none>",
+        (obj.get("spec") or {}).get("nodeName") or "<none>",
+        status.get("nominatedNodeName") or "<none>",
+        "<none>",
     ]
 
 
@@ -246,10 +307,16 @@ def _event_row(obj: JSON, now: float) -> list[Any]:
         source_text = f"{source_text}, {source['host']}"
     count = obj.get("count") or (obj.get("series") or {}).get("count") or 1
     return [
-        _age(last, now), obj.get("type", ""), obj.get("reason", ""),
+        _age(last, now),
+        obj.get("type", ""),
+        obj.get("reason", ""),
         f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
-        involved.get("fieldPath", ""), source_text, (obj.get("message") or obj.get("note") or "").strip(),
-        _age(first, now), str(count), obj["metadata"]["name"],
+        involved.get("fieldPath", ""),
+        source_text,
+        (obj.get("message") or obj.get("note") or "").strip(),
+        _age(first, now),
+        str(count),
+        obj["metadata"]["name"],
     ]
 
 
@@ -262,8 +329,11 @@ _ROWS: dict[str, Callable[[JSON, float], list[Any]]] = {
 
 
 def partial(obj: JSON, version: str) -> JSON:
-    return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}",
-            "metadata": obj["metadata"]}
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": f"meta.k8s.io/{version}",
+        "metadata": obj["metadata"],
+    }
 
 
 def _row(kind: Kind, obj: JSON, include: str, version: str, now: float) -> JSON:
@@ -275,22 +345,41 @@ def _row(kind: Kind, obj: JSON, include: str, version: str, now: float) -> JSON:
     return row
 
 
-def table(kind: Kind, body: JSON, *, version: str, include: str, headers: bool = True,
-          now: float | None = None) -> JSON:
+def table(
+    kind: Kind,
+    body: JSON,
+    *,
+    version: str,
+    include: str,
+    headers: bool = True,
+    now: float | None = None,
+) -> JSON:
     """``meta.k8s.io`` Table of an object or a list body."""
     if include not in ("", "Metadata", "Object", "None"):
-        raise statuses.invalid("TableOptions", "meta.k8s.io", "", [
-            statuses.FieldError(statuses.INVALID, "includeObject", include,
-                                "must be 'Metadata', 'Object', 'None', or empty")
-        ])
+        raise statuses.invalid(
+            "TableOptions",
+            "meta.k8s.io",
+            "",
+            [
+                statuses.FieldError(
+                    statuses.INVALID,
+                    "includeObject",
+                    include,
+                    "must be 'Metadata', 'Object', 'None', or empty",
+                )
+            ],
+        )
     now = time.time() if now is None else now
     is_list = "items" in body
     objects = body["items"] if is_list else [body]
     out: JSON = {"kind": "Table", "apiVersion": f"meta.k8s.io/{version}"}
     meta: JSON = {}
     if is_list:
-        meta = {k: v for k, v in body.get("metadata", {}).items()
-                if k in ("resourceVersion", "continue", "remainingItemCount")}
+        meta = {
+            k: v
+            for k, v in body.get("metadata", {}).items()
+            if k in ("resourceVersion", "continue", "remainingItemCount")
+        }
     else:
         meta = {"resourceVersion": body["metadata"].get("resourceVersion", "")}
     out["metadata"] = meta

@@ -119,7 +119,7 @@ class Timers:
         ran = 0
         heap = self._heap
         while heap and heap[0][0] <= now:
-            when, seq, key = heapq.heappop(heap)
+            _when, seq, key = heapq.heappop(heap)
             entry = self._due.get(key)
             if entry is None or entry[1] != seq:
                 continue

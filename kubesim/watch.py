@@ -21,6 +21,7 @@ per watcher per loop iteration, not per event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -49,7 +50,7 @@ def plain_event(event_type: str, obj: JSON) -> bytes:
 class Watcher:
     """One open watch: what it wants, and what it has not written yet."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - keyword use at every call site
         self,
         kind: Kind,
         namespace: str,
@@ -161,7 +162,7 @@ def error_event(status: JSON) -> bytes:
     return b'{"type":"ERROR","object":' + orjson.dumps(status) + b"}\n"
 
 
-def open_watch(
+def open_watch(  # noqa: PLR0917 - keyword use at every call site
     store: Store,
     hub: WatchHub,
     kind: Kind,
@@ -235,10 +236,8 @@ async def stream(
             deadline = ends if next_bookmark is None else min(ends, next_bookmark)
             watcher.wake.clear()
             if not watcher.buffer and not watcher.closed:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(watcher.wake.wait(), max(0.0, deadline - now))
-                except TimeoutError:
-                    pass
             if next_bookmark is not None and time.monotonic() >= next_bookmark:
                 watcher.push(bookmark(watcher.kind, max(watcher.last_rv, current_rv())))
                 next_bookmark = time.monotonic() + (bookmark_every or 60.0)
@@ -250,10 +249,8 @@ async def stream(
         return response
     finally:
         hub.remove(watcher.kind.table, watcher)
-    try:
+    with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
-    except ConnectionResetError:
-        pass
     return response
 
 

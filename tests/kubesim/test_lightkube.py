@@ -23,8 +23,19 @@ from .conftest import job_manifest
 def client(sim: Simulator, tmp_path: Path) -> Iterator[Client]:
     env_file = sim.write_env_file(tmp_path / "kubesim.env")
     kubeconfig = tmp_path / "kubeconfig"
-    subprocess.run([sys.executable, "-m", "kubesim", "kubeconfig", "--env-file", str(env_file),
-                    "--out", str(kubeconfig)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubesim",
+            "kubeconfig",
+            "--env-file",
+            str(env_file),
+            "--out",
+            str(kubeconfig),
+        ],
+        check=True,
+    )
     with Client(KubeConfig.from_file(kubeconfig)) as made:
         yield made
 
@@ -49,15 +60,23 @@ def test_wait_for_a_job_condition(client: Client) -> None:
 
 def test_patches_and_server_side_apply(client: Client) -> None:
     client.create(Job.from_dict(job_manifest("lkp")), namespace="default")
-    merged = client.patch(Job, "lkp", {"metadata": {"labels": {"x": "1"}}}, namespace="default",
-                          patch_type=PatchType.MERGE)
+    merged = client.patch(
+        Job,
+        "lkp",
+        {"metadata": {"labels": {"x": "1"}}},
+        namespace="default",
+        patch_type=PatchType.MERGE,
+    )
     assert merged.metadata.labels["x"] == "1"
-    strategic = client.patch(Job, "lkp", {"metadata": {"annotations": {"y": "2"}}},
-                             namespace="default")
+    strategic = client.patch(
+        Job, "lkp", {"metadata": {"annotations": {"y": "2"}}}, namespace="default"
+    )
     assert strategic.metadata.annotations == {"y": "2"}
-    applied = client.apply(Job.from_dict(job_manifest("lka")), namespace="default",
-                           field_manager="lightkube-test")
+    applied = client.apply(
+        Job.from_dict(job_manifest("lka")), namespace="default", field_manager="lightkube-test"
+    )
     assert applied.metadata.managedFields[0].manager == "lightkube-test"
-    again = client.apply(Job.from_dict(job_manifest("lka")), namespace="default",
-                         field_manager="lightkube-test")
+    again = client.apply(
+        Job.from_dict(job_manifest("lka")), namespace="default", field_manager="lightkube-test"
+    )
     assert again.metadata.generation == applied.metadata.generation == 1

@@ -23,22 +23,39 @@ def test_openapi_v3_lists_the_served_group_versions_and_their_schemas(api_client
     _, doc, _ = send(api_client, "GET", paths["apis/batch/v1"]["serverRelativeURL"])
     schemas = json.loads(doc)["components"]["schemas"]
     job = schemas["io.k8s.api.batch.v1.Job"]
-    assert job["x-kubernetes-group-version-kind"] == [{"group": "batch", "kind": "Job", "version": "v1"}]
+    assert job["x-kubernetes-group-version-kind"] == [
+        {"group": "batch", "kind": "Job", "version": "v1"}
+    ]
     assert "fieldValidation" in json.dumps(json.loads(doc)["paths"])
 
 
 def test_openapi_v2_is_json_and_refuses_protobuf_only(api_client: Any) -> None:
     status, data, _ = send(api_client, "GET", "/openapi/v2")
-    assert status == 200 and json.loads(data)["swagger"] == "2.0"
-    status, _, _ = send(api_client, "GET", "/openapi/v2",
-                        accept="application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+    assert status == 200
+    assert json.loads(data)["swagger"] == "2.0"
+    status, _, _ = send(
+        api_client,
+        "GET",
+        "/openapi/v2",
+        accept="application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    )
     assert status == 406
 
 
-def test_self_subject_access_review_follows_the_deny_rules(admin: AdminClient, api_client: Any) -> None:
+def test_self_subject_access_review_follows_the_deny_rules(
+    admin: AdminClient, api_client: Any
+) -> None:
     api = k8s.AuthorizationV1Api(api_client)
-    review = {"spec": {"resourceAttributes": {"verb": "create", "resource": "jobs", "group": "batch",
-                                              "namespace": "x"}}}
+    review = {
+        "spec": {
+            "resourceAttributes": {
+                "verb": "create",
+                "resource": "jobs",
+                "group": "batch",
+                "namespace": "x",
+            }
+        }
+    }
     assert api.create_self_subject_access_review(review).status.allowed is True
     admin.deny(verb="create", resource="jobs")
     denied = api.create_self_subject_access_review(review).status
@@ -52,8 +69,12 @@ def test_self_subject_review_names_the_iam_caller(sim: Simulator, api_client: An
 
 
 def test_objects_and_lifecycles_survive_a_restart(tmp_path: Path) -> None:
-    options: dict[str, Any] = {"cluster": "keep", "state_dir": tmp_path, "job_duration": 0.5,
-                               "pod_startup": 0.05}
+    options: dict[str, Any] = {
+        "cluster": "keep",
+        "state_dir": tmp_path,
+        "job_duration": 0.5,
+        "pod_startup": 0.05,
+    }
     with Simulator(**options) as first:
         api = kube_api_client(first)
         batch = k8s.BatchV1Api(api)

@@ -23,7 +23,9 @@ def _job(name: str, **annotations: str) -> dict[str, Any]:
 
 
 def _pods(core: k8s.CoreV1Api, namespace: str, job: str) -> list[Any]:
-    return core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job}").items
+    return core.list_namespaced_pod(
+        namespace, label_selector=f"batch.kubernetes.io/job-name={job}"
+    ).items
 
 
 def _one_pod(core: k8s.CoreV1Api, namespace: str, job: str, check: Any) -> Any:
@@ -35,7 +37,9 @@ def _one_pod(core: k8s.CoreV1Api, namespace: str, job: str, check: Any) -> Any:
 
 
 def _events(core: k8s.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str, str]]:
-    found = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    found = core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}"
+    ).items
     return [(e.type, e.reason, e.message) for e in found]
 
 
@@ -46,14 +50,19 @@ def test_a_job_pod_carries_the_controllers_name_labels_and_owner(
     pod = _one_pod(core, namespace, "owned", lambda p: True)
 
     uid = job.metadata.uid
-    assert pod.metadata.name.startswith("owned-") and len(pod.metadata.name) == len("owned-") + 5
+    assert pod.metadata.name.startswith("owned-")
+    assert len(pod.metadata.name) == len("owned-") + 5
     assert pod.metadata.labels["batch.kubernetes.io/job-name"] == "owned"
     assert pod.metadata.labels["job-name"] == "owned"
     assert pod.metadata.labels["batch.kubernetes.io/controller-uid"] == uid
     assert pod.metadata.labels["controller-uid"] == uid
     (owner,) = pod.metadata.owner_references
     assert (owner.kind, owner.name, owner.uid, owner.controller, owner.block_owner_deletion) == (
-        "Job", "owned", uid, True, True
+        "Job",
+        "owned",
+        uid,
+        True,
+        True,
     )
     assert ("Normal", "SuccessfulCreate", f"Created pod: {pod.metadata.name}") in _events(
         core, namespace, "owned"
@@ -69,7 +78,8 @@ def test_a_succeeded_pod_has_a_completed_terminated_state_and_kubelet_events(
     (status,) = pod.status.container_statuses
     terminated = status.state.terminated
     assert (terminated.exit_code, terminated.reason) == (0, "Completed")
-    assert terminated.started_at is not None and terminated.finished_at is not None
+    assert terminated.started_at is not None
+    assert terminated.finished_at is not None
     assert status.container_id.startswith("containerd://")
     ready = next(c for c in pod.status.conditions if c.type == "Ready")
     assert (ready.status, ready.reason) == ("False", "PodCompleted")
@@ -81,15 +91,23 @@ def test_a_succeeded_pod_has_a_completed_terminated_state_and_kubelet_events(
 def test_a_failing_pod_exits_with_the_annotated_code_and_message(
     batch: k8s.BatchV1Api, core: k8s.CoreV1Api, namespace: str
 ) -> None:
-    manifest = _job("boom", **{OUTCOME_ANNOTATION: "fail", EXIT_CODE_ANNOTATION: "42",
-                               MESSAGE_ANNOTATION: "disk full"})
+    manifest = _job(
+        "boom",
+        **{OUTCOME_ANNOTATION: "fail", EXIT_CODE_ANNOTATION: "42", MESSAGE_ANNOTATION: "disk full"},
+    )
     manifest["spec"]["backoffLimit"] = 0
     batch.create_namespaced_job(namespace, manifest)
     pod = _one_pod(core, namespace, "boom", lambda p: p.status.phase == "Failed")
 
     terminated = pod.status.container_statuses[0].state.terminated
-    assert (terminated.exit_code, terminated.reason, terminated.message) == (42, "Error", "disk full")
-    assert core.read_namespaced_pod_log(pod.metadata.name, namespace).splitlines()[-1] == "disk full"
+    assert (terminated.exit_code, terminated.reason, terminated.message) == (
+        42,
+        "Error",
+        "disk full",
+    )
+    assert (
+        core.read_namespaced_pod_log(pod.metadata.name, namespace).splitlines()[-1] == "disk full"
+    )
 
 
 def test_an_oom_killed_pod_exits_137(
@@ -112,14 +130,19 @@ def test_an_image_pull_failure_goes_from_err_image_pull_to_back_off_and_never_st
     def waiting(reason: str) -> Any:
         def check(pod: Any) -> bool:
             statuses = pod.status.container_statuses or []
-            return bool(statuses) and bool(statuses[0].state.waiting) and (
-                statuses[0].state.waiting.reason == reason
+            return (
+                bool(statuses)
+                and bool(statuses[0].state.waiting)
+                and (statuses[0].state.waiting.reason == reason)
             )
 
         return _one_pod(core, namespace, "pull", check)
 
     first = waiting("ErrImagePull")
-    assert "failed to pull and unpack image" in first.status.container_statuses[0].state.waiting.message
+    assert (
+        "failed to pull and unpack image"
+        in first.status.container_statuses[0].state.waiting.message
+    )
     pod = waiting("ImagePullBackOff")
     assert pod.status.phase == "Pending"
     events = _events(core, namespace, pod.metadata.name)
@@ -136,7 +159,9 @@ def test_an_unschedulable_pod_stays_pending_with_the_schedulers_reason(
 
     (scheduled,) = pod.status.conditions
     assert (scheduled.type, scheduled.status, scheduled.reason) == (
-        "PodScheduled", "False", "Unschedulable"
+        "PodScheduled",
+        "False",
+        "Unschedulable",
     )
     assert scheduled.message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
     assert pod.spec.node_name is None
@@ -150,9 +175,14 @@ def test_a_config_error_waits_with_create_container_config_error(
 ) -> None:
     batch.create_namespaced_job(namespace, _job("cfg", **{OUTCOME_ANNOTATION: "config-error"}))
     pod = _one_pod(
-        core, namespace, "cfg",
-        lambda p: bool(p.status.container_statuses) and bool(p.status.container_statuses[0].state.waiting)
-        and p.status.container_statuses[0].state.waiting.reason == "CreateContainerConfigError",
+        core,
+        namespace,
+        "cfg",
+        lambda p: (
+            bool(p.status.container_statuses)
+            and bool(p.status.container_statuses[0].state.waiting)
+            and p.status.container_statuses[0].state.waiting.reason == "CreateContainerConfigError"
+        ),
     )
     assert pod.status.phase == "Pending"
 
@@ -177,9 +207,15 @@ def test_on_failure_restarts_the_container_in_place_with_last_state(
     manifest["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
     batch.create_namespaced_job(namespace, manifest)
 
-    pod = _one_pod(core, namespace, "again",
-                   lambda p: (p.status.container_statuses or [None])[0] is not None
-                   and p.status.container_statuses[0].restart_count == 1)
+    pod = _one_pod(
+        core,
+        namespace,
+        "again",
+        lambda p: (
+            (p.status.container_statuses or [None])[0] is not None
+            and p.status.container_statuses[0].restart_count == 1
+        ),
+    )
     last = pod.status.container_statuses[0].last_state.terminated
     assert (last.exit_code, last.reason) == (3, "Error")
 
@@ -223,7 +259,9 @@ def test_logs_follow_the_command_and_a_failure_adds_a_last_line(
     manifest = _job("talk", **{OUTCOME_ANNOTATION: "fail", EXIT_CODE_ANNOTATION: "2"})
     manifest["spec"]["backoffLimit"] = 0
     manifest["spec"]["template"]["spec"]["containers"][0]["command"] = [
-        "sh", "-c", "echo one; echo 'two words'; exit 2"
+        "sh",
+        "-c",
+        "echo one; echo 'two words'; exit 2",
     ]
     batch.create_namespaced_job(namespace, manifest)
     pod = _one_pod(core, namespace, "talk", lambda p: p.status.phase == "Failed")
@@ -232,5 +270,6 @@ def test_logs_follow_the_command_and_a_failure_adds_a_last_line(
     assert core.read_namespaced_pod_log(name, namespace) == "one\ntwo words\nexit status 2\n"
     assert core.read_namespaced_pod_log(name, namespace, tail_lines=1) == "exit status 2\n"
     stamped = core.read_namespaced_pod_log(name, namespace, timestamps=True).splitlines()[0]
-    assert stamped.endswith("Z one") and stamped[10] == "T"
+    assert stamped.endswith("Z one")
+    assert stamped[10] == "T"
     assert core.read_namespaced_pod_log(name, namespace, limit_bytes=3) == "one"

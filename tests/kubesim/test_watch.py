@@ -19,7 +19,10 @@ def watch(api_client: Any, path: str, **query: str) -> Iterator[dict[str, Any]]:
     """The events of a watch stream, parsed, as the server sends them."""
     params = [("watch", "true"), *query.items()]
     serialized = api_client.param_serialize(
-        "GET", path, query_params=params, header_params={"Accept": "application/json"},
+        "GET",
+        path,
+        query_params=params,
+        header_params={"Accept": "application/json"},
         auth_settings=["BearerToken"],
     )
     response = api_client.call_api(*serialized, _request_timeout=20)
@@ -41,7 +44,10 @@ def test_a_watch_without_a_version_starts_with_what_exists(api_client: Any) -> N
     first = take(events, 4)
     assert [e["type"] for e in first] == ["ADDED"] * 4
     assert {e["object"]["metadata"]["name"] for e in first} == {
-        "default", "kube-node-lease", "kube-public", "kube-system"
+        "default",
+        "kube-node-lease",
+        "kube-public",
+        "kube-system",
     }
 
 
@@ -49,21 +55,30 @@ def test_a_watch_from_a_list_version_sees_later_changes_in_order(
     api_client: Any, batch: k8s.BatchV1Api, namespace: str
 ) -> None:
     listed = batch.list_namespaced_job(namespace)
-    events = watch(api_client, f"/apis/batch/v1/namespaces/{namespace}/jobs",
-                   resourceVersion=listed.metadata.resource_version, timeoutSeconds="5")
+    events = watch(
+        api_client,
+        f"/apis/batch/v1/namespaces/{namespace}/jobs",
+        resourceVersion=listed.metadata.resource_version,
+        timeoutSeconds="5",
+    )
     batch.create_namespaced_job(namespace, job_manifest("w1"))
     seen = take(events, 2)
     assert [e["type"] for e in seen] == ["ADDED", "MODIFIED"]
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in seen]
-    assert versions == sorted(versions) and versions[0] > int(listed.metadata.resource_version)
+    assert versions == sorted(versions)
+    assert versions[0] > int(listed.metadata.resource_version)
 
 
 def test_resuming_from_a_version_replays_what_happened_since(
     api_client: Any, batch: k8s.BatchV1Api, namespace: str
 ) -> None:
     created = batch.create_namespaced_job(namespace, job_manifest("r1"))
-    events = watch(api_client, f"/apis/batch/v1/namespaces/{namespace}/jobs",
-                   resourceVersion=created.metadata.resource_version, timeoutSeconds="5")
+    events = watch(
+        api_client,
+        f"/apis/batch/v1/namespaces/{namespace}/jobs",
+        resourceVersion=created.metadata.resource_version,
+        timeoutSeconds="5",
+    )
     first = next(events)
     assert first["type"] == "MODIFIED"
     assert first["object"]["metadata"]["name"] == "r1"
@@ -74,20 +89,37 @@ def test_a_version_older_than_the_history_gets_an_expired_error_event(
 ) -> None:
     batch.create_namespaced_job(namespace, job_manifest("old"))
     compacted = admin.compact_history()
-    (event,) = list(watch(api_client, f"/apis/batch/v1/namespaces/{namespace}/jobs",
-                          resourceVersion="1", timeoutSeconds="5"))
+    (event,) = list(
+        watch(
+            api_client,
+            f"/apis/batch/v1/namespaces/{namespace}/jobs",
+            resourceVersion="1",
+            timeoutSeconds="5",
+        )
+    )
     assert event["type"] == "ERROR"
     assert event["object"] == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": f"too old resource version: 1 ({compacted})", "reason": "Expired", "code": 410,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": f"too old resource version: 1 ({compacted})",
+        "reason": "Expired",
+        "code": 410,
     }
 
 
 def test_bookmarks_and_initial_events_end(api_client: Any, admin: AdminClient) -> None:
     admin.configure(bookmark_interval=0.1)
-    events = watch(api_client, "/api/v1/namespaces", sendInitialEvents="true",
-                   resourceVersionMatch="NotOlderThan", resourceVersion="",
-                   allowWatchBookmarks="true", timeoutSeconds="5")
+    events = watch(
+        api_client,
+        "/api/v1/namespaces",
+        sendInitialEvents="true",
+        resourceVersionMatch="NotOlderThan",
+        resourceVersion="",
+        allowWatchBookmarks="true",
+        timeoutSeconds="5",
+    )
     first = take(events, 6)
     assert [e["type"] for e in first[:4]] == ["ADDED"] * 4
     assert first[4]["type"] == "BOOKMARK"
@@ -99,9 +131,13 @@ def test_bookmarks_and_initial_events_end(api_client: Any, admin: AdminClient) -
 def test_label_selected_watches_see_objects_enter_and_leave(
     api_client: Any, batch: k8s.BatchV1Api, namespace: str
 ) -> None:
-    events = watch(api_client, f"/apis/batch/v1/namespaces/{namespace}/jobs",
-                   labelSelector="team=blue", resourceVersion=batch.list_namespaced_job(namespace)
-                   .metadata.resource_version, timeoutSeconds="5")
+    events = watch(
+        api_client,
+        f"/apis/batch/v1/namespaces/{namespace}/jobs",
+        labelSelector="team=blue",
+        resourceVersion=batch.list_namespaced_job(namespace).metadata.resource_version,
+        timeoutSeconds="5",
+    )
     batch.create_namespaced_job(namespace, job_manifest("other"))
     batch.create_namespaced_job(namespace, job_manifest("sel", labels={"team": "blue"}))
     batch.patch_namespaced_job("sel", namespace, {"metadata": {"labels": {"team": "red"}}})
@@ -111,18 +147,18 @@ def test_label_selected_watches_see_objects_enter_and_leave(
         if event["type"] == "DELETED":
             break
     assert {e["object"]["metadata"]["name"] for e in seen} == {"sel"}
-    assert seen[0]["type"] == "ADDED" and seen[-1]["type"] == "DELETED"
+    assert seen[0]["type"] == "ADDED"
+    assert seen[-1]["type"] == "DELETED"
 
 
 def test_watches_end_at_timeout_seconds(api_client: Any) -> None:
-    events = list(watch(api_client, "/api/v1/namespaces", timeoutSeconds="1",
-                        resourceVersion="999999"))
+    events = list(
+        watch(api_client, "/api/v1/namespaces", timeoutSeconds="1", resourceVersion="999999")
+    )
     assert events == []
 
 
-def test_the_legacy_watch_path_and_closing_every_watch(
-    api_client: Any, admin: AdminClient
-) -> None:
+def test_the_legacy_watch_path_and_closing_every_watch(api_client: Any, admin: AdminClient) -> None:
     done: list[int] = []
 
     def run() -> None:
