@@ -155,6 +155,10 @@ class JobController:
                 self.pods_of[owner].discard(pod_key)
             else:
                 self.pods_of[owner].add(pod_key)
+                if change.type == "ADDED" and _owner_uid(change.obj) in self.runs:
+                    return  # created by this controller's own sync, which counted it
+                if change.type == "MODIFIED" and not _counts_changed(change.prev, change.obj):
+                    return
             job_name = (change.obj["metadata"].get("labels") or {}).get(JOB_NAME)
             if job_name:
                 self.enqueue((pod_key[0], job_name))
@@ -497,6 +501,26 @@ def delete_pod(
     marked = store.commit("pods", {**pod, "metadata": new_meta}).obj
     kubelet.deleting(marked, now)
     return marked
+
+
+def _counts_changed(prev: JSON | None, new: JSON) -> bool:
+    """Whether a Pod change can change its Job's counts (phase, readiness, deletion)."""
+    if prev is None:
+        return True
+    return (
+        _phase(prev) != _phase(new)
+        or _is_ready(prev) != _is_ready(new)
+        or bool(prev["metadata"].get("deletionTimestamp"))
+        != bool(new["metadata"].get("deletionTimestamp"))
+        or _restarts(prev) != _restarts(new)
+    )
+
+
+def _restarts(pod: JSON) -> int:
+    return sum(
+        int(c.get("restartCount") or 0)
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+    )
 
 
 def _spec_changed(change: Change) -> bool:

@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +42,7 @@ from kubesim.calls import Call, Reply
 from kubesim.faults import FaultRule
 from kubesim.requestinfo import RequestInfo, parse
 from kubesim.state import SimState
+from kubesim.store import Store
 
 log = logging.getLogger(__name__)
 STATE_KEY = web.AppKey("kubesim_state", SimState)
@@ -50,6 +50,10 @@ CA_KEY = web.AppKey("kubesim_ca_b64", str)
 _PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 _HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _audit_id() -> str:
+    return Store.new_uid()
 
 
 class DroppedConnection(Exception):
@@ -60,7 +64,7 @@ def _json(code: int, body: Any, headers: dict[str, str] | None = None) -> web.Re
     response = web.Response(
         body=_dumps(body).encode(), status=code, content_type="application/json"
     )
-    response.headers["Audit-Id"] = str(uuid.uuid4())
+    response.headers["Audit-Id"] = _audit_id()
     response.headers["Cache-Control"] = "no-cache, private"
     if headers:
         response.headers.update(headers)
@@ -219,7 +223,7 @@ def _render(reply: Reply, output: negotiation.Output, call: Call) -> web.Respons
         raw = body.encode() if isinstance(body, str) else body
         response = web.Response(body=raw, status=reply.code)
         response.headers["Content-Type"] = reply.headers.pop("Content-Type", "text/plain")
-        response.headers["Audit-Id"] = str(uuid.uuid4())
+        response.headers["Audit-Id"] = _audit_id()
         response.headers["Cache-Control"] = "no-cache, private"
         response.headers.update(reply.headers)
         return response
@@ -233,7 +237,7 @@ def _render(reply: Reply, output: negotiation.Output, call: Call) -> web.Respons
     raw, content_type = negotiation.encode(body, output)
     response = web.Response(body=raw, status=reply.code)
     response.headers["Content-Type"] = content_type
-    response.headers["Audit-Id"] = str(uuid.uuid4())
+    response.headers["Audit-Id"] = _audit_id()
     response.headers["Cache-Control"] = "no-cache, private"
     if reply.headers:
         response.headers.update(reply.headers)
@@ -283,7 +287,7 @@ async def _serve_watch(
         bookmark_every=interval,
         current_rv=lambda: state.store.rv,
         content_type=watch.watch_content_type(output.encoding),
-        headers={"Audit-Id": str(uuid.uuid4()), "Cache-Control": "no-cache, private"},
+        headers={"Audit-Id": _audit_id(), "Cache-Control": "no-cache, private"},
     )
 
 
@@ -371,9 +375,7 @@ async def _eks(request: web.Request, state: SimState) -> web.StreamResponse:
                 request, state, parts, name
             )
         code = reply.code
-        return _json(
-            reply.code, reply.body, {"x-amzn-RequestId": str(uuid.uuid4()), **reply.headers}
-        )
+        return _json(reply.code, reply.body, {"x-amzn-RequestId": _audit_id(), **reply.headers})
     finally:
         state.count(info.verb, info.resource_label, code)
 

@@ -15,8 +15,8 @@ the history can all hold the same object without copying it. That is what keeps
 from __future__ import annotations
 
 import bisect
+import os
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,9 +29,17 @@ INITIAL_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system"
 DEFAULT_HISTORY = 50_000
 
 
+_last_stamp: list[Any] = [None, ""]
+
+
 def rfc3339(epoch: float) -> str:
-    """``metav1.Time`` serialisation: whole seconds, UTC, ``Z``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    """``metav1.Time`` serialisation: whole seconds, UTC, ``Z`` (cached per second)."""
+    second = int(epoch // 1)
+    if _last_stamp[0] != second:
+        _last_stamp[0] = second
+        _last_stamp[1] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    text: str = _last_stamp[1]
+    return text
 
 
 def rfc3339_micro(epoch: float) -> str:
@@ -84,7 +92,12 @@ class Store:
 
     @staticmethod
     def new_uid() -> str:
-        return str(uuid.uuid4())
+        """A random (version 4) UUID, built without ``uuid.UUID``'s overhead."""
+        raw = bytearray(os.urandom(16))
+        raw[6] = (raw[6] & 0x0F) | 0x40
+        raw[8] = (raw[8] & 0x3F) | 0x80
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     @property
     def current_rv(self) -> str:
