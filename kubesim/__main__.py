@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -27,11 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster", required=True, help="EKS cluster name to simulate")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--env-file", type=Path, required=True, help="dotenv file to write")
-    parser.add_argument("--state-dir", type=Path, help="keep the CA here across restarts")
+    parser.add_argument(
+        "--state-dir", type=Path, help="keep the CA and the cluster's objects here across restarts"
+    )
     parser.add_argument("--job-duration", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--default-outcome", choices=OUTCOMES, default="succeed")
     parser.add_argument("--namespace-termination", type=float, default=1.0, metavar="SECONDS")
     parser.add_argument("--pod-termination", type=float, default=0.3, metavar="SECONDS")
+    parser.add_argument("--pod-startup", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument("--watch-timeout", type=float, default=1800.0, metavar="SECONDS")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="N")
     parser.add_argument("--token-max-age", type=float, default=900.0, metavar="SECONDS")
     parser.add_argument("--kubernetes-version", default="1.31")
@@ -48,6 +53,8 @@ async def _serve(args: argparse.Namespace) -> None:
             "namespace_termination": args.namespace_termination,
             "pod_termination": args.pod_termination,
             "latency_ms": args.latency_ms,
+            "pod_startup": args.pod_startup,
+            "watch_timeout": args.watch_timeout,
             "token_max_age": args.token_max_age,
         }
     )
@@ -70,7 +77,16 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kubeconfig"]:
+        from kubesim import kubeconfig  # noqa: PLC0415 - a separate sub-command
+
+        return kubeconfig.main(argv[1:])
     args = _parser().parse_args(argv)
+    # Tens of thousands of long-lived objects make the default collector scan them
+    # every few hundred allocations; collect young objects far less often instead.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s | %(levelname)-8s | %(name)-20s | %(message)s",
@@ -79,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_serve(args))
     except OSError as exc:
-        log.error("kubesim could not start: %s", exc)
+        log.error("kubesim could not start: %s", exc.strerror or exc)
         return 1
     return 0
 

@@ -6,7 +6,10 @@ JSON; a bad body is a 400 with ``{"error": ...}``. Endpoints:
 ``GET healthz`` · ``POST reset`` · ``GET|DELETE counters`` ·
 ``GET|PATCH config`` · ``GET|POST|DELETE faults`` · ``DELETE faults/{id}`` ·
 ``GET|POST|DELETE rbac/deny`` · ``DELETE rbac/deny/{id}`` ·
-``GET tokens`` · ``POST tokens/revoke`` · ``PUT tokens/reject-all``.
+``GET tokens`` · ``POST tokens/revoke`` · ``PUT tokens/reject-all`` ·
+``GET|DELETE watches`` (count / close every open watch, as an apiserver restart
+does) · ``GET history`` · ``POST history/compact`` (resuming from any older
+resourceVersion is then 410 Gone).
 """
 
 from __future__ import annotations
@@ -125,7 +128,30 @@ def register(app: web.Application, state: SimState) -> None:
         state.verifier.reject_all = enabled
         return _ok(_tokens())
 
+    async def watches(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            return _ok({"closed": state.cluster.watches.close_all()})
+        return _ok({"open": state.cluster.watches.count()})
+
+    async def compact(_: web.Request) -> web.Response:
+        state.store.compact()
+        return _ok({"compacted": state.store.compacted})
+
+    async def history(_: web.Request) -> web.Response:
+        store = state.store
+        return _ok(
+            {
+                "resourceVersion": store.rv,
+                "oldest": store.oldest_resumable(),
+                "entries": len(store.history),
+            }
+        )
+
     routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/watches", watches),
+        ("DELETE", "/watches", watches),
+        ("POST", "/history/compact", compact),
+        ("GET", "/history", history),
         ("GET", "/healthz", healthz),
         ("POST", "/reset", reset),
         ("GET", "/counters", counters),

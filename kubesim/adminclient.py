@@ -121,3 +121,19 @@ class AdminClient:
 
     def reject_all_tokens(self, enabled: bool = True) -> JSON:
         return self._call("PUT", "/tokens/reject-all", {"enabled": enabled})
+
+    def open_watches(self) -> int:
+        """How many watch streams are open now."""
+        return int(self._call("GET", "/watches")["open"])
+
+    def close_watches(self) -> int:
+        """End every open watch now (as an apiserver restart does); returns how many."""
+        return int(self._call("DELETE", "/watches")["closed"])
+
+    def history(self) -> JSON:
+        """``resourceVersion``, the oldest one a watch may resume from, entries held."""
+        return self._call("GET", "/history")
+
+    def compact_history(self) -> int:
+        """Forget the change history: resuming from an older resourceVersion gets 410."""
+        return int(self._call("POST", "/history/compact")["compacted"])

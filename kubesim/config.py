@@ -16,6 +16,7 @@ ACCESS_KEY_ID = "AKIAKUBESIMEXAMPLE"
 SECRET_ACCESS_KEY = "kubesim/dummy/secret/key/not/for/real/use00"  # noqa: S105 (fixed dummy)
 DEFAULT_CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/eksops-worker/i-0123456789abcdef0"
 OUTCOMES = ("succeed", "fail", "hang")
+"""The outcomes ``default_outcome`` may take (the annotation knows more, see ``podplan``)."""
 
 
 @dataclass
@@ -36,6 +37,17 @@ class SimConfig:
     """Fixed delay added to every EKS and Kubernetes API request."""
     caller_arn: str = DEFAULT_CALLER_ARN
     """Identity the dummy access key maps to; appears in Forbidden messages."""
+    pod_startup: float = 1.0
+    """Seconds from a Pod's scheduling to its container running (capped at a quarter of
+    the attempt's run time), spent in ``ContainerCreating``."""
+    event_ttl: float = 3600.0
+    """Events expire this long after their last update (kube-apiserver ``--event-ttl``)."""
+    event_limit: int = 20_000
+    """At most this many Events are kept; the oldest go first."""
+    watch_timeout: float = 1800.0
+    """Server-side end of a watch without ``timeoutSeconds`` (``--min-request-timeout``)."""
+    bookmark_interval: float = 60.0
+    """Seconds between BOOKMARK events on watches that allow them."""
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply admin changes, refusing unknown keys and bad values as a whole."""
@@ -45,7 +57,10 @@ class SimConfig:
             raise ValueError(f"unknown config keys: {', '.join(unknown)}")
         staged = asdict(self) | changes
         for name, value in changes.items():
-            if known[name].type == "float":
+            if known[name].type == "int":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{name} must be a positive integer")
+            elif known[name].type == "float":
                 if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                     raise ValueError(f"{name} must be a non-negative number")
                 staged[name] = float(value)

@@ -7,18 +7,23 @@ only after that, so it is handed to the state before the first request is served
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import socket
 from pathlib import Path
 
 from aiohttp import web
 
-from kubesim import envfile, tls
+from kubesim import envfile, persistence, tls
+from kubesim.cluster import Cluster
 from kubesim.config import ClusterIdentity, SimConfig
 from kubesim.server import build_app
 from kubesim.state import SimState
 
 log = logging.getLogger(__name__)
+SAVE_INTERVAL = 2.0
+"""Seconds between saves of a changed cluster to ``--state-dir``."""
 
 
 def format_url(host: str, port: int) -> str:
@@ -35,7 +40,14 @@ class Server:
         self.state = SimState(identity, config)
         self.tls = tls.create_tls(state_dir)
         self._runner: web.AppRunner | None = None
+        self._state_dir = state_dir
+        self._autosave: asyncio.Task[None] | None = None
         self.url = ""
+        if state_dir is not None and (state_dir / persistence.FILE).exists():
+            restored = Cluster(identity, config, self.state.timers, seed=False)
+            if persistence.restore(restored, state_dir):
+                self.state.cluster.close()
+                self.state.cluster = restored
 
     @property
     def env(self) -> dict[str, str]:
@@ -48,8 +60,10 @@ class Server:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
+        except OSError as exc:
             sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(exc.errno, f"port {port} on {host} is already in use") from None
             raise
         self.url = format_url(host, sock.getsockname()[1])
         self.state.endpoint = self.url
@@ -61,10 +75,25 @@ class Server:
         await web.SockSite(
             self._runner, sock, ssl_context=self.tls.ssl_context, backlog=1024
         ).start()
+        self.state.timers.attach(asyncio.get_running_loop())
+        if self._state_dir is not None:
+            state_dir = self._state_dir
+            self._autosave = asyncio.create_task(
+                persistence.autosave(lambda: self.state.cluster, state_dir, SAVE_INTERVAL)
+            )
         log.info("kubesim serving cluster %s at %s", self.identity.name, self.url)
         return self.url
 
     async def stop(self) -> None:
+        self.state.cluster.close()
+        if self._autosave is not None:
+            self._autosave.cancel()
+            self._autosave = None
+        if self._state_dir is not None:
+            try:
+                persistence.save(self.state.cluster, self._state_dir)
+            except OSError as exc:
+                log.error("could not save the cluster state: %s", exc)
         if self._runner is not None:
             # Idle keep-alive clients would never answer a TLS close_notify; abort
             # their connections so no transport outlives the loop.

@@ -14,18 +14,35 @@ import base64
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from kubesim import admin, discovery, eks, jobs, namespaces, rbac, statuses
+from kubesim import (
+    admin,
+    discovery,
+    eks,
+    kinds,
+    lists,
+    negotiation,
+    openapi,
+    options,
+    podlogs,
+    rbac,
+    registry,
+    reviews,
+    selectors,
+    statuses,
+    tables,
+    watch,
+)
 from kubesim.auth import TokenRejected
 from kubesim.calls import Call, Reply
 from kubesim.faults import FaultRule
 from kubesim.requestinfo import RequestInfo, parse
 from kubesim.state import SimState
+from kubesim.store import Store
 
 log = logging.getLogger(__name__)
 STATE_KEY = web.AppKey("kubesim_state", SimState)
@@ -33,6 +50,10 @@ CA_KEY = web.AppKey("kubesim_ca_b64", str)
 _PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 _HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _audit_id() -> str:
+    return Store.new_uid()
 
 
 class DroppedConnection(Exception):
@@ -43,7 +64,7 @@ def _json(code: int, body: Any, headers: dict[str, str] | None = None) -> web.Re
     response = web.Response(
         body=_dumps(body).encode(), status=code, content_type="application/json"
     )
-    response.headers["Audit-Id"] = str(uuid.uuid4())
+    response.headers["Audit-Id"] = _audit_id()
     response.headers["Cache-Control"] = "no-cache, private"
     if headers:
         response.headers.update(headers)
@@ -101,59 +122,179 @@ def _non_resource(request: web.Request, state: SimState, info: RequestInfo) -> w
         raise statuses.path_not_found()
     if path in _HEALTH_PATHS:
         return web.Response(text="ok", content_type="text/plain")
+    accept = request.headers.get("Accept", "")
+    version = discovery.aggregated_version(accept) if path in ("/api", "/apis") else ""
+    if version:
+        body = discovery.aggregated(legacy=path == "/api", version=version)
+        response = _json(200, body)
+        response.headers["Content-Type"] = (
+            f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+        )
+        return response
+    if path == "/openapi/v2" or path.startswith("/openapi/v3"):
+        return openapi.serve(request, path)
     documents: dict[str, Callable[[], Any]] = {
         "/version": lambda: discovery.version(state.identity),
         "/api": lambda: discovery.api_versions(f"{request.host}"),
         "/apis": discovery.api_group_list,
-        "/api/v1": discovery.core_v1,
-        "/apis/batch/v1": discovery.batch_v1,
-        "/apis/batch": lambda: discovery.api_group("batch"),
     }
     build = documents.get(path)
     if build is None:
+        parts = path.strip("/").split("/")
+        if parts[0] == "apis" and len(parts) == 2:
+            group = discovery.api_group(parts[1])
+            if group is not None:
+                return Reply(200, group)
+        if parts[0] == "api" and len(parts) == 2:
+            found = discovery.resource_list("", parts[1])
+            if found is not None:
+                return Reply(200, found)
+        if parts[0] == "apis" and len(parts) == 3:
+            found = discovery.resource_list(parts[1], parts[2])
+            if found is not None:
+                return Reply(200, found)
         raise statuses.path_not_found()
     return Reply(200, build())
 
 
+_SUBRESOURCE_VERBS = {
+    "status": ("get", "update", "patch"),
+    "finalize": ("update",),
+    "log": ("get",),
+}
+
+
 def _dispatch(state: SimState, call: Call) -> Reply:
-    info, store, config = call.info, state.store, state.config
-    if info.extra_parts or info.verb == "watch":
-        if info.verb == "watch":
-            raise statuses.method_not_supported(info.resource, info.api_group, "watch")
+    info = call.info
+    cluster = state.cluster
+    if info.extra_parts:
         raise statuses.path_not_found()
-    if (info.api_group, info.api_version, info.resource) == ("", "v1", "namespaces"):
-        if info.subresource not in ("", "status"):
-            raise statuses.path_not_found()
-        if info.subresource == "status" and info.verb != "get":
-            raise statuses.method_not_supported("namespaces/status", "", info.verb)
-        handlers = {
-            "create": lambda: namespaces.create(store, call),
-            "list": lambda: namespaces.list_all(store, call),
-            "get": lambda: namespaces.get(store, call),
-            "delete": lambda: namespaces.delete(store, config, call),
-        }
-    elif (info.api_group, info.api_version, info.resource) == ("batch", "v1", "jobs"):
-        if info.subresource not in ("", "status") or (info.verb == "create" and not info.namespace):
-            raise statuses.path_not_found()
-        if info.subresource == "status" and info.verb != "get":
-            raise statuses.method_not_supported("jobs/status", "batch", info.verb)
-        handlers = {
-            "create": lambda: jobs.create(store, config, call),
-            "list": lambda: jobs.list_jobs(store, call),
-            "get": lambda: jobs.get(store, call),
-            "delete": lambda: jobs.delete(store, config, call),
-        }
-    else:
+    review = reviews.handle(state, call)
+    if review is not None:
+        return review
+    kind = kinds.lookup(info.api_group, info.api_version, info.resource)
+    if kind is None:
         raise statuses.path_not_found()
+    if info.namespace and not kind.namespaced and info.resource != "namespaces":
+        raise statuses.path_not_found()
+    if kind.namespaced and info.verb == "create" and not info.namespace:
+        raise statuses.path_not_found()
+    if info.verb == "create" and info.name and not info.subresource:
+        raise statuses.method_not_supported(kind.resource, kind.group, "create")
+    if info.subresource:
+        if info.subresource not in kind.subresources:
+            raise statuses.path_not_found()
+        if info.verb not in _SUBRESOURCE_VERBS[info.subresource]:
+            raise statuses.method_not_supported(
+                f"{kind.resource}/{info.subresource}", kind.group, info.verb
+            )
+        if info.subresource == "log":
+            return podlogs.read(cluster, call)
+    handlers: dict[str, Callable[[], Reply]] = {
+        "get": lambda: registry.get(cluster, kind, call),
+        "list": lambda: lists.list_objects(cluster.store, kind, call),
+        "create": lambda: registry.create(cluster, kind, call),
+        "update": lambda: registry.update(cluster, kind, call),
+        "patch": lambda: registry.patch(cluster, kind, call),
+        "delete": lambda: registry.delete(cluster, kind, call),
+        "deletecollection": lambda: registry.delete_collection(cluster, kind, call),
+    }
     handler = handlers.get(info.verb)
     if handler is None:
         raise statuses.method_not_supported(info.resource, info.api_group, info.verb)
-    return handler()
+    reply = handler()
+    if reply.kind is None:
+        reply.kind = kind
+    return reply
+
+
+def _strip_watch(path: str) -> tuple[str, bool]:
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "api" and parts[3] == "watch":
+        return "/".join(parts[:3] + parts[4:]), True
+    if len(parts) > 4 and parts[1] == "apis" and parts[4] == "watch":
+        return "/".join(parts[:4] + parts[5:]), True
+    return path, False
+
+
+def _render(reply: Reply, output: negotiation.Output, call: Call) -> web.Response:
+    body: Any = reply.body
+    if isinstance(body, (bytes, str)):
+        raw = body.encode() if isinstance(body, str) else body
+        response = web.Response(body=raw, status=reply.code)
+        response.headers["Content-Type"] = reply.headers.pop("Content-Type", "text/plain")
+        response.headers["Audit-Id"] = _audit_id()
+        response.headers["Cache-Control"] = "no-cache, private"
+        response.headers.update(reply.headers)
+        return response
+    kind = reply.kind
+    if output.transform and kind is not None and body.get("kind") != "Status":
+        include = call.query.get("includeObject", "")
+        if output.transform == "Table":
+            body = tables.table(kind, body, version=output.table_version, include=include)
+        else:
+            body = tables.metadata_view(kind, body, output.transform, output.table_version)
+    raw, content_type = negotiation.encode(body, output)
+    response = web.Response(body=raw, status=reply.code)
+    response.headers["Content-Type"] = content_type
+    response.headers["Audit-Id"] = _audit_id()
+    response.headers["Cache-Control"] = "no-cache, private"
+    if reply.headers:
+        response.headers.update(reply.headers)
+    return response
+
+
+async def _serve_watch(
+    request: web.Request, state: SimState, call: Call, output: negotiation.Output
+) -> web.StreamResponse:
+    info = call.info
+    kind = kinds.lookup(info.api_group, info.api_version, info.resource)
+    if kind is None or info.subresource:
+        raise statuses.path_not_found()
+    if info.name:
+        query = dict(call.query)
+        selector = f"metadata.name={info.name}"
+        query["fieldSelector"] = (
+            f"{query['fieldSelector']},{selector}" if query.get("fieldSelector") else selector
+        )
+        call = Call(
+            info, query, call.raw_body, call.user, call.now, call.content_type, call.query_all
+        )
+    opts = options.list_options(call.query, watch=True)
+    labels = selectors.label_predicate(call.query.get("labelSelector"))
+    fields = selectors.field_predicate(call.query.get("fieldSelector"), kind.table)
+    selective = bool(call.query.get("labelSelector") or call.query.get("fieldSelector"))
+    encode = None
+    if output.transform == "Table":
+        include = call.query.get("includeObject", "")
+        version = output.table_version
+
+        def make(obj: Any, first: bool) -> Any:
+            return tables.table(kind, obj, version=version, include=include, headers=first)
+
+        encode = watch.table_encoder(make)
+    namespace = info.namespace if kind.namespaced else ""
+    watcher = watch.open_watch(
+        state.store, state.cluster.watches, kind, namespace, opts, labels, fields, selective, encode
+    )
+    timeout = opts.timeout if opts.timeout is not None else state.config.watch_timeout
+    interval = state.config.bookmark_interval if opts.bookmarks else None
+    return await watch.stream(
+        request,
+        state.cluster.watches,
+        watcher,
+        timeout=timeout,
+        bookmark_every=interval,
+        current_rv=lambda: state.store.rv,
+        content_type=watch.watch_content_type(output.encoding),
+        headers={"Audit-Id": _audit_id(), "Cache-Control": "no-cache, private"},
+    )
 
 
 async def _kubernetes(request: web.Request, state: SimState) -> web.StreamResponse:
-    watch = request.query.get("watch") in ("true", "1")
-    info = parse(request.method, request.path, watch=watch)
+    path, watch_path = _strip_watch(request.path)
+    watching = watch_path or request.query.get("watch") in ("true", "1")
+    info = parse(request.method, path, watch=watching)
     code = 0
     try:
         rule = await _apply_faults(request, state, info)
@@ -167,16 +308,52 @@ async def _kubernetes(request: web.Request, state: SimState) -> web.StreamRespon
                 code = result.status
                 return result
             reply = result
-        else:
-            body = await request.read()
-            reply = _dispatch(state, Call(info, request.query, body, user, time.time()))
+            raw, content_type = negotiation.encode(reply.body, negotiation.Output())
+            response = _json(reply.code, reply.body, reply.headers)
+            code = reply.code
+            del raw, content_type
+            return response
+        output = negotiation.choose_output(
+            request.headers.get("Accept"), request.query.get("pretty")
+        )
+        body = await request.read()
+        query_all = {k: request.query.getall(k) for k in request.query}
+        query = {k: v[0] for k, v in query_all.items()}
+        if "_agent" not in query:
+            query["_agent"] = _manager_from_agent(request.headers.get("User-Agent", ""))
+        call = Call(
+            info, query, body, user, time.time(), request.headers.get("Content-Type", ""), query_all
+        )
+        call.user_groups = ()  # type: ignore[attr-defined]
+        if info.verb == "watch":
+            code = 200
+            return await _serve_watch(request, state, call, output)
+        reply = _dispatch(state, call)
         code = reply.code
-        return _json(reply.code, reply.body, reply.headers)
+        if isinstance(reply.body, web.StreamResponse):
+            return reply.body
+        if reply.headers.get("X-Kubesim-Stream"):
+            return await podlogs.follow(request, state.cluster, call, reply)
+        return _render(reply, output, call)
     except statuses.ApiError as exc:
         code = exc.code
         return _json(exc.code, exc.status, exc.headers)
+    except DroppedConnection:
+        raise
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("kubesim failed on %s %s", request.method, request.path)
+        code = 500
+        error = statuses.internal_error("kubesim could not handle the request")
+        return _json(500, error.status)
     finally:
         state.count(info.verb, info.resource_label, code)
+
+
+def _manager_from_agent(agent: str) -> str:
+    """The default field manager: the User-Agent up to the first ``/``."""
+    return agent.split("/", 1)[0] if agent else "unknown"
 
 
 async def _eks(request: web.Request, state: SimState) -> web.StreamResponse:
@@ -198,9 +375,7 @@ async def _eks(request: web.Request, state: SimState) -> web.StreamResponse:
                 request, state, parts, name
             )
         code = reply.code
-        return _json(
-            reply.code, reply.body, {"x-amzn-RequestId": str(uuid.uuid4()), **reply.headers}
-        )
+        return _json(reply.code, reply.body, {"x-amzn-RequestId": _audit_id(), **reply.headers})
     finally:
         state.count(info.verb, info.resource_label, code)
 

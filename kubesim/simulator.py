@@ -43,10 +43,20 @@ class Simulator:
         token_max_age: float = 900.0,
         caller_arn: str = DEFAULT_CALLER_ARN,
         kubernetes_version: str = "1.31",
+        pod_startup: float = 1.0,
+        event_ttl: float = 3600.0,
+        event_limit: int = 20_000,
+        watch_timeout: float = 1800.0,
+        bookmark_interval: float = 60.0,
     ) -> None:
         config = SimConfig()
         config.update(
             {
+                "pod_startup": pod_startup,
+                "event_ttl": event_ttl,
+                "event_limit": event_limit,
+                "watch_timeout": watch_timeout,
+                "bookmark_interval": bookmark_interval,
                 "job_duration": job_duration,
                 "default_outcome": default_outcome,
                 "namespace_termination": namespace_termination,

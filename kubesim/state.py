@@ -1,9 +1,10 @@
 """Everything one running kubesim holds, and how to put it back to the start.
 
-One object owns the store, the runtime config, the authn/authz state, the fault
-rules and the request counters, so ``POST /_kubesim/reset`` has a single place to
-act and the server module wires handlers to one thing. All of it is touched only
-from the server's event loop, so no locking is needed.
+One object owns the cluster (store and controllers), the runtime config, the
+authn/authz state, the fault rules and the request counters, so
+``POST /_kubesim/reset`` has a single place to act and the server module wires
+handlers to one thing. All of it is touched only from the server's event loop, so
+no locking is needed.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import copy
 import time
 from collections import Counter
 
-from kubesim import namespaces
 from kubesim.auth import TokenVerifier
+from kubesim.cluster import Cluster
 from kubesim.config import ClusterIdentity, SimConfig
 from kubesim.faults import Faults
 from kubesim.rbac import Authorizer
 from kubesim.store import Store
+from kubesim.timers import Timers
 
 
 class SimState:
@@ -30,18 +32,23 @@ class SimState:
         self.created = time.time()
         self.endpoint = ""
         """The HTTPS URL clients reach us at; set once the port is bound."""
-        self.store = Store()
+        self.timers = Timers()
+        self.cluster = Cluster(identity, config, self.timers)
         self.verifier = TokenVerifier(identity.name, config)
         self.authorizer = Authorizer()
         self.faults = Faults()
         self.counters: Counter[tuple[str, str, int]] = Counter()
-        namespaces.seed(self.store, self.created)
+
+    @property
+    def store(self) -> Store:
+        return self.cluster.store
 
     def reset(self) -> None:
         """Back to the state right after start: objects, rules, counters, config."""
         self.config.update(copy.deepcopy(self._initial_config).as_dict())
-        self.store = Store()
-        namespaces.seed(self.store, time.time())
+        self.cluster.close()
+        self.timers.clear()
+        self.cluster = Cluster(self.identity, self.config, self.timers)
         self.verifier.reset()
         self.authorizer.rules.clear()
         self.faults.clear()

@@ -233,3 +233,41 @@ def success(resource: str, group: str, name: str, uid: str) -> JSON:
         "status": "Success",
         "details": _details(group, resource, name, uid=uid),
     }
+
+
+status = _status
+"""Public name of the Status builder for modules with their own reasons."""
+
+
+def expired(message: str, continue_token: str = "") -> ApiError:
+    """410 Gone ``Expired`` (``errors.NewResourceExpired``)."""
+    body = _status(410, "Expired", message, None)
+    if continue_token:
+        body["metadata"] = {"continue": continue_token}
+    return ApiError(body)
+
+
+def resource_version_too_large(requested: int, current: int) -> ApiError:
+    """``storage.NewTooLargeResourceVersionError``: 504 Timeout with its cause."""
+    message = f"Too large resource version: {requested}, current: {current}"
+    details = {
+        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+        "retryAfterSeconds": 1,
+    }
+    return ApiError(_status(504, "Timeout", f"Timeout: {message}", details))
+
+
+def conflict_modified(resource: str, group: str, name: str) -> ApiError:
+    """The optimistic-concurrency 409 of ``storage.NewResourceVersionConflictsError``."""
+    return conflict(
+        resource,
+        group,
+        name,
+        "the object has been modified; please apply your changes to the latest version "
+        "and try again",
+    )
+
+
+def invalid_patch(message: str) -> ApiError:
+    """A patch that cannot be applied (``handlers/patch.go``: 422 from the patcher)."""
+    return ApiError(_status(422, "Invalid", message, {}))

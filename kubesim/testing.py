@@ -27,6 +27,7 @@ FAST_JOBS: dict[str, Any] = {
     "job_duration": 0.2,
     "namespace_termination": 0.3,
     "pod_termination": 0.2,
+    "pod_startup": 0.05,
 }
 
 

@@ -74,7 +74,12 @@ def test_discovery_lists_the_served_groups_and_resources(api_client: Any) -> Non
 
     assert {r.name for r in core_resources.resources} >= {"namespaces", "namespaces/status"}
     assert {r.name for r in batch_resources.resources} >= {"jobs", "jobs/status"}
-    assert [g.name for g in groups.groups] == ["batch"]
+    assert [g.name for g in groups.groups] == [
+        "batch",
+        "events.k8s.io",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+    ]
     assert versions.versions == ["v1"]
 
 
@@ -96,8 +101,8 @@ def test_unknown_paths_get_the_generic_not_found_status(api_client: Any) -> None
 
 
 def test_unsupported_verbs_on_served_resources_are_method_not_allowed(api_client: Any) -> None:
-    status, body, _ = raw(api_client, "PUT", "/api/v1/namespaces/default", body={})
+    status, body, _ = raw(api_client, "POST", "/api/v1/namespaces/default", body={})
 
     assert status == 405
     assert body["reason"] == "MethodNotAllowed"
-    assert body["message"] == 'update is not supported on resources of kind "namespaces"'
+    assert body["message"] == 'create is not supported on resources of kind "namespaces"'

@@ -1,0 +1,235 @@
+"""Pod ``status`` documents as the scheduler and the kubelet write them.
+
+Pure builders: given the pod, its containers and a moment, return the status a
+real node reports - conditions in the kubelet's order (``PodReadyToStartContainers``,
+``Initialized``, ``Ready``, ``ContainersReady``, ``PodScheduled``; see
+``pkg/kubelet/status/generate.go``), ``containerStatuses`` with ``waiting``
+(``ContainerCreating``, ``ErrImagePull``, ``ImagePullBackOff``,
+``CreateContainerConfigError``, ``CrashLoopBackOff``), ``running`` or ``terminated``
+(``Completed``/``Error``/``OOMKilled``), the QoS class
+(``pkg/apis/core/v1/helper/qos``) and the node's IPs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from kubesim.store import rfc3339
+
+JSON = dict[str, Any]
+UNSCHEDULABLE_MESSAGE = (
+    "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
+    "1 No preemption victims found for incoming pod."
+)
+
+
+def container_names(pod: JSON) -> list[str]:
+    return [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+
+
+def full_image(image: str) -> str:
+    """``busybox`` -> ``docker.io/library/busybox:latest`` (how containerd names it)."""
+    name = image
+    first = name.split("/", 1)[0]
+    if "/" not in name or ("." not in first and ":" not in first and first != "localhost"):
+        name = "docker.io/" + (name if "/" in name else "library/" + name)
+    last = name.rsplit("/", 1)[-1]
+    if "@" not in last and ":" not in last:
+        name += ":latest"
+    return name
+
+
+def image_id(image: str) -> str:
+    digest = hashlib.sha256(full_image(image).encode()).hexdigest()
+    return f"{full_image(image).rsplit(':', 1)[0]}@sha256:{digest}"
+
+
+def container_id(pod_uid: str, name: str, restart: int) -> str:
+    digest = hashlib.sha256(f"{pod_uid}/{name}/{restart}".encode()).hexdigest()
+    return f"containerd://{digest}"
+
+
+def qos_class(pod: JSON) -> str:
+    requests_all, limits_all, guaranteed = False, False, True
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        requests_all = requests_all or bool(requests)
+        limits_all = limits_all or bool(limits)
+        if set(limits) < {"cpu", "memory"} or any(
+            requests.get(k, v) != v for k, v in limits.items()
+        ):
+            guaranteed = False
+    if not requests_all and not limits_all:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _cond(kind: str, status: bool, when: float, reason: str = "", message: str = "") -> JSON:
+    cond: JSON = {
+        "type": kind,
+        "status": "True" if status else "False",
+        "lastProbeTime": None,
+        "lastTransitionTime": rfc3339(when),
+    }
+    if reason:
+        cond["reason"] = reason
+    if message:
+        cond["message"] = message
+    return cond
+
+
+def unschedulable(pod: JSON, when: float) -> JSON:
+    return {
+        "phase": "Pending",
+        "conditions": [
+            _cond("PodScheduled", False, when, "Unschedulable", UNSCHEDULABLE_MESSAGE),
+        ],
+        "qosClass": qos_class(pod),
+    }
+
+
+def node_status(
+    pod: JSON,
+    *,
+    phase: str,
+    containers: list[JSON],
+    scheduled: float,
+    sandbox_ready: float | None,
+    ready_since: float | None,
+    host_ip: str,
+    pod_ip: str,
+    finished: float | None = None,
+) -> JSON:
+    """The kubelet's status once the pod is on a node."""
+    names = [c["name"] for c in containers]
+    not_ready = [c["name"] for c in containers if not c.get("ready")]
+    conditions = [
+        _cond(
+            "PodReadyToStartContainers",
+            sandbox_ready is not None and finished is None,
+            sandbox_ready
+            if sandbox_ready is not None and finished is None
+            else (finished or scheduled),
+        ),
+        _cond("Initialized", True, scheduled),
+    ]
+    if phase in ("Succeeded", "Failed"):
+        reason = "PodCompleted"
+        when = finished or scheduled
+        conditions.append(_cond("Ready", False, when, reason))
+        conditions.append(_cond("ContainersReady", False, when, reason))
+    elif not_ready:
+        message = f"containers with unready status: [{' '.join(not_ready)}]"
+        when = scheduled if ready_since is None else ready_since
+        conditions.append(_cond("Ready", False, when, "ContainersNotReady", message))
+        conditions.append(_cond("ContainersReady", False, when, "ContainersNotReady", message))
+    else:
+        when = ready_since or scheduled
+        conditions.append(_cond("Ready", True, when))
+        conditions.append(_cond("ContainersReady", True, when))
+    conditions.append(_cond("PodScheduled", True, scheduled))
+    status: JSON = {"phase": phase, "conditions": conditions, "hostIP": host_ip}
+    status["hostIPs"] = [{"ip": host_ip}]
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
+    status["startTime"] = rfc3339(scheduled)
+    status["containerStatuses"] = containers
+    status["qosClass"] = qos_class(pod)
+    del names
+    return status
+
+
+def waiting(
+    pod: JSON,
+    name: str,
+    reason: str,
+    message: str = "",
+    *,
+    restarts: int = 0,
+    last: JSON | None = None,
+) -> JSON:
+    state: JSON = {"reason": reason}
+    if message:
+        state["message"] = message
+    image = _image_of(pod, name)
+    return {
+        "name": name,
+        "state": {"waiting": state},
+        "lastState": last or {},
+        "ready": False,
+        "restartCount": restarts,
+        "image": image if restarts == 0 and not last else full_image(image),
+        "imageID": "" if not last else image_id(image),
+        "started": False,
+    }
+
+
+def running(
+    pod: JSON, name: str, since: float, *, restarts: int = 0, last: JSON | None = None
+) -> JSON:
+    uid = pod["metadata"].get("uid", "")
+    image = _image_of(pod, name)
+    return {
+        "name": name,
+        "state": {"running": {"startedAt": rfc3339(since)}},
+        "lastState": last or {},
+        "ready": True,
+        "restartCount": restarts,
+        "image": full_image(image),
+        "imageID": image_id(image),
+        "containerID": container_id(uid, name, restarts),
+        "started": True,
+    }
+
+
+def terminated_state(  # noqa: PLR0917 - keyword use at every call site
+    pod: JSON,
+    name: str,
+    exit_code: int,
+    reason: str,
+    started: float,
+    finished: float,
+    restarts: int,
+    message: str = "",
+) -> JSON:
+    state: JSON = {"exitCode": exit_code, "reason": reason}
+    if message:
+        state["message"] = message
+    state["startedAt"] = rfc3339(started)
+    state["finishedAt"] = rfc3339(finished)
+    state["containerID"] = container_id(pod["metadata"].get("uid", ""), name, restarts)
+    return {"terminated": state}
+
+
+def terminated(
+    pod: JSON, name: str, state: JSON, *, restarts: int = 0, last: JSON | None = None
+) -> JSON:
+    uid = pod["metadata"].get("uid", "")
+    image = _image_of(pod, name)
+    return {
+        "name": name,
+        "state": state,
+        "lastState": last or {},
+        "ready": False,
+        "restartCount": restarts,
+        "image": full_image(image),
+        "imageID": image_id(image),
+        "containerID": container_id(uid, name, restarts),
+        "started": False,
+    }
+
+
+def termination_reason(exit_code: int, oom: bool) -> str:
+    if oom:
+        return "OOMKilled"
+    return "Completed" if exit_code == 0 else "Error"
+
+
+def _image_of(pod: JSON, name: str) -> str:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") == name:
+            return str(container.get("image") or "")
+    return ""
