@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from producer import EksOps
 from producer.batches import BatchStatus
 from tests.integration.conftest import job_manifest
 from tests.support.processes import run_cli
+from tests.support.waiting import wait_until
 from worker.contracts import REQUEST_ID_LABEL, Operation
 from worker.operations import ClusterClient
 
@@ -21,13 +21,12 @@ pytestmark = pytest.mark.integration
 
 
 def wait_for_batch(eksops: EksOps, batch_id: str, timeout: float = 60) -> BatchStatus:
-    deadline = time.monotonic() + timeout
-    while True:
+    def done() -> BatchStatus | None:
         status = eksops.batch(batch_id)
         assert status is not None
-        if status.done or time.monotonic() > deadline:
-            return status
-        time.sleep(0.3)
+        return status if status.done else None
+
+    return wait_until(done, timeout=timeout, interval=0.2, describe=lambda: eksops.batch(batch_id))
 
 
 def test_a_batch_of_jobs_runs_every_good_item_once(

@@ -24,6 +24,7 @@ import pytest
 from kubesim import Simulator
 from tests.integration.conftest import Target, job_manifest
 from tests.support.processes import BIN, ROOT, WorkerProcess, base_env
+from tests.support.waiting import wait_until
 from worker.contracts import REQUEST_ID_LABEL
 from worker.logs import short_id
 from worker.operations import ClusterClient
@@ -113,12 +114,12 @@ def poll(http: httpx.Client, accepted: httpx.Response, timeout: float = 30) -> d
     assert accepted.status_code == 202, accepted.text
     url = accepted.json()["status_url"]
     assert accepted.headers["Location"] == url
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ended() -> dict[str, Any] | None:
         status: dict[str, Any] = http.get(url).json()
-        if status["state"] in {"succeeded", "failed"} or time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
+        return status if status["state"] in {"succeeded", "failed"} else None
+
+    return wait_until(ended, timeout=timeout, describe=lambda: http.get(url).json())
 
 
 def test_the_five_seed_endpoints_answer_202_and_their_status_urls_give_the_seed_bodies(
@@ -375,12 +376,9 @@ def test_a_bulk_submission_runs_every_item_and_the_batch_reports_it(
     assert accepted.status_code == 202, accepted.text
     batch = accepted.json()
     assert batch["accepted"] == 25
-    deadline = time.monotonic() + 60
-    while True:
-        status = http.get(batch["status_url"]).json()
-        if status["done"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    status = wait_until(
+        lambda: (s := http.get(batch["status_url"]).json())["done"] and s, timeout=60
+    )
     assert status["counts"]["succeeded"] == 25
     created = kube.call(kube.batch.list_namespaced_job, namespace=namespace)["items"]
     assert len(created) == 25

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 import uuid
+from typing import Any
 
 import pytest
 
 from producer import EksOps
 from tests.integration.conftest import job_manifest
 from tests.support.processes import WorkerProcess
+from tests.support.waiting import wait_until
 from worker.contracts import MANAGED_BY_LABEL, REQUEST_ID_LABEL, RequestState
 from worker.operations import ClusterClient
 
@@ -80,13 +81,12 @@ def test_a_completed_job_reads_as_completed(eksops: EksOps, namespace: str, targ
     manifest = job_manifest("quick", **{"kubesim.eksops.io/duration-seconds": "0.3"})
     manifest["spec"]["template"]["spec"]["containers"][0]["command"] = ["true"]  # type: ignore[index]
     eksops.result(eksops.create_job(manifest, namespace).request_id, timeout=30)
-    deadline = time.monotonic() + 60
-    while True:
+
+    def completed() -> dict[str, Any] | None:
         status = eksops.result(eksops.get_job_status("quick", namespace).request_id, timeout=30)
-        if status["state"] == "completed" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert status["state"] == "completed"
+        return status if status["state"] == "completed" else None
+
+    status = wait_until(completed, timeout=60, interval=0.3)
     assert status["succeeded"] == 1
     assert status["completion_time"] is not None
 

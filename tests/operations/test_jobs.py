@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 import uuid
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from kubesim import Simulator
 from tests.operations.conftest import JOB
+from tests.support.waiting import wait_until
 from worker import errors
 from worker.contracts import MANAGED_BY_LABEL, REQUEST_ID_LABEL
 from worker.operations import ClusterClient, create_job, delete_job, get_job_status
@@ -98,8 +98,13 @@ def test_job_status_follows_the_lifecycle(cluster: ClusterClient, request_id: st
     assert (running.state, running.active) == ("running", 1)
     assert running.start_time is not None
     assert running.completion_time is None
-    time.sleep(0.8)
-    done = get_job_status(cluster=cluster, name="life", namespace="default")
+    done = wait_until(
+        lambda: (
+            (s := get_job_status(cluster=cluster, name="life", namespace="default")).state
+            == "completed"
+            and s
+        )
+    )
     assert (done.state, done.succeeded, done.active) == ("completed", 1, 0)
     assert done.completion_time is not None
 
@@ -112,8 +117,13 @@ def test_a_failing_job_reads_as_failed(cluster: ClusterClient, request_id: str) 
         manifest=named("doomed", **annotations),
         namespace="default",
     )
-    time.sleep(0.4)
-    status = get_job_status(cluster=cluster, name="doomed", namespace="default")
+    status = wait_until(
+        lambda: (
+            (s := get_job_status(cluster=cluster, name="doomed", namespace="default")).state
+            == "failed"
+            and s
+        )
+    )
     assert status.state == "failed"
     assert status.failed > 0
 
@@ -133,10 +143,7 @@ def test_delete_job_uses_foreground_propagation_and_the_job_goes(
     create_job(cluster=cluster, request_id=request_id, manifest=named("gone"), namespace="default")
     deleted = delete_job(cluster=cluster, name="gone", namespace="default")
     assert deleted.model_dump() == {"message": "Job gone deleted successfully", "status": "success"}
-    deadline = time.monotonic() + 5
-    while list_jobs(cluster, "default") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert list_jobs(cluster, "default") == []
+    wait_until(lambda: list_jobs(cluster, "default") == [], timeout=5)
 
 
 def test_deleting_a_missing_job_fails_first_time_but_succeeds_on_a_redelivery(

@@ -7,7 +7,6 @@ servers are the test's own, so they can be restarted, paused and stopped.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -122,18 +121,6 @@ def jobs_by_request(kube: ClusterClient, namespace: str) -> dict[str, list[dict[
         rid = job["metadata"]["labels"].get(REQUEST_ID_LABEL, "")
         grouped.setdefault(rid, []).append(job)
     return grouped
-
-
-def wait_until(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def batch_when_readable(eksops: EksOps, batch_id: str) -> BatchStatus | None:

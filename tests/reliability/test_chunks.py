@@ -148,7 +148,8 @@ def test_a_malformed_request_fails_alone_and_the_rest_of_its_chunk_runs(
     ]
     stack.broker.client().lpush(QUEUE, build_chunk_message(eksops.app, str(uuid.uuid4()), chunk))
     worker = stack.worker()
-    assert final(eksops, good).state is RequestState.SUCCEEDED
+    # Pushed by hand, with no request records: they read unknown until the worker starts them.
+    wait_until(lambda: eksops.status(good).state is RequestState.SUCCEEDED, timeout=60)
     failed = final(eksops, bad)
     assert failed.state is RequestState.FAILED
     assert failed.error is not None

@@ -130,7 +130,7 @@ class ClusterClient:
                 if response.status == 429:
                     self.limiter.pause(translate(error).retry_after or 1.0)
                 raise error
-        return _json_object(data)
+            return _json_object(data)
 
     def _call_generated(
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -138,13 +138,14 @@ class ClusterClient:
         with self.limiter.slot():
             try:
                 response = method(*args, **kwargs)
+                data = response.data  # read here: a body cut short raises while reading
             except ApiException as exc:
                 if exc.status == 429:
                     self.limiter.pause(translate(exc).retry_after or 1.0)
                 raise
             except Exception as exc:
                 raise translate(exc) from exc
-        return _json_object(response.data)
+            return _json_object(data)
 
     def _current_token(self) -> str | None:
         key = self.api_client.configuration.api_key.get("authorization")
@@ -155,10 +156,22 @@ _JSON_HEADERS = (("Accept", "application/json"), ("Content-Type", "application/j
 
 
 def _json_object(body: bytes | None) -> dict[str, Any]:
+    """Return a success body as a JSON object; anything else is the API failing us."""
     if not body:
         return {}
-    parsed = orjson.loads(body)
-    return parsed if isinstance(parsed, dict) else {}
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Unavailable(
+            f"The Kubernetes API answered with a body that is not JSON ({exc}): {body[:80]!r}",
+            code="UnreadableResponse",
+        ) from None
+    if not isinstance(parsed, dict):
+        raise Unavailable(
+            f"The Kubernetes API answered with JSON that is not an object: {body[:80]!r}",
+            code="UnreadableResponse",
+        )
+    return parsed
 
 
 def warm_up() -> None:
