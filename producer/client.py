@@ -154,8 +154,9 @@ class EksOps:
         ``request_id``. Bad items are reported (index and reason) and skipped; good
         ones are enqueued in pipelined parts, many requests per message (chunks).
         With ``durable`` (the default) the call returns once Redis has written the
-        batch to its append-only file, when the server can confirm that (see
-        :meth:`Enqueuer.wait_for_fsync`).
+        batch to its append-only file, when the server can confirm that; on a
+        replicated Redis every submit returns once a replica has it (see
+        :meth:`Enqueuer._confirm`).
         """
         with collector_paused(), _queue_errors("submitting a batch"):
             return self._submit_many(operation, items, batch_id=batch_id, durable=durable)
@@ -200,7 +201,7 @@ class EksOps:
         open_batch(self.redis, bid, operation=operation.value, created_at=now, ttl=ttl)
         try:
             accepted = self._enqueuer.enqueue_parts(
-                validated_parts(), submitted_at=now, batch_id=bid
+                validated_parts(), submitted_at=now, batch_id=bid, fsync=durable
             )
         except EnqueueInterrupted as exc:
             raise self._interrupted(bid, operation, outcomes, exc) from exc
@@ -218,8 +219,6 @@ class EksOps:
             items=outcomes,
         )
         count_rejected(self.redis, bid, summary.rejected)
-        if durable and accepted:
-            self._enqueuer.wait_for_fsync()
         with bound_request(bid):
             logger.info(
                 "Submitted batch of %s: %d accepted, %d duplicates, %d rejected",

@@ -14,6 +14,8 @@ The message is the one Celery would publish, in the format declared once in
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +79,13 @@ end
 return accepted
 """
 )
+logger = logging.getLogger(__name__)
+
+# How long an enqueue waits for a replica's (and the disk's) acknowledgement.
+_CONFIRM_TIMEOUT_MS = 2000
+# How often producers ask whether their Redis has replicas.
+_REPLICAS_RECHECK_SECONDS = 10.0
+
 # Requests per script call: one part is atomic and keeps Redis busy for ~10 ms at most;
 # well under Lua's unpack() limit of ~8000 values. A multiple of CHUNK_MAX_ITEMS.
 PART = 30 * CHUNK_MAX_ITEMS
@@ -124,38 +133,75 @@ class Enqueuer:
         self._ttl = record_ttl_seconds
         self._sha = hashlib.sha1(_SUBMIT_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis's script ID
         self._fsync_supported: bool | None = None
+        self._replicas = 0
+        self._replicas_asked_at = float("-inf")
+        # Whether the last confirmed enqueue is on disk (WAITAOF answered).
+        self.fsynced = False
 
-    def wait_for_fsync(self, timeout_ms: int = 2000) -> bool:
-        """Wait until Redis has written what we enqueued to its append-only file.
+    def _replicated(self) -> bool:
+        """Return whether the Redis enqueued to has replicas (asked again every 10 s)."""
+        now = time.monotonic()
+        if now - self._replicas_asked_at > _REPLICAS_RECHECK_SECONDS:
+            try:
+                self._replicas = int(self._redis.info("replication").get("connected_slaves", 0))
+            except RedisError:
+                self._replicas = 0
+            self._replicas_asked_at = now
+        return self._replicas > 0
 
-        Returns whether that could be confirmed: ``WAITAOF`` needs Redis 7.2+ (or
-        Valkey) with ``appendonly yes``; elsewhere durability is what the server's own
-        persistence settings give, and this returns False.
-        """
+    def _aof(self) -> bool:
         if self._fsync_supported is None:
             try:
                 persistence = self._redis.info("persistence")
                 self._fsync_supported = bool(persistence.get("aof_enabled"))
             except RedisError:
                 self._fsync_supported = False
-        if not self._fsync_supported:
-            return False
-        try:
-            local, _replicas = self._redis.execute_command("WAITAOF", 1, 0, timeout_ms)
-        except ResponseError:
-            self._fsync_supported = False
-            return False
-        return bool(local)
+        return self._fsync_supported
+
+    def _confirm(self, connection: Any, *, fsync: bool) -> None:
+        """Wait, on the connection that wrote, until a replica (and the disk) has it.
+
+        ``WAIT`` and ``WAITAOF`` count the writes of the client that sends them, so they
+        go on the enqueue's own connection. A replicated Redis (Sentinel, ElastiCache
+        with a replica) acknowledges each enqueue from a replica, so a failover right
+        after it cannot lose it; with ``fsync`` (bulk submits), the append-only file
+        too, where the server keeps one (Redis 7.2+ or Valkey). A confirmation that
+        does not come in time is logged: the enqueue happened, it is only less safe.
+        """
+        if self._replicated() and not self._command(connection, "WAIT", 1, _CONFIRM_TIMEOUT_MS):
+            logger.warning("No replica acknowledged the enqueue within %d ms", _CONFIRM_TIMEOUT_MS)
+        if fsync and self._aof():
+            try:
+                local, _ = self._command(connection, "WAITAOF", 1, 0, _CONFIRM_TIMEOUT_MS)
+            except ResponseError:
+                self._fsync_supported = False
+                return
+            self.fsynced = bool(local)
+
+    @staticmethod
+    def _command(connection: Any, *args: Any) -> Any:
+        connection.send_command(*args)
+        return connection.read_response()
 
     def enqueue(
-        self, items: Sequence[Outgoing], *, submitted_at: str, batch_id: str = ""
+        self,
+        items: Sequence[Outgoing],
+        *,
+        submitted_at: str,
+        batch_id: str = "",
+        fsync: bool = False,
     ) -> list[bool]:
         """Enqueue ``items``; return, per item, whether it was new (False: duplicate ID)."""
         parts = (items[start : start + PART] for start in range(0, len(items), PART))
-        return self.enqueue_parts(parts, submitted_at=submitted_at, batch_id=batch_id)
+        return self.enqueue_parts(parts, submitted_at=submitted_at, batch_id=batch_id, fsync=fsync)
 
     def enqueue_parts(
-        self, parts: Iterable[Sequence[Outgoing]], *, submitted_at: str, batch_id: str = ""
+        self,
+        parts: Iterable[Sequence[Outgoing]],
+        *,
+        submitted_at: str,
+        batch_id: str = "",
+        fsync: bool = False,
     ) -> list[bool]:
         """Enqueue parts as they come; return, per item in order, whether it was new.
 
@@ -164,7 +210,9 @@ class Enqueuer:
         this thread builds, and the caller validates, the next. Within a part, requests
         share messages (chunks) as :func:`requests_per_message` says. New items of a
         batch are appended to its item list. If Redis fails,
-        :class:`EnqueueInterrupted` says which items are enqueued.
+        :class:`EnqueueInterrupted` says which items are enqueued. The call returns once
+        a replica has the items, if Redis has replicas, and (``fsync``) once they are in
+        the append-only file, if it keeps one (see :meth:`_confirm`).
         """
         pool = self._redis.connection_pool
         connection = pool.get_connection()
@@ -181,7 +229,14 @@ class Enqueuer:
             except (RedisError, OSError) as exc:
                 connection.disconnect()
                 raise EnqueueInterrupted([None] * sum(sizes), exc) from exc
-            return self._replies(connection, sizes)
+            accepted = self._replies(connection, sizes)
+            if any(accepted):
+                try:
+                    self._confirm(connection, fsync=fsync)
+                except (RedisError, OSError) as exc:  # enqueued, but not confirmed
+                    connection.disconnect()
+                    logger.warning("Could not confirm the enqueue was replicated: %s", exc)
+            return accepted
         finally:
             pool.release(connection)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 from celery import Celery
 
 from worker.delivery.config import celery_settings, enable_signing
+from worker.delivery.connections import redis_client
 from worker.settings import QueueSettings
 
 
@@ -24,6 +24,6 @@ def make_app(queue: QueueSettings) -> Celery:
     return app
 
 
-def make_redis(queue: QueueSettings) -> Any:
+def make_redis(queue: QueueSettings, **options: Any) -> Any:
     """Return a client of the broker's Redis (where queue and request records live)."""
-    return redis.Redis.from_url(str(queue.broker_url))
+    return redis_client(str(queue.broker_url), queue, **options)

@@ -20,7 +20,8 @@ from typing import Any
 from celery import Celery, signals
 from kombu.serialization import register as register_serializer
 
-from worker import operations
+import celeryconfig
+from worker import operations, preflight
 from worker.delivery.config import enable_signing
 from worker.engine import Engine
 from worker.errors import ConfigurationInvalid
@@ -48,14 +49,22 @@ class _Process:
     pid: int | None = None
 
 
+def queue_settings() -> QueueSettings:
+    """Return the broker and pool settings, read once per process (the ones Celery uses)."""
+    with _Process.lock:
+        if _Process.queue is None:
+            _Process.queue = celeryconfig.CONFIG.queue
+        return _Process.queue
+
+
 def load_settings() -> tuple[WorkerSettings, QueueSettings]:
     """Return the worker's settings, read from the environment once per process."""
+    queue = queue_settings()
     with _Process.lock:
-        if _Process.settings is None or _Process.queue is None:
+        if _Process.settings is None:
+            queue.require_urls()
             _Process.settings = validate_settings(WorkerSettings)
-            _Process.queue = validate_settings(QueueSettings)
-            _Process.queue.require_urls()
-        return _Process.settings, _Process.queue
+        return _Process.settings, queue
 
 
 def engine() -> Engine:
@@ -81,7 +90,7 @@ def _register_signing(**_: Any) -> None:
     resolves accepted content types before any worker signal fires. A problem is kept
     for the one-line report of :func:`_check_configuration`."""
     try:
-        enable_signing(app, validate_settings(QueueSettings))
+        enable_signing(app, queue_settings())
     except ConfigurationInvalid:
         pass  # reported, with everything else, by _check_configuration
     except Exception as exc:  # unreadable key or certificate
@@ -111,9 +120,10 @@ def _check_configuration(**_: Any) -> None:
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     try:
-        shared = validate_settings(SharedSettings)
+        shared: SharedSettings = load_settings()[0]
     except ConfigurationInvalid:
-        shared = SharedSettings.model_construct()  # the start-up check reports it
+        # The start-up check reports it in one line; until then, log as it says.
+        shared = SharedSettings.model_construct()
     configure_logging(shared.log_level, shared.log_format)
 
 
@@ -136,6 +146,35 @@ def _banner(**_: Any) -> None:
             f"  - Log Level: {settings.log_level}",
         ],
     )
+
+
+_preflight_stop = threading.Event()
+
+
+@signals.worker_init.connect
+def _preflight(**_: Any) -> None:
+    """Check the cluster before consuming; refuse to start on failure when strict."""
+    settings, _queue = load_settings()
+    if settings.worker_preflight == "off":
+        return
+    results = preflight.check(engine().runtime)
+    problem = preflight.refused(results)
+    if problem is not None and settings.worker_preflight == "strict":
+        sys.stderr.write(f"eksops worker: refusing to start (WORKER_PREFLIGHT=strict): {problem}\n")
+        sys.stderr.flush()
+        raise SystemExit(2)
+
+
+@signals.worker_ready.connect
+def _keep_checking(**_: Any) -> None:
+    settings, _queue = load_settings()
+    if settings.worker_preflight != "off":
+        preflight.keep_checking(engine().runtime, _preflight_stop)
+
+
+@signals.worker_shutdown.connect
+def _stop_checking(**_: Any) -> None:
+    _preflight_stop.set()
 
 
 @signals.worker_init.connect

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from worker.contracts import Limits as RequestLimits
+from worker.delivery.connections import redis_client
 from worker.executions import Executions
 from worker.leases import LeaseKeeper
 from worker.operations import Clusters, ClusterTarget
@@ -48,10 +47,9 @@ class Runtime:
         """Connect to Redis and prepare the clusters; nothing is called yet."""
         queue.require_urls()
         # Blocking pool: threads wait for a connection rather than fail when all are busy.
-        pool = redis.BlockingConnectionPool.from_url(
-            str(queue.broker_url), max_connections=queue.worker_concurrency + 4, timeout=10
+        client = redis_client(
+            str(queue.broker_url), queue, max_connections=queue.worker_concurrency + 4
         )
-        client = redis.Redis(connection_pool=pool)
         leases = LeaseKeeper(client, ttl_seconds=settings.lease_seconds)
         return cls(
             settings=settings,
@@ -85,6 +83,4 @@ def limiter_factory(settings: WorkerSettings, client: Any) -> Callable[[ClusterT
     )
     if not limits.enabled:
         return lambda _target: Unlimited()
-    return lambda target: RedisLimiter(
-        client, f"{target.name}@{target.region or 'kubeconfig'}", limits
-    )
+    return lambda target: RedisLimiter(client, target.key, limits)

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.contracts import Limits
@@ -25,6 +25,7 @@ from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES
 from worker.validation import CommaList
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://", "sentinel://")
 # EKS bearer tokens are accepted for 15 minutes; re-mint comfortably before that.
 TOKEN_LIFETIME_SECONDS = 900
 
@@ -39,6 +40,10 @@ class QueueSettings(_Settings):
     redis_url: str | None = None
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
+    # With sentinel:// URLs (Redis Sentinel): the monitored master's name, and the
+    # sentinels' own password if they require one (the master's is in the URL).
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: SecretStr | None = None
     worker_concurrency: int = Field(default=8, ge=1, le=512)
     worker_prefetch_multiplier: int = Field(default=1, ge=1, le=64)
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
@@ -85,6 +90,14 @@ class QueueSettings(_Settings):
         """Return the result backend URL: ``CELERY_RESULT_BACKEND``, else ``REDIS_URL``."""
         return self.celery_result_backend or self.redis_url
 
+    @property
+    def sentinel(self) -> bool:
+        """Return whether Redis is reached through Sentinel (``sentinel://`` URLs)."""
+        return any(
+            url is not None and url.startswith("sentinel://")
+            for url in (self.broker_url, self.result_backend)
+        )
+
     def require_urls(self) -> None:
         """Raise :class:`ConfigurationInvalid` unless broker and results are configured."""
         for url, names in (
@@ -93,10 +106,15 @@ class QueueSettings(_Settings):
         ):
             if not url:
                 raise ConfigurationInvalid(f"set {names}, e.g. redis://127.0.0.1:6379/0")
-            if not url.startswith(("redis://", "rediss://", "unix://", "valkey://", "valkeys://")):
+            if not url.startswith(REDIS_SCHEMES):
                 raise ConfigurationInvalid(
-                    f"{names} must be a redis:// or rediss:// URL, not {url!r}"
+                    f"{names} must be a redis://, rediss:// or sentinel:// URL, not {url!r}"
                 )
+        if self.sentinel and not self.redis_sentinel_master:
+            raise ConfigurationInvalid(
+                "REDIS_SENTINEL_MASTER is not set: with sentinel:// URLs, set it to the name "
+                "the sentinels monitor the master by (sentinel monitor <name> ...)"
+            )
 
 
 class SharedSettings(_Settings):
@@ -145,6 +163,10 @@ class WorkerSettings(SharedSettings):
     retry_max_attempts: int = Field(default=5, ge=1, le=50)
     retry_backoff_seconds: float = Field(default=1.0, gt=0)
     retry_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    # The start-up check of cluster access: off, warn (log each failed step), or strict
+    # (refuse to start); repeated every interval so /health stays current.
+    worker_preflight: Literal["off", "warn", "strict"] = "warn"
+    worker_preflight_interval_seconds: float = Field(default=300.0, ge=10.0)
 
     @model_validator(mode="after")
     def _one_cluster_source(self) -> Self:

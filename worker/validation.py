@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
@@ -73,7 +73,10 @@ def explain_settings(error: ValidationError) -> str:
     return describe(error.errors(), naming="variable")
 
 
-def validate_settings(model: type[BaseModel], **values: Any) -> Any:
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_settings(model: type[M], **values: Any) -> M:
     """Build settings ``model``; raise ConfigurationInvalid with one line if they are bad."""
     try:
         return model(**values)

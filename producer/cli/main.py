@@ -45,6 +45,7 @@ for command in (
     bulk.create_jobs,
     operations.task,
     bulk.batch,
+    operations.doctor,
     operations.worker,
 ):
     cli.add_command(command)

@@ -90,6 +90,20 @@ def task(request_id: str, wait: float | None, as_json: bool) -> None:
     report(status, as_json=as_json, waited=wait is not None)
 
 
+@click.command("doctor", context_settings={"ignore_unknown_options": True})
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def doctor(as_json: bool) -> None:
+    """Check this machine can run eksops: Redis, AWS, the cluster, RBAC, workers.
+
+    Each check prints PASS or FAIL with what it saw and, when it failed, the fix. Run it
+    where a worker runs: it uses this machine's credentials. Exit code 0 when every check
+    passed, 1 when one failed, 2 when the settings are invalid.
+    """
+    # The checks use the worker's cluster code; the CLI runs them as their own process.
+    python = sys.executable
+    os.execv(python, [python, "-m", "worker.doctor", *(["--json"] if as_json else [])])  # noqa: S606
+
+
 @click.command(
     "worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
 )

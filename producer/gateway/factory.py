@@ -3,7 +3,9 @@
 :func:`create_app` builds an app from settings; tests pass their own ``EksOps`` (on
 fakeredis) and worker counter, the server builds both from the environment. Routes
 requiring an API key get the dependency only when keys are configured, so the OpenAPI
-schema declares security exactly when it is enforced. :func:`server_app` is what
+schema declares security exactly when it is enforced. ``/docs`` serves Swagger UI
+from assets shipped in the package (``fastapi-offline``'s), never from a CDN, so it
+works on a machine without internet. :func:`server_app` is what
 ``uvicorn producer.gateway:app`` loads: it reads the environment, refuses to start on a
 bad configuration with one line, and configures logging once in the seed format.
 """
@@ -16,11 +18,14 @@ import platform
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
+import fastapi_offline
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from producer.client import EksOps
 from producer.gateway import batches, health, routes, tasks
@@ -32,6 +37,7 @@ from producer.gateway.openapi import install_openapi
 from producer.gateway.schemas import error_responses
 from producer.gateway.service import Gateway, connect
 from producer.gateway.settings import GatewaySettings, load_settings
+from worker import fleet
 from worker.errors import ConfigurationInvalid
 from worker.logs import configure_logging, log_banner, safe_url
 from worker.settings import QueueSettings
@@ -73,6 +79,7 @@ def create_app(
         count_workers=count_workers
         or celery_worker_counter(eksops, settings.gateway_health_timeout_seconds),
         settings=settings,
+        read_cluster_checks=lambda: fleet.read_all(eksops.redis),
     )
 
     @asynccontextmanager
@@ -93,7 +100,7 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url=None if settings.api_keys else "/openapi.json",
-        docs_url=None if settings.api_keys else "/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.gateway = gateway
@@ -115,19 +122,34 @@ def create_app(
         larger_bodies={batches.BULK_CREATE_JOBS_PATH: settings.gateway_max_bulk_bytes},
     )
     install_openapi(app)
-    if settings.api_keys:
-        _guarded_docs(app, guarded["dependencies"])
+    _docs(app, guarded.get("dependencies", []))
     return app
 
 
-def _guarded_docs(app: FastAPI, dependencies: list[Any]) -> None:
-    @app.get("/openapi.json", include_in_schema=False, dependencies=dependencies)
-    async def openapi_schema() -> JSONResponse:
-        return JSONResponse(app.openapi())
+#: Swagger UI's scripts, styles and icon, served by the gateway itself.
+DOCS_ASSETS = "/docs/assets"
+_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+
+
+def _docs(app: FastAPI, dependencies: list[Any]) -> None:
+    """Serve ``/docs`` with local assets (and the schema, guarded when keys are on)."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_ASSETS), name="docs-assets")
+    if dependencies:
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=dependencies)
+        async def openapi_schema() -> JSONResponse:
+            return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False, dependencies=dependencies)
-    async def docs_page() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="eksops gateway")
+    async def docs_page(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title="eksops gateway",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
 
 
 def _banner(settings: GatewaySettings, queue: QueueSettings) -> None:

@@ -25,8 +25,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from producer.gateway.schemas import Health
+from producer.gateway.schemas import ClusterAccess, Health
 from producer.gateway.settings import GatewaySettings
+from worker.fleet import ClusterCheck
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,10 @@ class HealthMonitor:
         ping_redis: Callable[[], object],
         count_workers: Callable[[], int],
         settings: GatewaySettings,
+        read_cluster_checks: Callable[[], list[ClusterCheck]] = list,
     ) -> None:
         self._ping_redis = ping_redis
+        self._read_cluster_checks = read_cluster_checks
         self._count_workers = count_workers
         self._settings = settings
         self._timeout = settings.gateway_health_timeout_seconds
@@ -55,9 +58,10 @@ class HealthMonitor:
         """Return the gateway's health; ``status`` is ``unhealthy`` when Redis is down."""
         reachable = await self._redis_answers()
         workers = await self._live_workers() if reachable else None
+        clusters = await self._clusters() if reachable else []
         if not reachable:
             status = "unhealthy"
-        elif workers:
+        elif workers and all(access.check != "fail" for access in clusters):
             status = "healthy"
         else:
             status = "degraded"
@@ -67,7 +71,29 @@ class HealthMonitor:
             region=self._settings.eks_region,
             broker="reachable" if reachable else "unreachable",
             workers=workers,
+            clusters=clusters,
         )
+
+    async def _clusters(self) -> list[ClusterAccess]:
+        with anyio.move_on_after(self._timeout):
+            try:
+                checks = await anyio.to_thread.run_sync(
+                    self._read_cluster_checks, abandon_on_cancel=True
+                )
+            except Exception as exc:  # health must answer; the checks are then unknown
+                logger.warning("Health: cluster checks unreadable: %s: %s", type(exc).__name__, exc)
+                return []
+            return [
+                ClusterAccess(
+                    cluster=check.cluster,
+                    worker=check.worker,
+                    check=check.status,
+                    checked_at=check.checked_at,
+                    failed=check.failed,
+                )
+                for check in checks
+            ]
+        return []
 
     async def _redis_answers(self) -> bool:
         with anyio.move_on_after(self._timeout):

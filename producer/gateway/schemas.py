@@ -52,18 +52,38 @@ class ErrorBody(BaseModel):
     )
 
 
+class ClusterAccess(BaseModel):
+    """What the workers found when they last checked their access to a cluster."""
+
+    cluster: str = Field(description="name@region")
+    worker: str = Field(description="The worker host that checked.")
+    check: Literal["pass", "fail", "unknown"] = Field(
+        description="unknown: no worker has checked for three of its intervals"
+    )
+    checked_at: str
+    failed: list[str] = Field(
+        default_factory=list,
+        description="The steps that failed (eksops doctor on a worker host says why).",
+    )
+
+
 class Health(BaseModel):
     """``GET /health``: the seed's fields plus the queue's state."""
 
     status: Literal["healthy", "degraded", "unhealthy"] = Field(
-        description="healthy: Redis answers and a worker is live; degraded: no live worker "
-        "(requests queue up); unhealthy: Redis is unreachable (HTTP 503)."
+        description="healthy: Redis answers, a worker is live and the workers reach their "
+        "cluster; degraded: no live worker (requests queue up) or the workers' last check "
+        "of their cluster failed; unhealthy: Redis is unreachable (HTTP 503)."
     )
     cluster: str | None = Field(description="EKS_CLUSTER_NAME as configured for the gateway.")
     region: str | None = Field(description="EKS_REGION as configured for the gateway.")
     broker: Literal["reachable", "unreachable"]
     workers: int | None = Field(
         description="Workers that answered a ping (cached a few seconds); null if unknown."
+    )
+    clusters: list[ClusterAccess] = Field(
+        default_factory=list,
+        description="Each cluster's access as the workers last checked it (WORKER_PREFLIGHT).",
     )
 
 

@@ -14,12 +14,11 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-import redis
 
 from producer.client import EksOps, Submission
 from producer.gateway.settings import GatewaySettings
 from producer.gateway.waiting import Waiter, WaitFor
-from producer.queue import make_app
+from producer.queue import make_app, make_redis
 from worker.contracts import TASK_PREFIX, Operation, RequestStatus
 from worker.errors import RequestIdReused
 from worker.settings import QueueSettings
@@ -39,8 +38,8 @@ def connect(settings: GatewaySettings, queue: QueueSettings) -> EksOps:
         broker_connection_timeout=settings.gateway_health_timeout_seconds,
         broker_connection_max_retries=1,
     )
-    client = redis.Redis.from_url(
-        str(queue.broker_url),
+    client = make_redis(
+        queue,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,

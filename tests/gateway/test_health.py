@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from producer.gateway.health import HealthMonitor
 from producer.gateway.settings import GatewaySettings
 from tests.gateway.conftest import WorkerCount
+from worker import fleet
+from worker.timestamps import now_iso
 
 
 def test_health_reports_the_seed_fields_the_broker_and_live_workers(
@@ -28,7 +30,53 @@ def test_health_reports_the_seed_fields_the_broker_and_live_workers(
         "region": "us-east-1",
         "broker": "reachable",
         "workers": 2,
+        "clusters": [],
     }
+
+
+def test_a_failed_check_of_the_workers_cluster_access_degrades_health_and_names_the_step(
+    client: TestClient, redis: fakeredis.FakeRedis
+) -> None:
+    # What a worker's preflight publishes when its credentials are gone.
+    fleet.publish(
+        redis,
+        fleet.ClusterCheck(
+            cluster="prod@us-east-1",
+            ok=False,
+            checked_at=now_iso(),
+            worker="ip-10-0-0-7",
+            interval_seconds=300,
+            failed=["aws credentials"],
+        ),
+    )
+    body = client.get("/health").json()
+    assert body["status"] == "degraded"
+    (access,) = body["clusters"]
+    assert (access["cluster"], access["check"], access["failed"]) == (
+        "prod@us-east-1",
+        "fail",
+        ["aws credentials"],
+    )
+    # No detail that could leak an identity on this public endpoint: step names only.
+    assert set(access) == {"cluster", "worker", "check", "checked_at", "failed"}
+
+
+def test_a_check_no_worker_has_repeated_for_three_intervals_reads_unknown(
+    client: TestClient, redis: fakeredis.FakeRedis
+) -> None:
+    fleet.publish(
+        redis,
+        fleet.ClusterCheck(
+            cluster="prod@us-east-1",
+            ok=False,
+            checked_at="2026-01-01T00:00:00+00:00",
+            worker="gone",
+            interval_seconds=60,
+        ),
+    )
+    body = client.get("/health").json()
+    assert body["clusters"][0]["check"] == "unknown"
+    assert body["status"] == "healthy"
 
 
 def test_without_live_workers_the_gateway_is_degraded_but_up(

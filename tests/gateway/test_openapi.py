@@ -92,3 +92,22 @@ def test_errors_are_documented_as_a_detail_sentence(schema: dict[str, Any]) -> N
     error_body = schema["components"]["schemas"]["ErrorBody"]
     assert error_body["required"] == ["detail"]
     assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_the_docs_page_works_offline_with_assets_served_by_the_gateway(
+    client: TestClient,
+) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    assets = [
+        part.split('"')[0] for part in page.text.split('="')[1:] if part.startswith("/docs/assets/")
+    ]
+    assert {asset.rsplit("/", 1)[1] for asset in assets} >= {
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+    }
+    for asset in assets:
+        served = client.get(asset)
+        assert served.status_code == 200, asset
+        assert len(served.content) > 1000, asset

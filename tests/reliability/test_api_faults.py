@@ -10,7 +10,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.reliability.conftest import Stack, final, manifest, wait_until
+from tests.reliability.conftest import Stack, final, manifest
+from tests.support.waiting import wait_until
 from worker.contracts import RequestState
 from worker.records import read_record
 

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from producer.enqueue import Outgoing, build_message
-from tests.reliability.conftest import Stack, final, manifest, wait_until
+from tests.reliability.conftest import Stack, final, manifest
 from tests.support.processes import run_cli
+from tests.support.waiting import wait_until
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.errors import InvalidRequest
 

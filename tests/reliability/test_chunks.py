@@ -16,8 +16,8 @@ from tests.reliability.conftest import (
     final,
     jobs_by_request,
     manifest,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.operations import ClusterClient
 

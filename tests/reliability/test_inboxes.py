@@ -20,7 +20,8 @@ import redis
 from kombu import Connection, Consumer, Queue
 from kombu.message import Message
 
-from tests.reliability.conftest import Stack, final, jobs_by_request, manifest, wait_until
+from tests.reliability.conftest import Stack, final, jobs_by_request, manifest
+from tests.support.waiting import wait_until
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.delivery.inbox import REGISTRY, Inbox, claim, return_items
 from worker.delivery.transport import Transport

@@ -14,8 +14,8 @@ from tests.reliability.conftest import (
     final,
     jobs_by_request,
     manifest,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 from worker.contracts import Operation, RequestState
 from worker.delivery.transport import Transport
 from worker.errors import Unavailable

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.reliability.conftest import Stack, final, jobs_by_request, manifest, wait_until
+from tests.reliability.conftest import Stack, final, jobs_by_request, manifest
+from tests.support.waiting import wait_until
 from worker.contracts import RequestState
 from worker.operations import ClusterClient
 from worker.records import read_record

@@ -42,6 +42,7 @@ class RedisServer:
         binary: str | None = None,
         appendfsync: str = "always",
         tls: dict[str, Path] | None = None,
+        replica_of: RedisServer | None = None,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,7 @@ class RedisServer:
         self.port = free_port()
         self.appendfsync = appendfsync
         self.tls = tls
+        self.replica_of = replica_of
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,6 +70,8 @@ class RedisServer:
             "--save", "",
             "--logfile", str(self.directory / "server.log"),
         ]  # fmt: skip
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
         if self.tls:
             args += [
                 "--port", "0",
@@ -114,6 +118,12 @@ class RedisServer:
         time.sleep(down_for)
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL the server: what it had not written or replicated is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(15)
+
     def pause_writes(self, seconds: float) -> None:
         """Block every client's writes (reads still answer) for ``seconds``."""
         self.client().execute_command("CLIENT", "PAUSE", int(seconds * 1000), "WRITE")
@@ -121,3 +131,69 @@ class RedisServer:
     def unpause(self) -> None:
         """End a pause early."""
         self.client().execute_command("CLIENT", "UNPAUSE")
+
+
+class SentinelServer:
+    """One Redis Sentinel monitoring ``master`` as ``name`` (quorum 1, fast failover)."""
+
+    def __init__(self, directory: Path, master: RedisServer, *, name: str, binary: str) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.name = name
+        self.binary = binary
+        config = directory / "sentinel.conf"
+        config.write_text(
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    f"port {self.port}",
+                    f"dir {directory}",
+                    f"logfile {directory / 'sentinel.log'}",
+                    f"sentinel monitor {name} 127.0.0.1 {master.port} 1",
+                    f"sentinel down-after-milliseconds {name} 1000",
+                    f"sentinel failover-timeout {name} 4000",
+                    f"sentinel parallel-syncs {name} 1",
+                ]
+            )
+            + "\n"
+        )
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"sentinel://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def master_port(self) -> int | None:
+        """Return the port of the master this sentinel names now."""
+        with contextlib.suppress(redis.RedisError):
+            address = self.client().sentinel_get_master_addr_by_name(self.name)
+            if address:
+                return int(address[1])
+        return None
+
+    def start(self, timeout: float = 15.0) -> SentinelServer:
+        self.process = subprocess.Popen(
+            [self.binary, str(self.config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.master_port() is not None:
+                return self
+            time.sleep(0.05)
+        raise TimeoutError("sentinel did not answer")
+
+    def failover(self) -> None:
+        """Ask for a failover now (the replica is promoted, the master demoted)."""
+        self.client().execute_command("SENTINEL", "FAILOVER", self.name)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(15)

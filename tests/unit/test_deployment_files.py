@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from worker.operations.checks import REQUIRED_ACCESS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -63,7 +65,7 @@ def test_the_iam_policy_grants_describe_cluster_on_one_cluster_only() -> None:
     assert "*" not in statement["Resource"]
 
 
-def test_rbac_grants_only_get_create_delete_on_namespaces_and_jobs() -> None:
+def test_rbac_grants_exactly_what_eksops_uses_and_doctor_checks() -> None:
     role, binding = yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text())
     assert role["kind"] == "ClusterRole"
     granted = {
@@ -72,9 +74,5 @@ def test_rbac_grants_only_get_create_delete_on_namespaces_and_jobs() -> None:
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    assert granted == {
-        (group, resource, verb)
-        for group, resource in (("", "namespaces"), ("batch", "jobs"))
-        for verb in ("get", "create", "delete")
-    }
+    assert granted == {(access.group, access.resource, access.verb) for access in REQUIRED_ACCESS}
     assert binding["roleRef"]["name"] == role["metadata"]["name"]

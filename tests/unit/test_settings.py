@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from worker.delivery.config import celery_settings
+from worker.delivery.connections import sentinel_hosts
 from worker.errors import ConfigurationInvalid
 from worker.settings import QueueSettings, WorkerSettings
 from worker.validation import validate_settings
@@ -69,8 +71,37 @@ def test_separate_broker_and_backend_urls_override_redis_url() -> None:
 
 
 def test_a_non_redis_broker_is_refused() -> None:
-    with pytest.raises(ConfigurationInvalid, match="must be a redis:// or rediss:// URL"):
+    with pytest.raises(ConfigurationInvalid, match="must be a redis://, rediss:// or sentinel://"):
         QueueSettings(redis_url="amqp://guest@localhost//").require_urls()
+
+
+def test_a_sentinel_url_needs_the_masters_name_said_in_one_line() -> None:
+    with pytest.raises(ConfigurationInvalid, match="REDIS_SENTINEL_MASTER is not set"):
+        QueueSettings(
+            redis_url="sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26379"
+        ).require_urls()
+    QueueSettings(
+        redis_url="sentinel://10.0.0.1:26379", redis_sentinel_master="eksops"
+    ).require_urls()
+
+
+def test_a_sentinel_broker_keeps_the_eksops_transport_and_its_options() -> None:
+    queue = QueueSettings(
+        redis_url="sentinel://:pw@10.0.0.1:26379/2;sentinel://10.0.0.2",
+        redis_sentinel_master="eksops",
+        redis_sentinel_password="sentinel-pw",
+    )
+    worker = celery_settings(queue)
+    assert worker["broker_transport"] == "worker.delivery.transport:SentinelTransport"
+    options = worker["broker_transport_options"]
+    assert options["master_name"] == "eksops"
+    assert options["sentinel_kwargs"] == {"password": "sentinel-pw"}
+    assert options["visibility_timeout"] == queue.visibility_timeout_seconds  # kept
+    assert worker["result_backend_transport_options"]["master_name"] == "eksops"
+    assert "broker_transport" not in celery_settings(queue, role="producer")
+    hosts, master = sentinel_hosts(str(queue.broker_url))
+    assert hosts == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]
+    assert master == {"db": 2, "password": "pw"}
 
 
 def worker_refusal(tmp_path: Path, **env: str) -> list[str]:

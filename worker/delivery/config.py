@@ -89,8 +89,29 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
         "redis_backend_health_check_interval": 10,
         "redis_socket_keepalive": True,
     }
+    _use_sentinel(settings, queue, role)
     settings.update(_signing(queue))
     return settings
+
+
+def _use_sentinel(settings: dict[str, Any], queue: QueueSettings, role: str) -> None:
+    """Sentinel: kombu's and Celery's Sentinel transport and backend find the master.
+
+    The worker's transport is eksops's own on top of kombu's Sentinel channel, so the
+    inbox, the claim and the sweep keep every delivery guarantee on the current master.
+    """
+    if not queue.sentinel:
+        return
+    password = queue.redis_sentinel_password
+    options: dict[str, Any] = {"master_name": queue.redis_sentinel_master}
+    if password is not None:
+        options["sentinel_kwargs"] = {"password": password.get_secret_value()}
+    if str(queue.broker_url).startswith("sentinel://"):
+        settings["broker_transport_options"].update(options)
+        if role == "worker":
+            settings["broker_transport"] = "worker.delivery.transport:SentinelTransport"
+    if str(queue.result_backend).startswith("sentinel://"):
+        settings["result_backend_transport_options"] = dict(options)
 
 
 def _signing(queue: QueueSettings) -> dict[str, Any]:
@@ -122,8 +143,13 @@ class FromEnvironment(Mapping[str, Any]):
     """
 
     @functools.cached_property
+    def queue(self) -> QueueSettings:
+        """Return this process's broker, backend and pool settings (read once)."""
+        return validate_settings(QueueSettings)
+
+    @functools.cached_property
     def _values(self) -> dict[str, Any]:
-        return celery_settings(validate_settings(QueueSettings))
+        return celery_settings(self.queue)
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]

@@ -324,3 +324,20 @@ class Transport(redis.Transport):
             _dropped(f"not a message envelope: {_shows(message)}")
             return None
         return super()._deliver(message, queue)
+
+
+class SentinelChannel(Channel, redis.SentinelChannel):
+    """:class:`Channel` on the master that kombu's Sentinel channel finds (and re-finds).
+
+    kombu's Sentinel channel only decides where the connections go; everything the
+    inbox does (move, claim, sweep, heartbeats) runs through the same connections, so
+    on the current master, and a demoted master's connection error is handled like any
+    broker outage.
+    """
+
+
+class SentinelTransport(Transport, redis.SentinelTransport):
+    """:class:`Transport` through Redis Sentinel (``sentinel://`` broker URLs)."""
+
+    Channel = SentinelChannel
+    default_port = redis.SentinelTransport.default_port

@@ -46,6 +46,11 @@ class ClusterTarget:
     name: str
     region: str | None = None
 
+    @property
+    def key(self) -> str:
+        """Return the cluster's name in fleet-wide state: ``name@region``."""
+        return f"{self.name}@{self.region or 'kubeconfig'}"
+
 
 class ClusterClient:
     """The API of one cluster, as operations see it."""
@@ -280,13 +285,16 @@ class Clusters:
         )
         return configuration
 
-    def _eks(self, target: ClusterTarget) -> tuple[k8s.Configuration, TokenSource]:
-        logger.info("Connecting to EKS cluster %s in region %s", target.name, target.region)
+    def session(self, target: ClusterTarget) -> Any:
+        """Return a boto3 session for ``target``'s region (credentials as boto3 finds them)."""
+        return self._session_factory(region_name=target.region)
+
+    def describe(self, target: ClusterTarget, session: Any) -> dict[str, Any]:
+        """Return EKS's description of ``target`` (endpoint, CA); it must be ACTIVE."""
         try:
-            session = self._session_factory(region_name=target.region)
-            logger.debug("Step 1/3: Fetch cluster endpoint and CA certificate")
-            cluster = session.client("eks").describe_cluster(name=target.name)["cluster"]
-            sts = session.client("sts")
+            cluster: dict[str, Any] = session.client("eks").describe_cluster(name=target.name)[
+                "cluster"
+            ]
         except Exception as exc:
             raise translate(exc) from exc
         status = cluster.get("status", "ACTIVE")
@@ -294,6 +302,17 @@ class Clusters:
             raise Unavailable(
                 f"EKS cluster {target.name} is {status}, not ACTIVE", code="ClusterNotActive"
             )
+        return cluster
+
+    def _eks(self, target: ClusterTarget) -> tuple[k8s.Configuration, TokenSource]:
+        logger.info("Connecting to EKS cluster %s in region %s", target.name, target.region)
+        try:
+            session = self.session(target)
+            sts = session.client("sts")
+        except Exception as exc:
+            raise translate(exc) from exc
+        logger.debug("Step 1/3: Fetch cluster endpoint and CA certificate")
+        cluster = self.describe(target, session)
         endpoint = cluster["endpoint"]
         logger.debug("Cluster endpoint: %s", endpoint)
 

@@ -29,9 +29,10 @@ from typing import Any, Protocol
 
 import redis
 
+from worker.fleet import limiter_keys
+
 logger = logging.getLogger(__name__)
 
-_KEY_PREFIX = "eksops:limit:"
 # After Redis failed, calls pass unthrottled for this long before asking it again.
 _BYPASS_SECONDS = 5.0
 
@@ -87,11 +88,13 @@ if rate > 0 then
   local last = tonumber(state[2]) or now
   tokens = math.min(burst, tokens + (now - last) * rate / 1000)
   if tokens < 1 then
-    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now,
+      'rate', ARGV[1], 'burst', ARGV[2])
     if limit > 0 then redis.call('ZADD', KEYS[5], 'XX', now, holder) end
     return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
   end
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', now)
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', now,
+    'rate', ARGV[1], 'burst', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 60000)
 end
 if limit > 0 then
@@ -175,8 +178,7 @@ class RedisLimiter:
     ) -> None:
         self._client = client
         self._limits = limits
-        parts = ("bucket", "pause", "inflight", "line", "line-seen", "tickets")
-        self._keys = [f"{_KEY_PREFIX}{cluster}:{part}" for part in parts]
+        self._keys = limiter_keys(cluster)
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
         self._renew = client.register_script(_RENEW)
