@@ -9,12 +9,15 @@ second); every request must still end once, with one Job each.
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis
 
 from kubesim import Simulator
 from producer import EksOps
@@ -54,6 +57,30 @@ class Replicated:
         process = WorkerProcess(self.env(sim), self.tmp / f"worker-{len(self.workers)}.log")
         self.workers.append(process)
         return process.start()
+
+    def replica_in_sync(self) -> bool:
+        """Whether the replica is online and has everything the master has (for a failover)."""
+        info = self.master.client().info("replication")
+        replica = info.get("slave0") or {}
+        return replica.get("state") == "online" and (
+            int(info.get("master_repl_offset", 0)) - int(replica.get("offset", 0)) < 1024
+        )
+
+    def promoted(self, old_master: int | None, disrupt: Callable[[], None]) -> Callable[[], bool]:
+        """A check that the sentinel names a new master; asks again every 10 s if refused."""
+        asked = time.monotonic()
+
+        def check() -> bool:
+            nonlocal asked
+            if self.sentinel.master_port() not in (None, old_master):
+                return True
+            if disrupt == self.sentinel.failover and time.monotonic() - asked > 10:
+                with contextlib.suppress(redis.RedisError):  # a failover already in progress
+                    self.sentinel.failover()
+                asked = time.monotonic()
+            return False
+
+        return check
 
     def client(self) -> EksOps:
         queue = QueueSettings(redis_url=self.sentinel.url, redis_sentinel_master=MASTER_NAME)
@@ -105,8 +132,9 @@ def burst(
             timeout=60,
         )
         old_master = stack.sentinel.master_port()
+        wait_until(stack.replica_in_sync, timeout=60)
         disrupt()
-        wait_until(lambda: stack.sentinel.master_port() not in (None, old_master), timeout=30)
+        wait_until(stack.promoted(old_master, disrupt), timeout=90, interval=0.2)
         status = wait_until(
             lambda: (s := batch_when_readable(eksops, batch.batch_id)) and s.done and s,
             timeout=180,

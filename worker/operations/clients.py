@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import orjson
@@ -37,6 +37,7 @@ from worker.operations.translate import translate
 from worker.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,33 @@ class ClusterClient:
         """
         return self._with_reauth(lambda: self._send(method, path, body, query))
 
+    def open(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+        accept: str = "application/json",
+    ) -> Any:
+        """GET ``path`` and return the open response, its body not read yet (a stream).
+
+        For watches and logs: the limiter's slot covers opening the request, not the
+        stream, so a long watch does not hold an in-flight slot. The 401 re-mint and the
+        error translation are :meth:`request`'s. The caller reads the body (its errors
+        go through ``translate``) and closes it.
+        """
+        timeout = (self._timeout[0], read_timeout or self._timeout[1])
+        return self._with_reauth(
+            lambda: self._open("GET", path, None, query, timeout=timeout, accept=accept)
+        )
+
     def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Call a generated API ``method`` and return the response body as a dict."""
         kwargs.setdefault("_request_timeout", self._timeout)
         kwargs["_preload_content"] = False
         return self._with_reauth(lambda: self._call_generated(method, args, kwargs))
 
-    def _with_reauth(self, send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _with_reauth(self, send: Callable[[], T]) -> T:
         try:
             return send()
         except ApiException as exc:
@@ -114,20 +135,41 @@ class ClusterClient:
     def _send(
         self, method: str, path: str, body: Any, query: Mapping[str, str] | None
     ) -> dict[str, Any]:
+        response = self._open(
+            method, path, body, query, timeout=self._timeout, accept="application/json"
+        )
+        try:
+            data = response.read()
+        except Exception as exc:
+            raise translate(exc) from exc
+        return _json_object(data)
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: Mapping[str, str] | None,
+        *,
+        timeout: tuple[float, float],
+        accept: str,
+    ) -> Any:
+        """Send the request within a limiter slot; return the response once it is a 2xx."""
         with self.limiter.slot():
             try:
                 verb, url, headers, payload, _ = self.api_client.param_serialize(
                     method=method,
                     resource_path=path,
                     query_params=list(query.items()) if query else None,
-                    header_params=dict(_JSON_HEADERS),
+                    header_params={"Accept": accept, "Content-Type": "application/json"},
                     body=body,
                     auth_settings=["BearerToken"],
                 )
                 response = self.api_client.call_api(
-                    verb, url, header_params=headers, body=payload, _request_timeout=self._timeout
+                    verb, url, header_params=headers, body=payload, _request_timeout=timeout
                 )
-                data = response.read()  # type: ignore[no-untyped-call]
+                if not 200 <= response.status <= 299:
+                    response.read()  # type: ignore[no-untyped-call]
             except Exception as exc:
                 raise translate(exc) from exc
             if not 200 <= response.status <= 299:
@@ -135,7 +177,7 @@ class ClusterClient:
                 if response.status == 429:
                     self.limiter.pause(translate(error).retry_after or 1.0)
                 raise error
-            return _json_object(data)
+            return response
 
     def _call_generated(
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -155,9 +197,6 @@ class ClusterClient:
     def _current_token(self) -> str | None:
         key = self.api_client.configuration.api_key.get("authorization")
         return str(key) if key else None
-
-
-_JSON_HEADERS = (("Accept", "application/json"), ("Content-Type", "application/json"))
 
 
 def _json_object(body: bytes | None) -> dict[str, Any]:
