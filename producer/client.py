@@ -32,6 +32,7 @@ from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
+from producer import jobs
 from producer.batches import (
     FAILED_SHOWN,
     BatchInterrupted,
@@ -44,9 +45,11 @@ from producer.batches import (
 )
 from producer.enqueue import PART, Enqueuer, Outgoing
 from producer.gc_pause import collector_paused
+from producer.notify import Notifier
 from producer.queue import make_app, make_redis
 from producer.settings import ProducerSettings
 from producer.status import read_status
+from worker import jobrecords
 from worker.catalog import spec_of, summarise
 from worker.contracts import ClusterRef, Operation, RequestState, RequestStatus
 from worker.errors import (
@@ -54,13 +57,16 @@ from worker.errors import (
     EnqueueInterrupted,
     InvalidName,
     InvalidRequest,
+    NotFound,
     QueueUnavailable,
     StillRunning,
     UnknownRequest,
     error_from_info,
 )
+from worker.jobrecords import JobRecord
 from worker.logs import bound_request
 from worker.names import new_request_id, normalise_request_id
+from worker.records import read_record
 from worker.settings import QueueSettings
 from worker.timestamps import now_iso
 from worker.validation import explain, validate_settings
@@ -98,6 +104,7 @@ class EksOps:
         self._enqueuer = Enqueuer(
             self.app, self.redis, record_ttl_seconds=self.queue.result_expires_seconds
         )
+        self._notifier: Notifier | None = None
 
     # --- validation and submission ------------------------------------------------
 
@@ -384,8 +391,103 @@ class EksOps:
             f"Request {status.request_id} is still {status.state.value} after {timeout}s"
         )
 
+    # --- Jobs, as the job tracker records them --------------------------------------
+
+    @property
+    def notifier(self) -> Notifier:
+        """Return this client's shared pub/sub listener (started on first use)."""
+        if self._notifier is None:
+            self._notifier = Notifier(self.redis)
+        return self._notifier
+
+    def job(
+        self, job_name: str, namespace: str = "default", *, cluster: ClusterRef | None = None
+    ) -> JobRecord | None:
+        """Return the tracker's record of a Job eksops created; None if it has none."""
+        with _queue_errors(f"reading job {job_name}"):
+            key = jobs.cluster_key(self.redis, cluster)
+            return None if key is None else jobs.job_record(self.redis, key, namespace, job_name)
+
+    def job_status(
+        self,
+        job_name: str,
+        namespace: str = "default",
+        *,
+        cluster: ClusterRef | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """Return a Job's status: the seed's body, plus phase, reason, pods and log tail.
+
+        From the tracker's record, with no API call, when the tracker covers the cluster
+        (``source: tracker``); otherwise, or for a Job eksops did not create, from the
+        cluster through a queued read (``source: cluster``). Raises NotFound (the seed's
+        text) for a Job that does not exist, or was deleted before it ended.
+        """
+        with _queue_errors(f"reading job {job_name}"):
+            key = jobs.cluster_key(self.redis, cluster)
+            covered = jobs.coverage(self.redis, key).current
+            record = jobs.job_record(self.redis, key, namespace, job_name) if key else None
+        if covered and record is not None:
+            if record.phase == "deleted":
+                raise NotFound(
+                    f"Job {job_name} not found in namespace {namespace}",
+                    details={"job": jobs.status_body(record)},
+                )
+            return jobs.status_body(record)
+        submission = self.get_job_status(job_name, namespace, cluster=cluster)
+        return {**self.result(submission.request_id, timeout), "source": "cluster"}
+
+    def wait_for_job(
+        self,
+        request_id_or_job: str,
+        timeout: float,
+        *,
+        namespace: str = "default",
+        cluster: ClusterRef | None = None,
+    ) -> JobRecord:
+        """Wait until a Job has ended (succeeded, failed or deleted); return its record.
+
+        ``request_id_or_job`` is the request ID of a create-job request (its Job is
+        the one it made) or a Job's name (in ``namespace``, ``cluster``). Woken by the
+        tracker's publish, not by polling. When time runs out the record is returned
+        as it is (``record.ended`` is False); NotFound if there is none at all.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            rid = normalise_request_id(request_id_or_job)
+        except InvalidName:
+            rid = None
+        with _queue_errors(f"waiting for {request_id_or_job}"):
+            if rid is not None:
+                self.result(rid, max(0.0, deadline - time.monotonic()))
+                key = self._job_of(rid)
+            else:
+                cluster_key = jobs.cluster_key(self.redis, cluster)
+                if cluster_key is None:
+                    raise NotFound("No worker has said which cluster is the default yet")
+                key = jobrecords.job_key(cluster_key, namespace, request_id_or_job)
+            record = jobs.wait_for_end(
+                self.redis, self.notifier, key, max(0.0, deadline - time.monotonic())
+            )
+        if record is None:
+            raise NotFound(
+                f"No record of Job {key.rsplit(':', 1)[-1]}: eksops did not create it, or its "
+                "cluster is not tracked"
+            )
+        return record
+
+    def _job_of(self, request_id: str) -> str:
+        record = read_record(self.redis, request_id)
+        if record is None or not record.job:
+            raise NotFound(
+                f"Request {request_id} made no Job (not a create-job request, or it failed)"
+            )
+        return record.job
+
     def close(self) -> None:
         """Release the Redis connections."""
+        if self._notifier is not None:
+            self._notifier.close()
         self.redis.close()
         self.app.close()
 

@@ -29,6 +29,7 @@ from worker.contracts import (
     NamespaceCreated,
     Operation,
 )
+from worker.jobrecords import job_key
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Spec:
     inputs: tuple[CliInput, ...]
     route: Route
     seed: SeedTexts
+    # What a success links the request record to: result + cluster key -> fields.
+    links: Callable[[Mapping[str, Any], str], dict[str, str]] | None = None
 
     @property
     def task_name(self) -> str:
@@ -146,6 +149,9 @@ CATALOG: dict[Operation, Spec] = {
                 succeeded="Successfully created job {job_name} in namespace {namespace}",
                 log_fields=(("namespace", "namespace"),),
             ),
+            links=lambda result, cluster: {
+                "job": job_key(cluster, result["namespace"], result["job_name"])
+            },
         ),
         Spec(
             operation=Operation.GET_JOB_STATUS,

@@ -29,6 +29,7 @@ from worker.logs import configure_logging, log_banner, safe_url
 from worker.manifests import job_schema_validator
 from worker.runtime import Runtime
 from worker.settings import QueueSettings, SharedSettings, WorkerSettings
+from worker.tracking.supervisor import Supervisor
 from worker.validation import validate_settings
 
 logger = logging.getLogger("worker.main")
@@ -172,9 +173,24 @@ def _keep_checking(**_: Any) -> None:
         preflight.keep_checking(engine().runtime, _preflight_stop)
 
 
+_trackers: list[Supervisor] = []
+
+
+@signals.worker_ready.connect
+def _start_tracking(**_: Any) -> None:
+    """Compete for the clusters' tracker leases (one tracker per cluster in the fleet)."""
+    settings, _queue = load_settings()
+    if settings.job_tracking:
+        supervisor = Supervisor(engine().runtime)
+        supervisor.start()
+        _trackers.append(supervisor)
+
+
 @signals.worker_shutdown.connect
 def _stop_checking(**_: Any) -> None:
     _preflight_stop.set()
+    for supervisor in _trackers:
+        supervisor.stop()
 
 
 @signals.worker_init.connect

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -37,10 +38,18 @@ def parse(runtime: Runtime, spec: Spec, arguments: dict[str, Any]) -> Any:
         raise InvalidRequest(explain(exc, what=f"{spec.task_name} request")) from None
 
 
+@dataclass(frozen=True)
+class Executed:
+    """An operation's result (the seed's body) and what it links the request to."""
+
+    result: dict[str, Any]
+    links: dict[str, str] = field(default_factory=dict)
+
+
 def execute(
     runtime: Runtime, spec: Spec, arguments: dict[str, Any], *, request_id: str, attempt: int
-) -> dict[str, Any]:
-    """Run ``spec``'s operation for one request and return the seed's response body."""
+) -> Executed:
+    """Run ``spec``'s operation for one request; return the seed's body and its links."""
     request = parse(runtime, spec, arguments)
     run = Run(
         request_id=request_id,
@@ -49,4 +58,6 @@ def execute(
     )
     cluster = runtime.clusters.get(request.cluster)
     result = operation_function(spec.function)(cluster=cluster, **spec.bind(request, run))
-    return dict(result.model_dump(mode="json"))
+    body = dict(result.model_dump(mode="json"))
+    links = spec.links(body, cluster.target.key) if spec.links is not None else {}
+    return Executed(body, links)

@@ -28,12 +28,12 @@ from pydantic import ValidationError
 
 from worker.catalog import Spec, spec_of
 from worker.contracts import ChunkItem, Operation
-from worker.dispatch import execute
+from worker.dispatch import Executed, execute
 from worker.errors import EksOpsError, InvalidName, InvalidRequest, TransientError
 from worker.executions import INFRASTRUCTURE_ERRORS, Execution, until_redis_answers
 from worker.logs import bound_request
 from worker.names import normalise_request_id
-from worker.records import mark_retrying, next_attempt
+from worker.records import next_attempt
 from worker.retries import log_failure, log_giving_up, log_retry
 from worker.runtime import Runtime
 from worker.validation import explain
@@ -174,24 +174,28 @@ class Engine:
 
     # --- one request --------------------------------------------------------------
 
-    def outcome(self, spec: Spec, request: Request, execution: Execution) -> tuple[Any, str]:
-        """Run the request (retrying in place); return its outcome and Celery state."""
+    def outcome(
+        self, spec: Spec, request: Request, execution: Execution
+    ) -> tuple[Any, str, dict[str, str]]:
+        """Run the request (retrying in place); return its outcome, Celery state, links."""
         if request.invalid is not None:
             logger.error("%s failed: %s", spec.task_name, request.invalid.message)
-            return request.invalid, states.FAILURE
+            return request.invalid, states.FAILURE, {}
         assert request.arguments is not None  # a request is either valid or invalid
         try:
-            return self._attempts(spec, request, execution), states.SUCCESS
+            executed = self._attempts(spec, request, execution)
         except EksOpsError as exc:
             log_failure(logger, spec.task_name, exc)
-            return exc, states.FAILURE
+            return exc, states.FAILURE, {}
         except INFRASTRUCTURE_ERRORS:
             raise  # not the request's outcome: until_redis_answers starts over
         except Exception as exc:
             logger.exception("%s failed unexpectedly", spec.task_name)
-            return EksOpsError(f"Internal error: {type(exc).__name__}: {exc}"), states.FAILURE
+            failure = EksOpsError(f"Internal error: {type(exc).__name__}: {exc}")
+            return failure, states.FAILURE, {}
+        return executed.result, states.SUCCESS, executed.links
 
-    def _attempts(self, spec: Spec, request: Request, execution: Execution) -> dict[str, Any]:
+    def _attempts(self, spec: Spec, request: Request, execution: Execution) -> Executed:
         runtime = self.runtime
         policy = runtime.policy
         attempt = execution.attempt
@@ -207,8 +211,7 @@ class Engine:
                     raise
                 countdown = policy.countdown(tries, exc.retry_after)
                 log_retry(logger, tries + 1, policy, exc, countdown)
-                mark_retrying(runtime.redis, request.request_id)
-                runtime.executions.mark_retry(request.request_id, exc)
+                runtime.executions.retrying(execution, exc)
                 self.observer.retrying(request.request_id, spec, exc, countdown)
                 time.sleep(countdown)
                 attempt = next_attempt(runtime.redis, request.request_id)
@@ -246,12 +249,12 @@ class _RequestRun:
         observer = self.engine.observer
         observer.started(self.request.request_id, self.spec, execution.attempt)
         try:
-            outcome, state = self.engine.outcome(self.spec, self.request, execution)
+            outcome, state, links = self.engine.outcome(self.spec, self.request, execution)
             # Once the cluster has answered, only the write is repeated through an outage:
             # running the request again would count another attempt and could read its
             # own first effect (a delete finding nothing) as a different outcome.
             until_redis_answers(
-                partial(executions.store, self.request.request_id, outcome, state),
+                partial(executions.store, execution, outcome, state, links=links),
                 doing="storing a request's outcome",
             )
         finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,9 +21,11 @@ from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from worker import events
 from worker.delivery.results import set_result_meta
 from worker.leases import LeaseKeeper
-from worker.records import Starter, lease_key
+from worker.records import Starter, lease_key, mark_retrying, record_key
+from worker.timestamps import now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Execution:
     holder: str | None = None
     outcome: dict[str, Any] | None = None  # stored final meta: success or failure
     foreign: bool = False  # another message owns the request
+    batch_id: str | None = None
 
 
 class Executions:
@@ -75,11 +78,13 @@ class Executions:
         *,
         starter: Starter,
         leases: LeaseKeeper,
+        redis: Any,
         backend: Callable[[], Any],
         shared_redis: bool,
         record_ttl_seconds: int,
     ) -> None:
         self.leases = leases
+        self._redis = redis
         # Celery's backend is per thread: ask for the calling thread's one each time.
         self._backend = backend
         self._starter = starter
@@ -138,7 +143,9 @@ class Executions:
                 by_id[request_id] = Execution(request_id, outcome=meta)
             elif start.leased:
                 self.leases.hold(lease_key(request_id), holder)
-                by_id[request_id] = Execution(request_id, attempt=start.attempt, holder=holder)
+                by_id[request_id] = Execution(
+                    request_id, attempt=start.attempt, holder=holder, batch_id=start.batch_id
+                )
             else:
                 by_id[request_id] = None
         return [by_id[rid] for rid in request_ids]
@@ -163,10 +170,48 @@ class Executions:
         if execution.holder is not None:
             self.leases.forget(lease_key(execution.request_id), execution.holder)
 
-    def store(self, request_id: str, outcome: Any, state: str) -> None:
-        """Store a request's outcome (a result, or an error) in the result backend."""
-        set_result_meta(self.backend, request_id, outcome, state)
+    def store(
+        self,
+        execution: Execution,
+        outcome: Any,
+        state: str,
+        *,
+        links: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store a request's outcome, and say so: one pipeline when results share Redis.
 
-    def mark_retry(self, request_id: str, exc: BaseException) -> None:
-        """Store the RETRY state a poller reads while a retry waits."""
-        self.backend.mark_as_retry(request_id, exc)
+        Beside the outcome: ``links`` into the request record (its Job, say), the
+        request's end on the event stream, and a publish its waiters wake on.
+        """
+        request_id = execution.request_id
+        ended = "succeeded" if state == states.SUCCESS else "failed"
+
+        def also(pipe: Any) -> None:
+            if links:
+                pipe.hset(record_key(request_id), mapping=dict(links))
+            events.append_request(
+                pipe, request_id=request_id, batch_id=execution.batch_id, state=ended, at=now_iso()
+            )
+            pipe.publish(events.request_channel(request_id), ended)
+
+        if not set_result_meta(
+            self.backend, request_id, outcome, state, also=also if self._shared else None
+        ):
+            with self._redis.pipeline(transaction=False) as pipe:
+                also(pipe)
+                pipe.execute()
+
+    def retrying(self, execution: Execution, exc: BaseException) -> None:
+        """Say a retry waits: the RETRY state pollers read, its time, the event stream."""
+        self.backend.mark_as_retry(execution.request_id, exc)
+        with self._redis.pipeline(transaction=False) as pipe:
+            mark_retrying(pipe, execution.request_id)
+            events.append_request(
+                pipe,
+                request_id=execution.request_id,
+                batch_id=execution.batch_id,
+                state="retrying",
+                at=now_iso(),
+                reason=getattr(exc, "code", type(exc).__name__),
+            )
+            pipe.execute()

@@ -15,7 +15,9 @@ filled from :class:`Field` by :func:`lua`, and every reader parses a hash with
 * written by the worker when an execution starts (see :class:`Starter`): ``attempts``
   (executions, not deliveries: a redelivery of a request that has ended counts
   nothing), ``started_at``, ``last_started_at``; ``last_retry_at`` when a retry was
-  scheduled, so pollers tell "waiting to retry" from "running again".
+  scheduled, so pollers tell "waiting to retry" from "running again"; ``job``, the
+  record key of the Job a create-job request made (``worker.jobrecords``), written with
+  its outcome and again by the job tracker.
 
 Beside it, ``eksops:request:<id>:lease`` names the one execution allowed to run the
 request right now (see ``worker.leases``). Pure redis-py; shared by producers and workers.
@@ -29,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from worker.events import EVENTS_MAX_LENGTH, STREAM_KEY
 from worker.timestamps import now_iso
 
 REQUEST_KEY_PREFIX = "eksops:request:"
@@ -45,6 +48,7 @@ class Field(enum.StrEnum):
     STARTED_AT = "started_at"
     LAST_STARTED_AT = "last_started_at"
     LAST_RETRY_AT = "last_retry_at"
+    JOB = "job"  # the record key of the Job a create-job request made
 
 
 def lua(script: str) -> str:
@@ -78,6 +82,7 @@ class RequestRecord:
     started_at: str | None = None
     last_started_at: str | None = None
     last_retry_at: str | None = None
+    job: str | None = None
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> RequestRecord | None:
@@ -96,14 +101,18 @@ def read_record(redis: Any, request_id: str) -> RequestRecord | None:
 
 
 # KEYS: per request, three: lease, record, stored result ('' when results live in
-# another Redis). ARGV: holder, lease ms, now, operation, record TTL s, message ID.
-# Returns per request three values: a code (1 leased | 0 lease held elsewhere | 2
-# another message owns the request | 3 it has ended: its final outcome is stored); the
-# attempt number (0 unless leased); the stored result (or false). An ended request
-# counts no attempt: ``attempts`` counts executions, not deliveries.
+# another Redis). ARGV: holder, lease ms, now, operation, record TTL s, message ID,
+# event stream, its length bound. Returns per request four values: a code (1 leased |
+# 0 lease held elsewhere | 2 another message owns the request | 3 it has ended: its
+# final outcome is stored); the attempt number (0 unless leased); the stored result
+# (or false); the batch ID (or false). An ended request counts no attempt:
+# ``attempts`` counts executions, not deliveries. A start is an event of the stream.
 _START = lua(
     """
 local final = {SUCCESS = true, FAILURE = true, REVOKED = true}
+local prefix = string.len('"""
+    + REQUEST_KEY_PREFIX
+    + """') + 1
 local out = {}
 for i = 1, #KEYS, 3 do
   local stored = false
@@ -130,9 +139,16 @@ for i = 1, #KEYS, 3 do
     redis.call('HSET', KEYS[i + 1], $last_started_at, ARGV[3])
     redis.call('EXPIRE', KEYS[i + 1], ARGV[5])
   end
+  local batch = redis.call('HGET', KEYS[i + 1], $batch_id)
+  if code == 1 then
+    redis.call('XADD', ARGV[7], 'MAXLEN', '~', ARGV[8], '*', 'kind', 'request',
+      'request_id', string.sub(KEYS[i + 1], prefix), 'batch_id', batch or '',
+      'state', 'started', 'attempt', attempt, 'at', ARGV[3])
+  end
   out[#out + 1] = code
   out[#out + 1] = attempt
   out[#out + 1] = stored
+  out[#out + 1] = batch
 end
 return out
 """
@@ -150,6 +166,7 @@ class Start:
     foreign: bool = False
     # Its final outcome is stored already (a redelivery): answer with it, count nothing.
     ended: bool = False
+    batch_id: str | None = None
 
 
 class Starter:
@@ -179,7 +196,17 @@ class Starter:
         for request_id, result_key in requests:
             keys += [lease_key(request_id), record_key(request_id), result_key or ""]
         replies = self._script(
-            keys=keys, args=[holder, lease_ms, now_iso(), operation, ttl_seconds, message_id]
+            keys=keys,
+            args=[
+                holder,
+                lease_ms,
+                now_iso(),
+                operation,
+                ttl_seconds,
+                message_id,
+                STREAM_KEY,
+                EVENTS_MAX_LENGTH,
+            ],
         )
         return [
             Start(
@@ -188,9 +215,10 @@ class Starter:
                 stored=stored or None,
                 foreign=code == 2,
                 ended=code == 3,
+                batch_id=_text(batch) if batch else None,
             )
-            for code, attempt, stored in zip(
-                replies[::3], replies[1::3], replies[2::3], strict=True
+            for code, attempt, stored, batch in zip(
+                replies[::4], replies[1::4], replies[2::4], replies[3::4], strict=True
             )
         ]
 

@@ -15,6 +15,7 @@ from typing import Any
 from worker.contracts import Limits as RequestLimits
 from worker.delivery.connections import redis_client
 from worker.executions import Executions
+from worker.jobrecords import register_cluster
 from worker.leases import LeaseKeeper
 from worker.operations import Clusters, ClusterTarget
 from worker.operations.limiter import Limiter, Limits, RedisLimiter, Unlimited
@@ -58,6 +59,9 @@ class Runtime:
                 settings,
                 pool_size=queue.worker_concurrency,
                 limiter_for=limiter_factory(settings, client),
+                on_new=lambda target: register_cluster(
+                    client, target.key, name=target.name, region=target.region
+                ),
             ),
             policy=RetryPolicy.from_settings(settings),
             redis=client,
@@ -65,6 +69,7 @@ class Runtime:
             executions=Executions(
                 starter=Starter(client),
                 leases=leases,
+                redis=client,
                 backend=backend,
                 shared_redis=queue.broker_url == queue.result_backend,
                 record_ttl_seconds=queue.result_expires_seconds,

@@ -167,6 +167,14 @@ class WorkerSettings(SharedSettings):
     # (refuse to start); repeated every interval so /health stays current.
     worker_preflight: Literal["off", "warn", "strict"] = "warn"
     worker_preflight_interval_seconds: float = Field(default=300.0, ge=10.0)
+    # The job tracker (one per cluster in the fleet): on or off in this worker, how long
+    # a dead holder's lease outlives it, how long one watch request lasts, and how much
+    # of a failed container's log is kept.
+    job_tracking: bool = True
+    tracker_lease_seconds: float = Field(default=5.0, ge=1.0, le=300.0)
+    tracker_watch_timeout_seconds: int = Field(default=240, ge=5, le=3600)
+    job_log_tail_lines: int = Field(default=50, ge=1, le=10_000)
+    job_log_tail_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
 
     @model_validator(mode="after")
     def _one_cluster_source(self) -> Self:

@@ -15,7 +15,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from celery.backends.base import KeyValueStoreBackend
+from celery.backends.base import Backend, KeyValueStoreBackend
 from celery.backends.redis import RedisBackend
 from kombu.transport import redis, virtual
 
@@ -76,6 +76,9 @@ PRIVATES: tuple[Private, ...] = (
     Private(RedisBackend, "_set_with_state", ("self", "key", "value", "state")),
     Private(KeyValueStoreBackend, "get_key_for_task", ("self", "task_id", "key")),
     Private(KeyValueStoreBackend, "encode_result", ("self", "result", "state")),
+    Private(RedisBackend, "client"),
+    Private(Backend, "expires", in_init=True),
+    Private(RedisBackend, "failure_expires", in_init=True),
 )
 
 

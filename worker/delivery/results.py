@@ -4,18 +4,47 @@ Celery's own ``store_result`` reads the stored meta before it writes (a guard ag
 overwriting a stored success). The execution that stores an outcome holds the
 request's lease and found no outcome when it started, so that read would cost a
 round trip and change nothing. This writes the same meta (state, result or serialised
-error, ``date_done``) through the backend's own encoder, so pollers read it with
-Celery's decoder unchanged (checked in ``tests/unit/test_store_outcome.py``).
+error, ``date_done``) through the backend's own encoder, with the same expiry and the
+same publish Celery's Redis backend does, so pollers read it with Celery's decoder
+unchanged (checked in ``tests/unit/test_store_outcome.py``). What eksops records
+beside the outcome (the request record's links, the waiters' notification, the event
+stream) goes in the same pipeline when the results live in the broker's Redis.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from celery import states
 
-def set_result_meta(backend: Any, request_id: str, outcome: Any, state: str) -> None:
-    """Store ``outcome`` (a result, or an exception for a failure) under ``request_id``."""
+Also = Callable[[Any], None]  # queues more commands on the pipeline of the store
+
+
+def set_result_meta(
+    backend: Any, request_id: str, outcome: Any, state: str, *, also: Also | None = None
+) -> bool:
+    """Store ``outcome`` (a result, or an exception for a failure) under ``request_id``.
+
+    ``also`` queues further commands on the same pipeline when the backend is Redis;
+    returns whether it did (False: the caller sends them itself).
+    """
     encoded = backend.encode_result(outcome, state)  # an error becomes its JSON form
     meta = backend._get_result_meta(result=encoded, state=state, traceback=None, request=None)
     meta["task_id"] = request_id
-    backend._set_with_state(backend.get_key_for_task(request_id), backend.encode(meta), state)
+    key, value = backend.get_key_for_task(request_id), backend.encode(meta)
+    client = getattr(backend, "client", None)
+    if client is None or not hasattr(client, "pipeline"):  # not Redis: Celery's own path
+        backend._set_with_state(key, value, state)
+        return False
+    expires = backend.failure_expires if state == states.FAILURE else backend.expires
+    with client.pipeline() as pipe:
+        if expires:
+            pipe.setex(key, expires, value)
+        else:
+            pipe.set(key, value)
+        pipe.publish(key, value)  # as Celery does, for its result consumers
+        if also is not None:
+            also(pipe)
+        pipe.execute()
+    return also is not None

@@ -59,6 +59,13 @@ REQUIRED_ACCESS: tuple[Access, ...] = (
     Access("get", "batch", "jobs"),
     Access("create", "batch", "jobs"),
     Access("delete", "batch", "jobs"),
+    # The job tracker: one list + watch of Jobs and of their Pods, cluster-wide, and
+    # the log of a failed container (also for eksops job-logs).
+    Access("list", "batch", "jobs"),
+    Access("watch", "batch", "jobs"),
+    Access("list", "", "pods"),
+    Access("watch", "", "pods"),
+    Access("get", "", "pods/log"),
 )
 
 _FIXES = {

@@ -238,11 +238,13 @@ class Clusters:
         pool_size: int,
         session_factory: Callable[..., Any] = boto3.session.Session,
         limiter_for: Callable[[ClusterTarget], Limiter] = lambda _target: Unlimited(),
+        on_new: Callable[[ClusterTarget], None] = lambda _target: None,
     ) -> None:
         self._settings = settings
         self._pool_size = pool_size
         self._session_factory = session_factory
         self._limiter_for = limiter_for
+        self._on_new = on_new  # told of each cluster this process builds a client for
         self._lock = threading.Lock()
         self._clients: dict[tuple[int, ClusterTarget], ClusterClient] = {}
 
@@ -265,6 +267,10 @@ class Clusters:
             if client is None:
                 client = self._build(key[1])
                 self._clients[key] = client
+                try:
+                    self._on_new(key[1])
+                except Exception as exc:  # a registry write must not fail a request
+                    logger.warning("Could not register cluster %s: %s", key[1].key, exc)
             return client
 
     def token_mints(self) -> int:

@@ -49,6 +49,9 @@ def build_job_body(
     metadata["name"] = name
     metadata["namespace"] = namespace
     metadata["labels"] = {**(metadata.get("labels") or {}), **managed_labels(request_id)}
+    # The pods carry them too: the job tracker's one pod watch selects them by label.
+    template = body["spec"].setdefault("template", {}).setdefault("metadata", {})
+    template["labels"] = {**(template.get("labels") or {}), **managed_labels(request_id)}
     return body
 
 

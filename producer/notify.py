@@ -1,0 +1,154 @@
+"""Waking waiters the moment something they wait for is recorded: Redis pub/sub, shared.
+
+Workers publish on a channel per request (its outcome stored, ``worker.events``) and
+the job tracker on a channel per Job (a phase recorded, ``worker.jobrecords``), in the
+same step as the write. A waiter subscribes *before* it reads the current state, then
+waits for a message, so nothing can slip between its read and its wait; any message
+only means "read again" (the state itself is always read from the record). One
+:class:`Notifier` per process holds one pub/sub connection for all its waiters, in a
+thread of its own: a thousand waiting gateway callers cost one connection. If that
+connection breaks, every waiter is woken to read again, and the notifier reconnects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis as redis_lib
+
+logger = logging.getLogger(__name__)
+
+Wake = Callable[[], None]
+
+
+class Subscription:
+    """One waiter's interest in one channel; :meth:`wait` returns when woken."""
+
+    def __init__(self, notifier: Notifier, channel: str) -> None:
+        self.channel = channel
+        self._notifier = notifier
+        self._event = threading.Event()
+        self._wakes: list[Wake] = [self._event.set]
+
+    def on_wake(self, wake: Wake) -> None:
+        """Also call ``wake`` (from the notifier's thread) when woken."""
+        self._wakes.append(wake)
+
+    def wake(self) -> None:
+        for wake in self._wakes:
+            try:
+                wake()
+            except Exception:  # a waiter's callback must not stop the notifier
+                logger.exception("A waiter's wake-up failed")
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds to be woken; True if woken. Re-arms itself."""
+        woken = self._event.wait(timeout)
+        self._event.clear()
+        return woken
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._notifier.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class Notifier:
+    """One pub/sub connection shared by every waiter of this process."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self._lock = threading.Lock()
+        self._subscribers: dict[str, list[Subscription]] = {}
+        self._pubsub: Any = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._closed = False
+
+    def subscribe(self, channel: str) -> Subscription:
+        """Listen on ``channel``; the subscription is active when this returns."""
+        subscription = Subscription(self, channel)
+        with self._lock:
+            self._start()
+            first = channel not in self._subscribers
+            self._subscribers.setdefault(channel, []).append(subscription)
+        if first:
+            self._ready.wait(5)
+            try:
+                self._pubsub.subscribe(channel)
+            except (redis_lib.RedisError, OSError, AttributeError):
+                subscription.wake()  # cannot listen: the waiter reads again and polls
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Forget ``subscription``; its channel too, once nobody listens on it."""
+        with self._lock:
+            listeners = self._subscribers.get(subscription.channel, [])
+            if subscription in listeners:
+                listeners.remove(subscription)
+            if listeners:
+                return
+            self._subscribers.pop(subscription.channel, None)
+        try:
+            if self._pubsub is not None:
+                self._pubsub.unsubscribe(subscription.channel)
+        except (redis_lib.RedisError, OSError):
+            pass  # the connection is being rebuilt; the channel is not re-subscribed
+
+    def close(self) -> None:
+        """Stop the listening thread."""
+        self._closed = True
+        if self._pubsub is not None:
+            with contextlib.suppress(redis_lib.RedisError, OSError):
+                self._pubsub.close()
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._listen, name="eksops-notify", daemon=True)
+            self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._closed:
+            try:
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                with self._lock:
+                    channels = list(self._subscribers)
+                if channels:
+                    self._pubsub.subscribe(*channels)
+                else:
+                    self._pubsub.subscribe("eksops:notify:-")  # a connection to listen on
+                self._ready.set()
+                self._wake_all()  # whatever was published while we were away: read again
+                while not self._closed:
+                    message = self._pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "message":
+                        self._deliver(message["channel"])
+            except (redis_lib.RedisError, OSError, ValueError) as exc:
+                if self._closed:
+                    return
+                logger.warning("Lost the notification connection (%s); reconnecting", exc)
+                self._ready.clear()
+                self._wake_all()
+                threading.Event().wait(0.5)
+
+    def _deliver(self, channel: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        with self._lock:
+            listeners = list(self._subscribers.get(name, []))
+        for subscription in listeners:
+            subscription.wake()
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            everyone = [s for listeners in self._subscribers.values() for s in listeners]
+        for subscription in everyone:
+            subscription.wake()

@@ -1,0 +1,114 @@
+"""List, then watch, a kind of object through a cluster client: the tracker's only reads.
+
+:func:`list_all` pages through a label-selected list (one consistent snapshot: every
+page carries the first page's resource version) and returns the version to watch
+from. :func:`watch` opens one watch from a resource version, with bookmarks, and
+yields its events as they arrive; the server ends it after ``timeoutSeconds`` and the
+caller watches again from the last version it saw, so a long-lived watch is a chain of
+short requests, each with a fresh token if the old one aged (the EKS token is checked
+when a request starts). An ``ERROR`` event of 410 (the resume point is older than the
+server's history) raises :class:`~worker.errors.Gone`: the caller lists again. Every
+failure is an error of the eksops tree.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from worker.errors import EksOpsError, Gone, error_class_for_status
+from worker.operations.clients import ClusterClient
+from worker.operations.translate import translate
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A complete list: every item, and the resource version to watch from."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+
+
+def list_all(cluster: ClusterClient, path: str, *, selector: str) -> Listed:
+    """Return every object at ``path`` matching ``selector``, page by page."""
+    items: list[dict[str, Any]] = []
+    query = {"labelSelector": selector, "limit": str(PAGE_SIZE)}
+    version = ""
+    while True:
+        page = cluster.request("GET", path, query=query)
+        metadata = page.get("metadata") or {}
+        version = version or str(metadata.get("resourceVersion") or "")
+        items.extend(page.get("items") or [])
+        token = metadata.get("continue")
+        if not token:
+            return Listed(items, version)
+        query = {**query, "continue": str(token)}
+
+
+def watch(
+    cluster: ClusterClient,
+    path: str,
+    *,
+    selector: str,
+    resource_version: str,
+    timeout_seconds: int,
+) -> Iterator[dict[str, Any]]:
+    """Yield the watch events at ``path`` after ``resource_version``, until the server ends it.
+
+    ``BOOKMARK`` events are yielded too (their object carries only the new resource
+    version). Raises :class:`Gone` for an expired resume point.
+    """
+    response = cluster.open(
+        path,
+        query={
+            "watch": "1",
+            "labelSelector": selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        },
+        # Nothing may come for a while: bookmarks are about a minute apart upstream.
+        read_timeout=timeout_seconds + 30,
+    )
+    try:
+        for line in _lines(response):
+            event = orjson.loads(line)
+            if event.get("type") == "ERROR":
+                raise _error(event.get("object") or {})
+            yield event
+    except EksOpsError:
+        raise
+    except Exception as exc:
+        raise translate(exc) from exc
+    finally:
+        response.response.release_conn()
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    pending = b""
+    for chunk in response.response.stream(65536, decode_content=True):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+def _error(status: dict[str, Any]) -> EksOpsError:
+    code = int(status.get("code") or 500)
+    message = str(status.get("message") or "watch error")
+    reason = status.get("reason")
+    if code == 410:
+        return Gone(message, 410, reason or "Expired")
+    cls = error_class_for_status(code)
+    return cls(message, code, reason or None, {"reason": reason or ""})
