@@ -20,6 +20,13 @@ from pydantic import BaseModel, Field
 from producer.status import combine
 from worker.contracts import RequestState, RequestStatus
 from worker.errors import ErrorInfo, QueueUnavailable
+from worker.jobrecords import (
+    ENDED,
+    PHASES,
+    batch_failed_jobs_key,
+    batch_jobs_key,
+    read_jobs,
+)
 from worker.records import RequestRecord, record_key
 
 BATCH_KEY_PREFIX = "eksops:batch:"
@@ -67,11 +74,27 @@ class FailedItem(BaseModel):
     error: ErrorInfo | None
 
 
+class FailedJob(BaseModel):
+    """A Job of the batch that failed, and why (as the job tracker recorded it)."""
+
+    job_name: str
+    namespace: str
+    request_id: str | None
+    reason: str | None
+    message: str | None
+    exit_code: int | None = None
+    pod_reason: str | None = None
+    last_log_line: str | None = None
+
+
 class BatchStatus(BaseModel):
-    """Where a batch is: counts by state, and the first items that failed.
+    """Where a batch is: its requests by state, its Jobs by phase, what failed.
 
     ``failed`` lists at most the number asked for (100 by default), in submission
-    order; ``counts["failed"]`` is the total.
+    order; ``counts["failed"]`` is the total. ``jobs`` counts the Jobs the batch's
+    requests made, by phase, as the job tracker records them; ``failed_jobs`` lists the
+    first that failed, with reason, exit code and message; ``jobs_done`` says every Job
+    made has ended.
     """
 
     batch_id: str
@@ -82,6 +105,10 @@ class BatchStatus(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     done: bool
     failed: list[FailedItem] = Field(default_factory=list)
+    jobs: dict[str, int] = Field(default_factory=dict)
+    jobs_done: bool = False
+    failed_jobs: list[FailedJob] = Field(default_factory=list)
+    callback_url: str | None = None
 
 
 class BatchInterrupted(QueueUnavailable):
@@ -97,12 +124,26 @@ class BatchInterrupted(QueueUnavailable):
         self.submission = submission
 
 
-def open_batch(redis: Any, batch_id: str, *, operation: str, created_at: str, ttl: int) -> None:
-    """Store the batch summary before its items (a batch may grow over several submits)."""
+def open_batch(
+    redis: Any,
+    batch_id: str,
+    *,
+    operation: str,
+    created_at: str,
+    ttl: int,
+    callback: str | None = None,
+) -> None:
+    """Store the batch summary before its items (a batch may grow over several submits).
+
+    ``callback`` is where the ends of the batch's requests and Jobs are POSTed; the
+    latest submit that names one sets it for the whole batch.
+    """
     key = batch_key(batch_id)
     pipe = redis.pipeline(transaction=False)
     pipe.hsetnx(key, "created_at", created_at)
     pipe.hsetnx(key, "operation", operation)
+    if callback:
+        pipe.hset(key, "callback", callback)
     pipe.expire(key, ttl)
     pipe.execute()
 
@@ -161,7 +202,9 @@ def read_batch(
     pipe.pttl(batch_key(batch_id))
     pipe.lrange(batch_items_key(batch_id), 0, -1)
     pipe.hgetall(batch_ended_key(batch_id))
-    summary_raw, ttl_ms, items_raw, ended_raw = pipe.execute()
+    pipe.hgetall(batch_jobs_key(batch_id))
+    pipe.lrange(batch_failed_jobs_key(batch_id), 0, max(failed_limit, 0) - 1)
+    summary_raw, ttl_ms, items_raw, ended_raw, jobs_raw, failed_jobs_raw = pipe.execute()
     summary = {_text(k): _text(v) for k, v in summary_raw.items()}
     if not summary:
         return None
@@ -175,6 +218,10 @@ def read_batch(
     failed = {rid: running[rid] for rid in shown if rid in running}
     failed.update(_statuses(redis, backend, [rid for rid in shown if rid not in failed]))
     counts = Counter(states[rid] for rid in request_ids)
+    raw_jobs = {_text(phase): int(count) for phase, count in jobs_raw.items()}
+    jobs: dict[str, int] = {phase: max(0, raw_jobs.get(phase, 0)) for phase in PHASES}
+    creates = summary.get("operation") == "create_job"
+    made = counts.get(RequestState.SUCCEEDED.value, 0) if creates else 0
     return BatchStatus(
         batch_id=batch_id,
         operation=summary.get("operation"),
@@ -186,7 +233,33 @@ def read_batch(
         counts={state.value: counts.get(state.value, 0) for state in RequestState},
         done=all(RequestState(states[rid]).is_terminal for rid in request_ids),
         failed=[FailedItem(request_id=rid, error=failed[rid].error) for rid in shown],
+        jobs=jobs,
+        jobs_done=sum(jobs[phase] for phase in ENDED) >= made,
+        failed_jobs=_failed_jobs(redis, [_text(key) for key in failed_jobs_raw]),
+        callback_url=summary.get("callback"),
     )
+
+
+def _failed_jobs(redis: Any, keys: list[str]) -> list[FailedJob]:
+    failed = []
+    for record in read_jobs(redis, keys):
+        if record is None:
+            continue
+        pod: dict[str, Any] = next(iter(record.summary()["failed_pods"]), {})
+        lines = (record.log or {}).get("lines") or []
+        failed.append(
+            FailedJob(
+                job_name=record.name,
+                namespace=record.namespace,
+                request_id=record.request_id,
+                reason=record.job.get("reason"),
+                message=record.job.get("message"),
+                exit_code=pod.get("exit_code"),
+                pod_reason=pod.get("reason"),
+                last_log_line=lines[-1] if lines else None,
+            )
+        )
+    return failed
 
 
 def _remember_ended(

@@ -14,7 +14,7 @@ the same request (``duplicate=True``) without a second task. The library raises 
 errors of ``worker.errors``: a Redis it cannot reach is
 :class:`~worker.errors.QueueUnavailable`, whatever the call.
 
-The five operation methods are thin typed wrappers of :meth:`EksOps.submit` named after
+The six operation methods are thin typed wrappers of :meth:`EksOps.submit` named after
 ``worker.catalog`` (a unit test keeps them in step with it).
 """
 
@@ -49,7 +49,7 @@ from producer.notify import Notifier
 from producer.queue import make_app, make_redis
 from producer.settings import ProducerSettings
 from producer.status import read_status
-from worker import jobrecords
+from worker import callbacks, events, jobrecords
 from worker.catalog import spec_of, summarise
 from worker.contracts import ClusterRef, Operation, RequestState, RequestStatus
 from worker.errors import (
@@ -63,6 +63,7 @@ from worker.errors import (
     UnknownRequest,
     error_from_info,
 )
+from worker.events import Event
 from worker.jobrecords import JobRecord
 from worker.logs import bound_request
 from worker.names import new_request_id, normalise_request_id
@@ -126,16 +127,35 @@ class EksOps:
             return new_request_id()
         return normalise_request_id(request_id)
 
+    def callback_for(self, callback_url: str | None) -> str | None:
+        """Return ``callback_url`` checked (http(s), a host, an allowed one), or None."""
+        if callback_url is None:
+            return None
+        return callbacks.check_url(callback_url, self.settings.callback_allowed_hosts)
+
     def submit(
-        self, operation: Operation, arguments: Mapping[str, Any], *, request_id: str | None = None
+        self,
+        operation: Operation,
+        arguments: Mapping[str, Any],
+        *,
+        request_id: str | None = None,
+        callback_url: str | None = None,
     ) -> Submission:
-        """Validate and enqueue one operation; return its request ID."""
+        """Validate and enqueue one operation; return its request ID.
+
+        With ``callback_url``, the request's end (and a created Job's end) is POSTed
+        there, signed (see ``worker.callbacks``); the request's status shows how each
+        delivery went.
+        """
         rid = self.request_id_for(request_id)
         with bound_request(rid), _queue_errors(f"submitting {operation.value}"):
             kwargs = self.validate(operation, arguments)
+            callback = self.callback_for(callback_url)
             submitted_at = now_iso()
             (accepted,) = self._enqueuer.enqueue(
-                [Outgoing(rid, operation.task_name, kwargs)], submitted_at=submitted_at
+                [Outgoing(rid, operation.task_name, kwargs)],
+                submitted_at=submitted_at,
+                callback=callback or "",
             )
             if accepted:
                 logger.info("Submitted %s %s", operation.value, summarise(kwargs))
@@ -154,6 +174,7 @@ class EksOps:
         *,
         batch_id: str | None = None,
         durable: bool = True,
+        callback_url: str | None = None,
     ) -> BatchSubmission:
         """Validate and enqueue many operations at once, as one batch.
 
@@ -163,10 +184,14 @@ class EksOps:
         With ``durable`` (the default) the call returns once Redis has written the
         batch to its append-only file, when the server can confirm that; on a
         replicated Redis every submit returns once a replica has it (see
-        :meth:`Enqueuer._confirm`).
+        :meth:`Enqueuer._confirm`). With ``callback_url``, the end of each of the
+        batch's requests, and of each Job they make, is POSTed there.
         """
+        callback = self.callback_for(callback_url)
         with collector_paused(), _queue_errors("submitting a batch"):
-            return self._submit_many(operation, items, batch_id=batch_id, durable=durable)
+            return self._submit_many(
+                operation, items, batch_id=batch_id, durable=durable, callback=callback
+            )
 
     def _submit_many(
         self,
@@ -175,6 +200,7 @@ class EksOps:
         *,
         batch_id: str | None,
         durable: bool,
+        callback: str | None,
     ) -> BatchSubmission:
         bid = self.request_id_for(batch_id)
         outcomes: list[BatchItem] = []
@@ -205,7 +231,9 @@ class EksOps:
 
         now = now_iso()
         ttl = self.queue.result_expires_seconds
-        open_batch(self.redis, bid, operation=operation.value, created_at=now, ttl=ttl)
+        open_batch(
+            self.redis, bid, operation=operation.value, created_at=now, ttl=ttl, callback=callback
+        )
         try:
             accepted = self._enqueuer.enqueue_parts(
                 validated_parts(), submitted_at=now, batch_id=bid, fsync=durable
@@ -282,12 +310,14 @@ class EksOps:
         *,
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
+        callback_url: str | None = None,
     ) -> Submission:
         """Submit the creation of a Job (namespace created if missing)."""
         return self.submit(
             Operation.CREATE_JOB,
             _with_cluster({"job_manifest": job_manifest, "namespace": namespace}, cluster),
             request_id=request_id,
+            callback_url=callback_url,
         )
 
     def get_job_status(
@@ -297,12 +327,14 @@ class EksOps:
         *,
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
+        callback_url: str | None = None,
     ) -> Submission:
         """Submit a read of a Job's state."""
         return self.submit(
             Operation.GET_JOB_STATUS,
             _with_cluster({"job_name": job_name, "namespace": namespace}, cluster),
             request_id=request_id,
+            callback_url=callback_url,
         )
 
     def delete_job(
@@ -312,12 +344,14 @@ class EksOps:
         *,
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
+        callback_url: str | None = None,
     ) -> Submission:
         """Submit the deletion of a Job and its pods."""
         return self.submit(
             Operation.DELETE_JOB,
             _with_cluster({"job_name": job_name, "namespace": namespace}, cluster),
             request_id=request_id,
+            callback_url=callback_url,
         )
 
     def create_namespace(
@@ -326,12 +360,14 @@ class EksOps:
         *,
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
+        callback_url: str | None = None,
     ) -> Submission:
         """Submit the creation of a Namespace."""
         return self.submit(
             Operation.CREATE_NAMESPACE,
             _with_cluster({"namespace_name": namespace_name}, cluster),
             request_id=request_id,
+            callback_url=callback_url,
         )
 
     def delete_namespace(
@@ -341,6 +377,7 @@ class EksOps:
         allow_unmanaged: bool = False,
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
+        callback_url: str | None = None,
     ) -> Submission:
         """Submit the deletion of a Namespace (never a protected one)."""
         return self.submit(
@@ -349,6 +386,27 @@ class EksOps:
                 {"namespace_name": namespace_name, "allow_unmanaged": allow_unmanaged}, cluster
             ),
             request_id=request_id,
+            callback_url=callback_url,
+        )
+
+    def get_job_logs(
+        self,
+        job_name: str,
+        namespace: str = "default",
+        *,
+        tail_lines: int = 100,
+        request_id: str | None = None,
+        cluster: ClusterRef | None = None,
+        callback_url: str | None = None,
+    ) -> Submission:
+        """Submit a read of the last lines of each container of a Job's newest pods."""
+        return self.submit(
+            Operation.GET_JOB_LOGS,
+            _with_cluster(
+                {"job_name": job_name, "namespace": namespace, "tail_lines": tail_lines}, cluster
+            ),
+            request_id=request_id,
+            callback_url=callback_url,
         )
 
     # --- polling ------------------------------------------------------------------
@@ -431,9 +489,9 @@ class EksOps:
             if record.phase == "deleted":
                 raise NotFound(
                     f"Job {job_name} not found in namespace {namespace}",
-                    details={"job": jobs.status_body(record)},
+                    details={"job": record.status_body()},
                 )
-            return jobs.status_body(record)
+            return record.status_body()
         submission = self.get_job_status(job_name, namespace, cluster=cluster)
         return {**self.result(submission.request_id, timeout), "source": "cluster"}
 
@@ -460,7 +518,11 @@ class EksOps:
         with _queue_errors(f"waiting for {request_id_or_job}"):
             if rid is not None:
                 self.result(rid, max(0.0, deadline - time.monotonic()))
-                key = self._job_of(rid)
+                key = self.job_of(rid)
+                if key is None:
+                    raise NotFound(
+                        f"Request {rid} made no Job (not a create-job request, or it failed)"
+                    )
             else:
                 cluster_key = jobs.cluster_key(self.redis, cluster)
                 if cluster_key is None:
@@ -476,13 +538,72 @@ class EksOps:
             )
         return record
 
-    def _job_of(self, request_id: str) -> str:
-        record = read_record(self.redis, request_id)
-        if record is None or not record.job:
-            raise NotFound(
-                f"Request {request_id} made no Job (not a create-job request, or it failed)"
-            )
-        return record.job
+    def job_logs(
+        self,
+        job_name: str,
+        namespace: str = "default",
+        *,
+        tail_lines: int = 100,
+        cluster: ClusterRef | None = None,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        """Return the logs of a Job's pods, through the cluster (a queued read).
+
+        When its pods are gone (a TTL removed them after the Job ended), the tail the
+        job tracker captured when a container failed, with ``source: tracker``.
+        """
+        submission = self.get_job_logs(job_name, namespace, tail_lines=tail_lines, cluster=cluster)
+        try:
+            return self.result(submission.request_id, timeout)
+        except NotFound as exc:
+            record = self.job(job_name, namespace, cluster=cluster)
+            if record is None or record.log is None:
+                raise
+            logger.info("Job %s has no pods (%s); showing the captured tail", job_name, exc.code)
+            tail = record.log
+            return {
+                "job_name": job_name,
+                "namespace": namespace,
+                "logs": [
+                    {key: tail.get(key) for key in ("pod", "container", "lines", "truncated")}
+                ],
+                "source": "tracker",
+            }
+
+    def events(
+        self,
+        *,
+        batch_id: str | None = None,
+        request_id: str | None = None,
+        after: str = "$",
+        idle_timeout: float | None = None,
+    ) -> Iterator[Event]:
+        """Yield request and Job transitions as they are recorded (a batch's, a request's).
+
+        ``after`` is an event ID to resume after (``0``: from the oldest kept; ``$``,
+        the default: from now). With ``idle_timeout``, the iterator ends once nothing
+        has come for that long; without, it waits for ever.
+        """
+        bid = self.request_id_for(batch_id) if batch_id else None
+        rid = self.request_id_for(request_id) if request_id else None
+        position = after
+        quiet_since = time.monotonic()
+        while True:
+            with _queue_errors("reading the event stream"):
+                found, position = events.read(
+                    self.redis, after=position, request_id=rid, batch_id=bid, block_ms=1_000
+                )
+            if found:
+                quiet_since = time.monotonic()
+            yield from found
+            if idle_timeout is not None and time.monotonic() - quiet_since > idle_timeout:
+                return
+
+    def job_of(self, request_id: str) -> str | None:
+        """Return the record key of the Job a create-job request made, once it made one."""
+        with _queue_errors(f"reading request {request_id}"):
+            record = read_record(self.redis, request_id)
+        return record.job if record is not None else None
 
     def close(self) -> None:
         """Release the Redis connections."""

@@ -34,7 +34,9 @@ from worker.records import REQUEST_KEY_PREFIX, lua, record_key
 # KEYS[1]: the queue list; KEYS[2]: the batch's item list; KEYS[3..]: one record per
 # request, message by message. ARGV[1]: record TTL; ARGV[2]: submitted_at; ARGV[3]:
 # batch ID ('' for none); ARGV[4]: task name of the operation; ARGV[5]: number of
-# messages; then per message: its ID, how many requests it carries, its bytes. A
+# messages; ARGV[6]: the callback URL of these requests ('' for none; a batch keeps
+# its own in its summary); then per message: its ID, how many requests it carries,
+# its bytes. A
 # request ID is its record key's suffix. Each new request is recorded with the ID of
 # the message that owns it; a message is pushed if it owns at least one request.
 # Replies per request: 1 new, 0 duplicate, -1 refused (the record key holds something
@@ -50,7 +52,7 @@ local prefix = string.len('"""
 local accepted, messages, ids = {}, {}, {}
 local key = 3
 for m = 0, tonumber(ARGV[5]) - 1 do
-  local owner, count = ARGV[6 + m * 3], tonumber(ARGV[7 + m * 3])
+  local owner, count = ARGV[7 + m * 3], tonumber(ARGV[8 + m * 3])
   local owns = false
   for _ = 1, count do
     local new = redis.pcall('HSETNX', KEYS[key], $submitted_at, ARGV[2])
@@ -58,6 +60,7 @@ for m = 0, tonumber(ARGV[5]) - 1 do
       accepted[#accepted + 1] = -1
     elseif new == 1 then
       redis.call('HSET', KEYS[key], $operation, ARGV[4], $batch_id, batch, $message, owner)
+      if ARGV[6] ~= '' then redis.call('HSET', KEYS[key], $callback, ARGV[6]) end
       redis.call('EXPIRE', KEYS[key], ttl)
       ids[#ids + 1] = string.sub(KEYS[key], prefix)
       accepted[#accepted + 1] = 1
@@ -67,7 +70,7 @@ for m = 0, tonumber(ARGV[5]) - 1 do
     end
     key = key + 1
   end
-  if owns then messages[#messages + 1] = ARGV[8 + m * 3] end
+  if owns then messages[#messages + 1] = ARGV[9 + m * 3] end
 end
 if #messages > 0 then
   redis.call('LPUSH', KEYS[1], unpack(messages))
@@ -190,10 +193,13 @@ class Enqueuer:
         submitted_at: str,
         batch_id: str = "",
         fsync: bool = False,
+        callback: str = "",
     ) -> list[bool]:
         """Enqueue ``items``; return, per item, whether it was new (False: duplicate ID)."""
         parts = (items[start : start + PART] for start in range(0, len(items), PART))
-        return self.enqueue_parts(parts, submitted_at=submitted_at, batch_id=batch_id, fsync=fsync)
+        return self.enqueue_parts(
+            parts, submitted_at=submitted_at, batch_id=batch_id, fsync=fsync, callback=callback
+        )
 
     def enqueue_parts(
         self,
@@ -202,6 +208,7 @@ class Enqueuer:
         submitted_at: str,
         batch_id: str = "",
         fsync: bool = False,
+        callback: str = "",
     ) -> list[bool]:
         """Enqueue parts as they come; return, per item in order, whether it was new.
 
@@ -222,7 +229,7 @@ class Enqueuer:
                 connection.send_command("SCRIPT", "LOAD", _SUBMIT_SCRIPT)
                 for part in parts:
                     if part:
-                        keys, args = self._prepare(part, submitted_at, batch_id)
+                        keys, args = self._prepare(part, submitted_at, batch_id, callback)
                         connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
                         sizes.append(len(part))
                 connection.read_response()
@@ -265,7 +272,7 @@ class Enqueuer:
         return [bool(flag) for flag in accepted]
 
     def _prepare(
-        self, items: Sequence[Outgoing], submitted_at: str, batch_id: str
+        self, items: Sequence[Outgoing], submitted_at: str, batch_id: str, callback: str = ""
     ) -> tuple[list[str], list[Any]]:
         if len({item.task_name for item in items}) > 1:
             raise ValueError("one part carries one operation")
@@ -273,7 +280,14 @@ class Enqueuer:
         items_key = batch_items_key(batch_id) if batch_id else QUEUE
         keys = [QUEUE, items_key, *(record_key(item.request_id) for item in items)]
         groups = [items[start : start + per_message] for start in range(0, len(items), per_message)]
-        args: list[Any] = [self._ttl, submitted_at, batch_id, items[0].task_name, len(groups)]
+        args: list[Any] = [
+            self._ttl,
+            submitted_at,
+            batch_id,
+            items[0].task_name,
+            len(groups),
+            callback,
+        ]
         for group in groups:
             if len(group) == 1:
                 args += [group[0].request_id, 1, build_message(self._app, group[0])]

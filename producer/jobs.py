@@ -68,33 +68,15 @@ def coverage(redis: Any, cluster: str | None) -> Coverage:
     return Coverage(cluster, current, state_text, age, _text(holder))
 
 
+def trackers(redis: Any) -> list[Coverage]:
+    """Return, for every cluster eksops has touched, whether its tracker covers it now."""
+    clusters = sorted(_text(key) or "" for key in redis.hkeys(jobrecords.CLUSTERS_KEY))
+    return [coverage(redis, cluster) for cluster in clusters]
+
+
 def job_record(redis: Any, cluster: str, namespace: str, name: str) -> JobRecord | None:
     """Return the record of Job ``namespace/name`` on ``cluster``, if there is one."""
     return jobrecords.read_job(redis, jobrecords.job_key(cluster, namespace, name))
-
-
-def status_body(record: JobRecord) -> dict[str, Any]:
-    """Return the seed's job-status body from a record, with what the record adds."""
-    job = record.job
-    return {
-        "job_name": record.name,
-        "namespace": record.namespace,
-        "state": jobrecords.SEED_STATE.get(record.phase, "unknown"),
-        "active": job.get("active", 0),
-        "succeeded": job.get("succeeded", 0),
-        "failed": job.get("failed", 0),
-        "start_time": _iso(job.get("start_time")),
-        "completion_time": _iso(job.get("completion_time")),
-        **record.summary(),
-        "source": "tracker",
-    }
-
-
-def _iso(value: str | None) -> str | None:
-    """Kubernetes times (``...Z``) as the seed gives them (``...+00:00``)."""
-    if not value:
-        return None
-    return value.replace("Z", "+00:00") if value.endswith("Z") else value
 
 
 def wait_for_end(redis: Any, notifier: Notifier, key: str, timeout: float) -> JobRecord | None:

@@ -128,6 +128,8 @@ def combine(
         started_at=record.started_at,
         finished_at=_iso(meta.get("date_done")) if finished else None,
         attempts=record.attempts,
+        callback_url=record.callback,
+        callbacks=record.callbacks,
         **fields,
     )
 

@@ -1,4 +1,4 @@
-"""The five operations, declared once: everything each producer and the worker need.
+"""The six operations, declared once: everything each producer and the worker need.
 
 One :class:`Spec` per operation names its arguments model, its result model, the
 function the worker calls (by import path, so this module stays pure and producers
@@ -24,6 +24,8 @@ from worker.contracts import (
     Deleted,
     DeleteNamespaceRequest,
     JobCreated,
+    JobLogs,
+    JobLogsRequest,
     JobRef,
     JobStatus,
     NamespaceCreated,
@@ -98,6 +100,10 @@ class Spec:
     seed: SeedTexts
     # What a success links the request record to: result + cluster key -> fields.
     links: Callable[[Mapping[str, Any], str], dict[str, str]] | None = None
+    # Answered from the job tracker's record when it covers the cluster (no queue).
+    reads_record: bool = False
+    # Callers may wait for the Job itself to end (?wait_for=complete, --wait-for).
+    waits_for_job: bool = False
 
     @property
     def task_name(self) -> str:
@@ -152,6 +158,7 @@ CATALOG: dict[Operation, Spec] = {
             links=lambda result, cluster: {
                 "job": job_key(cluster, result["namespace"], result["job_name"])
             },
+            waits_for_job=True,
         ),
         Spec(
             operation=Operation.GET_JOB_STATUS,
@@ -173,6 +180,8 @@ CATALOG: dict[Operation, Spec] = {
                 detail="Job status: {state} (active={active}, succeeded={succeeded}, "
                 "failed={failed})",
             ),
+            reads_record=True,
+            waits_for_job=True,
         ),
         Spec(
             operation=Operation.DELETE_JOB,
@@ -253,6 +262,38 @@ CATALOG: dict[Operation, Spec] = {
                 succeeded="Successfully deleted namespace {namespace_name}",
                 log_fields=(("namespace", "namespace_name"),),
                 not_found="Namespace {namespace_name} not found",
+            ),
+        ),
+        Spec(
+            operation=Operation.GET_JOB_LOGS,
+            request=JobLogsRequest,
+            result=JobLogs,
+            function="worker.operations.logs:get_job_logs",
+            bind=lambda r, run: {
+                "name": r.job_name,
+                "namespace": r.namespace,
+                "tail_lines": r.tail_lines,
+            },
+            summary="Read the last lines each container of a Job's newest pods printed.",
+            command="job-logs",
+            inputs=(
+                _JOB_NAME,
+                _NAMESPACE,
+                CliInput(
+                    "tail_lines", "option", "Lines from the end of each container's log.", "--tail"
+                ),
+            ),
+            route=Route(
+                "GET",
+                "/api/eks-get-job-logs",
+                "Read the logs of a Job's pods (or the tail eksops captured)",
+                errors=(404,),
+            ),
+            seed=SeedTexts(
+                doing="reading job logs",
+                succeeded="Successfully read the logs of job {job_name}",
+                log_fields=(("job", "job_name"), ("namespace", "namespace")),
+                not_found="Job {job_name} not found in namespace {namespace}",
             ),
         ),
     )

@@ -22,6 +22,7 @@ from kombu.serialization import register as register_serializer
 
 import celeryconfig
 from worker import operations, preflight
+from worker.callbacks import Sender, SenderSettings
 from worker.delivery.config import enable_signing
 from worker.engine import Engine
 from worker.errors import ConfigurationInvalid
@@ -173,24 +174,38 @@ def _keep_checking(**_: Any) -> None:
         preflight.keep_checking(engine().runtime, _preflight_stop)
 
 
-_trackers: list[Supervisor] = []
+_background: list[Supervisor | Sender] = []
 
 
 @signals.worker_ready.connect
-def _start_tracking(**_: Any) -> None:
-    """Compete for the clusters' tracker leases (one tracker per cluster in the fleet)."""
+def _start_background(**_: Any) -> None:
+    """Compete for the clusters' tracker leases; send callbacks from the outbox."""
     settings, _queue = load_settings()
+    runtime = engine().runtime
     if settings.job_tracking:
-        supervisor = Supervisor(engine().runtime)
-        supervisor.start()
-        _trackers.append(supervisor)
+        _background.append(Supervisor(runtime))
+    key = settings.callback_signing_key
+    _background.append(
+        Sender(
+            runtime.redis,
+            SenderSettings(
+                signing_key=key.get_secret_value().encode() if key else None,
+                allowed_hosts=settings.callback_allowed_hosts,
+                max_attempts=settings.callback_max_attempts,
+                read_timeout_seconds=settings.callback_timeout_seconds,
+                backoff_seconds=settings.callback_backoff_seconds,
+            ),
+        )
+    )
+    for service in _background:
+        service.start()
 
 
 @signals.worker_shutdown.connect
-def _stop_checking(**_: Any) -> None:
+def _stop_background(**_: Any) -> None:
     _preflight_stop.set()
-    for supervisor in _trackers:
-        supervisor.stop()
+    for service in _background:
+        service.stop()
 
 
 @signals.worker_init.connect

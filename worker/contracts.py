@@ -132,6 +132,12 @@ class JobRef(_Request):
     namespace: NamespaceName = "default"
 
 
+class JobLogsRequest(JobRef):
+    """Read the logs of a Job's pods: the last ``tail_lines`` of each container."""
+
+    tail_lines: int = Field(default=100, ge=1, le=10_000)
+
+
 class CreateNamespaceRequest(_Request):
     """Create a Namespace labelled as managed by eksops."""
 
@@ -159,13 +165,14 @@ class DeleteNamespaceRequest(_Request):
 
 
 class Operation(enum.StrEnum):
-    """The five operations eksops runs; each is one Celery task (see ``worker.catalog``)."""
+    """The operations eksops runs; each is one Celery task (see ``worker.catalog``)."""
 
     CREATE_JOB = "create_job"
     GET_JOB_STATUS = "get_job_status"
     DELETE_JOB = "delete_job"
     CREATE_NAMESPACE = "create_namespace"
     DELETE_NAMESPACE = "delete_namespace"
+    GET_JOB_LOGS = "get_job_logs"
 
     @property
     def task_name(self) -> str:
@@ -227,6 +234,25 @@ class JobStatus(_Contract):
     completion_time: str | None = None
 
 
+class ContainerLog(_Contract):
+    """The last lines one container of one pod printed."""
+
+    pod: str
+    container: str
+    lines: list[str]
+    truncated: bool = False
+    error: str | None = None
+
+
+class JobLogs(_Contract):
+    """The logs of a Job's pods (newest pods first), or the tail eksops captured."""
+
+    job_name: str
+    namespace: str
+    logs: list[ContainerLog]
+    source: Literal["cluster", "tracker"] = "cluster"
+
+
 class Deleted(_Contract):
     """Seed response of delete-job and delete-namespace."""
 
@@ -261,8 +287,21 @@ class RequestState(enum.StrEnum):
         return self in (RequestState.SUCCEEDED, RequestState.FAILED, RequestState.UNKNOWN)
 
 
+class CallbackDelivery(_Contract):
+    """How the POST of one terminal transition to a submission's ``callback_url`` went."""
+
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int = Field(default=0, ge=0)
+    error: str | None = None  # the last attempt's, while pending; the final one when failed
+    at: str | None = None  # when the last attempt ended
+
+
 class RequestStatus(_Contract):
-    """Everything a caller can learn about a request by its ID."""
+    """Everything a caller can learn about a request by its ID.
+
+    ``callbacks`` says, per transition POSTed to ``callback_url`` (``request``: the
+    request's end; ``job``: its Job's end), how the delivery went.
+    """
 
     request_id: str
     state: RequestState
@@ -273,3 +312,5 @@ class RequestStatus(_Contract):
     started_at: str | None = None
     finished_at: str | None = None
     attempts: int = Field(default=0, ge=0)
+    callback_url: str | None = None
+    callbacks: dict[Literal["request", "job"], CallbackDelivery] = Field(default_factory=dict)

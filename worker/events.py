@@ -70,6 +70,23 @@ def append_request(
     pipe.xadd(STREAM_KEY, dict(fields), maxlen=EVENTS_MAX_LENGTH, approximate=True)
 
 
+def _start(last: list[Any]) -> str:
+    return _text(last[0][0]) if last else "0"
+
+
+def _matching(
+    reply: Any, after: str, *, request_id: str | None, batch_id: str | None
+) -> tuple[list[Event], str]:
+    events: list[Event] = []
+    for _stream, entries in reply or []:
+        for entry_id, raw in entries:
+            after = _text(entry_id)
+            event = Event(after, {_text(k): _text(v) for k, v in raw.items()})
+            if event.matches(request_id=request_id, batch_id=batch_id):
+                events.append(event)
+    return events, after
+
+
 def read(
     redis: Any,
     *,
@@ -86,17 +103,33 @@ def read(
     match too, so a filtered reader never reads them again.
     """
     if after == "$":
-        last = redis.xrevrange(STREAM_KEY, count=1)
-        after = _text(last[0][0]) if last else "0"
+        after = _start(redis.xrevrange(STREAM_KEY, count=1))
     reply = redis.xread({STREAM_KEY: after}, count=count, block=block_ms)
-    events: list[Event] = []
-    for _stream, entries in reply or []:
-        for entry_id, raw in entries:
-            after = _text(entry_id)
-            event = Event(after, {_text(k): _text(v) for k, v in raw.items()})
-            if event.matches(request_id=request_id, batch_id=batch_id):
-                events.append(event)
-    return events, after
+    return _matching(reply, after, request_id=request_id, batch_id=batch_id)
+
+
+async def read_async(
+    redis: Any,
+    *,
+    after: str = "$",
+    request_id: str | None = None,
+    batch_id: str | None = None,
+    block_ms: int = 5_000,
+    count: int = 500,
+) -> tuple[list[Event], str]:
+    """:func:`read` with an asyncio client (the gateway's event streams)."""
+    if after == "$":
+        after = _start(await redis.xrevrange(STREAM_KEY, count=1))
+    reply = await redis.xread({STREAM_KEY: after}, count=count, block=block_ms)
+    return _matching(reply, after, request_id=request_id, batch_id=batch_id)
+
+
+def valid_position(value: str) -> bool:
+    """Return whether ``value`` is a stream position a reader may start after."""
+    if value in ("$", "0"):
+        return True
+    milliseconds, _, sequence = value.partition("-")
+    return milliseconds.isdigit() and (sequence == "" or sequence.isdigit())
 
 
 def follow(

@@ -21,8 +21,9 @@ from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from worker import events
+from worker import callbacks, events
 from worker.delivery.results import set_result_meta
+from worker.errors import EksOpsError
 from worker.leases import LeaseKeeper
 from worker.records import Starter, lease_key, mark_retrying, record_key
 from worker.timestamps import now_iso
@@ -68,6 +69,7 @@ class Execution:
     outcome: dict[str, Any] | None = None  # stored final meta: success or failure
     foreign: bool = False  # another message owns the request
     batch_id: str | None = None
+    callback: str | None = None  # where the request's end is POSTed
 
 
 class Executions:
@@ -144,7 +146,11 @@ class Executions:
             elif start.leased:
                 self.leases.hold(lease_key(request_id), holder)
                 by_id[request_id] = Execution(
-                    request_id, attempt=start.attempt, holder=holder, batch_id=start.batch_id
+                    request_id,
+                    attempt=start.attempt,
+                    holder=holder,
+                    batch_id=start.batch_id,
+                    callback=start.callback,
                 )
             else:
                 by_id[request_id] = None
@@ -189,6 +195,14 @@ class Executions:
         def also(pipe: Any) -> None:
             if links:
                 pipe.hset(record_key(request_id), mapping=dict(links))
+            if execution.callback:
+                callbacks.enqueue(
+                    pipe,
+                    kind="request",
+                    request_id=request_id,
+                    url=execution.callback,
+                    details=_outcome_details(outcome, ended),
+                )
             events.append_request(
                 pipe, request_id=request_id, batch_id=execution.batch_id, state=ended, at=now_iso()
             )
@@ -215,3 +229,15 @@ class Executions:
                 reason=getattr(exc, "code", type(exc).__name__),
             )
             pipe.execute()
+
+
+def _outcome_details(outcome: Any, ended: str) -> dict[str, Any]:
+    """A request's outcome as its callback says it: the result, or the structured error."""
+    if isinstance(outcome, EksOpsError):
+        return {
+            "state": ended,
+            "error": outcome.to_info().model_dump(mode="json", exclude_none=True),
+        }
+    if isinstance(outcome, BaseException):
+        return {"state": ended, "error": {"code": type(outcome).__name__, "message": str(outcome)}}
+    return {"state": ended, "result": outcome}

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from worker.records import REQUEST_KEY_PREFIX
+from worker.timestamps import iso_timestamp
 
 JOB_KEY_PREFIX = "eksops:job:"
 TRACKER_KEY_PREFIX = "eksops:tracker:"
@@ -150,6 +151,22 @@ class JobRecord:
             removed_at=values.get("removed_at"),
         )
 
+    def status_body(self) -> dict[str, Any]:
+        """Return the seed's job-status body, with what the record adds (``summary``)."""
+        job = self.job
+        return {
+            "job_name": self.name,
+            "namespace": self.namespace,
+            "state": SEED_STATE.get(self.phase, "unknown"),
+            "active": job.get("active", 0),
+            "succeeded": job.get("succeeded", 0),
+            "failed": job.get("failed", 0),
+            "start_time": iso_timestamp(job.get("start_time")),
+            "completion_time": iso_timestamp(job.get("completion_time")),
+            **self.summary(),
+            "source": "tracker",
+        }
+
     def summary(self) -> dict[str, Any]:
         """Return what status answers add to the seed's body: phase, reason, pods, log."""
         failed_pods = [
@@ -197,8 +214,9 @@ def read_jobs(redis: Any, keys: list[str]) -> list[JobRecord | None]:
 # KEYS: lease, record, open set, request record ('' when none), events stream, tracker
 # hash. ARGV: holder, phase, job JSON, uid, now, TTL s, request ID, stream max length,
 # the job key, a removal flag ('1': the Job is gone), the resume point to keep with it
-# ('' for none). Returns -1 when the lease is not ours, else 1 if the phase changed, 0
-# if not. The watch's resume point is written in the same step as what it resumes after.
+# ('' for none), the Job's failure reason ('' for none). Returns -1 when the lease is
+# not ours, else 1 if the phase changed, 0 if not. The watch's resume point is written
+# in the same step as what it resumes after.
 UPSERT_JOB = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if ARGV[11] ~= '' then redis.call('HSET', KEYS[6], 'jobs_rv', ARGV[11]) end
@@ -250,10 +268,20 @@ if batch then
     redis.call('EXPIRE', failed, ARGV[6])
   end
 end
-local job = cjson.decode(ARGV[3] ~= '' and ARGV[3] or '{}')
-local reason = job.reason
-if type(reason) ~= 'string' then reason = '' end
+local reason = ARGV[12]
 redis.call('PUBLISH', 'eksops:notify:job:' .. key, phase)
+if ended[phase] and KEYS[4] ~= '' then
+  -- The Job's end goes to the request's callback (or its batch's), through the outbox.
+  local callback = redis.call('HGET', KEYS[4], 'callback')
+  if not callback and batch then
+    callback = redis.call('HGET', 'eksops:batch:' .. batch, 'callback')
+  end
+  if callback then
+    redis.call('XADD', 'eksops:callbacks', 'MAXLEN', '~', ARGV[8], '*', 'kind', 'job',
+      'request_id', ARGV[7], 'job', key, 'url', callback, 'attempts', '0')
+    redis.call('HSET', KEYS[4], 'callback:job', '{"state": "pending", "attempts": 0}')
+  end
+end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
   'kind', 'job', 'job', key, 'phase', phase, 'previous', old or '',
   'reason', reason, 'request_id', ARGV[7], 'batch_id', batch or '', 'at', ARGV[5])

@@ -26,9 +26,10 @@ request right now (see ``worker.leases``). Pure redis-py; shared by producers an
 from __future__ import annotations
 
 import enum
+import json
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from worker.events import EVENTS_MAX_LENGTH, STREAM_KEY
@@ -49,6 +50,10 @@ class Field(enum.StrEnum):
     LAST_STARTED_AT = "last_started_at"
     LAST_RETRY_AT = "last_retry_at"
     JOB = "job"  # the record key of the Job a create-job request made
+    CALLBACK = "callback"  # where terminal transitions are POSTed (a batch's: its summary)
+    # How the callbacks of the request's end and of its Job's end went (JSON each).
+    CALLBACK_REQUEST = "callback:request"
+    CALLBACK_JOB = "callback:job"
 
 
 def lua(script: str) -> str:
@@ -83,6 +88,8 @@ class RequestRecord:
     last_started_at: str | None = None
     last_retry_at: str | None = None
     job: str | None = None
+    callback: str | None = None
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> RequestRecord | None:
@@ -90,8 +97,15 @@ class RequestRecord:
         if not raw:
             return None
         values = {_text(key): _text(value) for key, value in raw.items()}
-        known: dict[str, Any] = {f.name: values.get(f.name) or None for f in fields(cls)}
+        known: dict[str, Any] = {
+            f.name: values.get(f.name) or None for f in fields(cls) if f.name != "callbacks"
+        }
         known[Field.ATTEMPTS] = int(values.get(Field.ATTEMPTS) or 0)
+        known["callbacks"] = {
+            kind: json.loads(values[f"callback:{kind}"])
+            for kind in ("request", "job")
+            if values.get(f"callback:{kind}")
+        }
         return cls(**known)
 
 
@@ -102,10 +116,11 @@ def read_record(redis: Any, request_id: str) -> RequestRecord | None:
 
 # KEYS: per request, three: lease, record, stored result ('' when results live in
 # another Redis). ARGV: holder, lease ms, now, operation, record TTL s, message ID,
-# event stream, its length bound. Returns per request four values: a code (1 leased |
+# event stream, its length bound. Returns per request five values: a code (1 leased |
 # 0 lease held elsewhere | 2 another message owns the request | 3 it has ended: its
 # final outcome is stored); the attempt number (0 unless leased); the stored result
-# (or false); the batch ID (or false). An ended request counts no attempt:
+# (or false); the batch ID (or false); the callback URL, its own or its batch's (or
+# false). An ended request counts no attempt:
 # ``attempts`` counts executions, not deliveries. A start is an event of the stream.
 _START = lua(
     """
@@ -140,6 +155,10 @@ for i = 1, #KEYS, 3 do
     redis.call('EXPIRE', KEYS[i + 1], ARGV[5])
   end
   local batch = redis.call('HGET', KEYS[i + 1], $batch_id)
+  local callback = redis.call('HGET', KEYS[i + 1], $callback)
+  if not callback and batch and batch ~= '' then
+    callback = redis.call('HGET', 'eksops:batch:' .. batch, 'callback')
+  end
   if code == 1 then
     redis.call('XADD', ARGV[7], 'MAXLEN', '~', ARGV[8], '*', 'kind', 'request',
       'request_id', string.sub(KEYS[i + 1], prefix), 'batch_id', batch or '',
@@ -149,6 +168,7 @@ for i = 1, #KEYS, 3 do
   out[#out + 1] = attempt
   out[#out + 1] = stored
   out[#out + 1] = batch
+  out[#out + 1] = callback
 end
 return out
 """
@@ -167,6 +187,7 @@ class Start:
     # Its final outcome is stored already (a redelivery): answer with it, count nothing.
     ended: bool = False
     batch_id: str | None = None
+    callback: str | None = None
 
 
 class Starter:
@@ -216,9 +237,15 @@ class Starter:
                 foreign=code == 2,
                 ended=code == 3,
                 batch_id=_text(batch) if batch else None,
+                callback=_text(callback) if callback else None,
             )
-            for code, attempt, stored, batch in zip(
-                replies[::4], replies[1::4], replies[2::4], replies[3::4], strict=True
+            for code, attempt, stored, batch, callback in zip(
+                replies[::5],
+                replies[1::5],
+                replies[2::5],
+                replies[3::5],
+                replies[4::5],
+                strict=True,
             )
         ]
 

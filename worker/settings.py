@@ -127,6 +127,9 @@ class SharedSettings(_Settings):
         default=(),
         validation_alias=AliasChoices("EKSOPS_PROTECTED_NAMESPACES", "protected_namespaces"),
     )
+    # The hosts a submission's callback_url may name (globs such as *.example.com; empty:
+    # any): producers refuse others at submission, workers before sending.
+    callback_allowed_hosts: Annotated[tuple[str, ...], NoDecode, CommaList] = ()
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -175,6 +178,22 @@ class WorkerSettings(SharedSettings):
     tracker_watch_timeout_seconds: int = Field(default=240, ge=5, le=3600)
     job_log_tail_lines: int = Field(default=50, ge=1, le=10_000)
     job_log_tail_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    # Callbacks (callback_url of a submission): the HMAC key that signs them (required to
+    # send any), how often and how long one is tried.
+    callback_signing_key: SecretStr | None = None
+    callback_max_attempts: int = Field(default=8, ge=1, le=50)
+    callback_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    callback_backoff_seconds: float = Field(default=2.0, gt=0, le=600)
+
+    @field_validator("callback_signing_key")
+    @classmethod
+    def _strong_callback_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError(
+                "use at least 16 characters (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+        return key
 
     @model_validator(mode="after")
     def _one_cluster_source(self) -> Self:

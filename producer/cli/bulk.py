@@ -20,7 +20,9 @@ from typing import Any, NoReturn
 
 import click
 import yaml
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from producer.batches import FAILED_SHOWN, BatchInterrupted, BatchStatus, BatchSubmission
 from producer.cli.common import (
@@ -28,6 +30,7 @@ from producer.cli.common import (
     EXIT_OK,
     EXIT_PENDING,
     EXIT_UNKNOWN,
+    callback_option,
     client,
     err,
     fail,
@@ -142,10 +145,60 @@ def _follow(
     return status
 
 
+def _view(status: BatchStatus) -> Table:
+    """The live view of a batch: its requests by state, its Jobs by phase, failures."""
+    table = Table(title=f"batch {status.batch_id}", show_header=True, expand=False)
+    table.add_column("")
+    for state in ("queued", "started", "retrying", "succeeded", "failed"):
+        table.add_column(state, justify="right")
+    table.add_row(
+        "requests",
+        *(
+            str(status.counts.get(s, 0))
+            for s in ("queued", "started", "retrying", "succeeded", "failed")
+        ),
+    )
+    table.add_section()
+    table.add_row("", *("pending", "running", "succeeded", "failed", "deleted"), style="bold")
+    table.add_row(
+        "jobs",
+        *(
+            str(status.jobs.get(p, 0))
+            for p in ("pending", "running", "succeeded", "failed", "deleted")
+        ),
+    )
+    for job in status.failed_jobs[-5:]:
+        table.add_row(
+            "",
+            f"[red]{job.job_name}[/red]",
+            job.reason or "",
+            f"exit {job.exit_code}" if job.exit_code is not None else (job.pod_reason or ""),
+            (job.last_log_line or "")[:40],
+            "",
+        )
+    return table
+
+
+def watch_batch(
+    eksops: EksOps, batch_id: str, *, failed_limit: int, timeout: float | None
+) -> BatchStatus | None:
+    """Show the batch live until its requests and its Jobs have all ended."""
+    deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+    status = eksops.batch(batch_id, failed_limit=failed_limit)
+    if status is None:
+        return None
+    with Live(_view(status), console=err, refresh_per_second=4) as live:
+        while not (status.done and status.jobs_done) and time.monotonic() < deadline:
+            time.sleep(1.0)
+            status = eksops.batch(batch_id, failed_limit=failed_limit) or status
+            live.update(_view(status))
+    return status
+
+
 def _batch_exit(status: BatchStatus | None, *, rejected: int = 0, waited: bool) -> int:
     if status is None:
         return EXIT_UNKNOWN
-    if rejected or status.rejected or status.counts.get("failed"):
+    if rejected or status.rejected or status.counts.get("failed") or status.jobs.get("failed"):
         return EXIT_FAILED
     if waited and not status.done:
         return EXIT_PENDING
@@ -167,6 +220,14 @@ def _report_batch(status: BatchStatus | None, *, as_json: bool, code: int) -> No
         more = status.counts.get("failed", 0) - min(len(status.failed), _SHOWN_ERRORS)
         if more > 0:
             err.print(f"  ... and {more} more failed (--json --failed-limit N lists them)")
+        phases = ", ".join(f"{count} {phase}" for phase, count in status.jobs.items() if count)
+        if phases:
+            out.print(f"  jobs: {phases}")
+        for job in status.failed_jobs[:_SHOWN_ERRORS]:
+            exited = f", exit code {job.exit_code}" if job.exit_code is not None else ""
+            err.print(
+                f"  job {job.namespace}/{job.job_name} failed: {job.reason}{exited}: {job.message}"
+            )
     sys.exit(code)
 
 
@@ -182,10 +243,16 @@ def _report_batch(status: BatchStatus | None, *, as_json: bool, code: int) -> No
     "-n", "--namespace", default="default", show_default=True, help="For items that name none."
 )
 @click.option("--batch-id", help="Use this batch ID (a UUID); default: a new one.")
+@callback_option()
 @wait_option("Follow the batch to its end.")
 @json_option("Print the submission (and status) as JSON.")
 def create_jobs(
-    source: str, namespace: str, batch_id: str | None, wait: float | None, as_json: bool
+    source: str,
+    namespace: str,
+    batch_id: str | None,
+    callback_url: str | None,
+    wait: float | None,
+    as_json: bool,
 ) -> None:
     """Create many Jobs in one batch."""
     eksops = client()
@@ -200,7 +267,9 @@ def create_jobs(
                 progress.advance(task)
 
         try:
-            submission = eksops.submit_many(Operation.CREATE_JOB, counted(), batch_id=batch_id)
+            submission = eksops.submit_many(
+                Operation.CREATE_JOB, counted(), batch_id=batch_id, callback_url=callback_url
+            )
         except BatchInterrupted as exc:
             if exc.submission is not None and not as_json:
                 _print_submission(exc.submission, sources)
@@ -228,11 +297,18 @@ def create_jobs(
     show_default=True,
     help="How many failed requests to list (first submitted first) with --json.",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Show the batch live (requests and Jobs) until every Job it made has ended.",
+)
 @json_option()
-def batch(batch_id: str, wait: float | None, failed_limit: int, as_json: bool) -> None:
-    """Show a batch's counts by state and its failed requests."""
+def batch(batch_id: str, wait: float | None, failed_limit: int, watch: bool, as_json: bool) -> None:
+    """Show a batch's requests by state, its Jobs by phase, and what failed."""
     eksops = client()
-    if wait is None:
+    if watch:
+        status = watch_batch(eksops, batch_id, failed_limit=failed_limit, timeout=wait)
+    elif wait is None:
         status = eksops.batch(batch_id, failed_limit=failed_limit)
     else:
         status = _follow(eksops, batch_id, wait, failed_limit=failed_limit)

@@ -110,6 +110,15 @@ def json_option(help_text: str = "Print one JSON object.") -> Callable[[F], F]:
     )
 
 
+def callback_option() -> Callable[[F], F]:
+    """The ``--callback-url`` option: where the workers POST each end, signed."""
+    return click.option(
+        "--callback-url",
+        help="POST each terminal transition (the request's end; a created Job's end) to "
+        "this http(s) URL as signed JSON.",
+    )
+
+
 def request_options(command: F) -> F:
     """Add the options every submitting command shares."""
     for decorator in reversed(
@@ -121,6 +130,7 @@ def request_options(command: F) -> F:
             json_option(),
             click.option("--cluster", help="EKS cluster name (default: the worker's)."),
             click.option("--region", help="AWS region of --cluster."),
+            callback_option(),
         ]
     ):
         command = decorator(command)
@@ -145,7 +155,20 @@ def _status_json(status: RequestStatus) -> dict[str, Any]:
         payload["error"] = status.error.model_dump(exclude_none=True)
     else:
         payload["result"] = status.result
+    if status.callbacks:
+        payload["callbacks"] = {
+            kind: delivery.model_dump(exclude_none=True)
+            for kind, delivery in status.callbacks.items()
+        }
     return payload
+
+
+def _print_callbacks(status: RequestStatus) -> None:
+    for kind, delivery in status.callbacks.items():
+        line = f"  callback ({kind}'s end): {delivery.state} after {delivery.attempts} attempt(s)"
+        if delivery.error:
+            line += f"; last error: {delivery.error}"
+        out.print(escape(line))
 
 
 def _exit_code(status: RequestStatus) -> int:
@@ -184,6 +207,7 @@ def report(status: RequestStatus, *, as_json: bool, waited: bool) -> NoReturn:
     else:
         out.print(f"request {status.request_id} is {status.state.value}")
         out.print(f"  poll with: eksops task {status.request_id} --wait 60")
+    _print_callbacks(status)
     sys.exit(code)
 
 

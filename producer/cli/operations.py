@@ -16,8 +16,10 @@ from typing import Any
 
 import click
 
+from producer.cli import jobs
 from producer.cli.common import (
     EXIT_CODES,
+    EXIT_OK,
     client,
     cluster_ref,
     json_option,
@@ -27,7 +29,9 @@ from producer.cli.common import (
     submit,
     wait_option,
 )
+from producer.client import EksOps, Submission
 from worker.catalog import CATALOG, CliInput, Spec
+from worker.contracts import Operation
 
 
 def _parameter(spec: Spec, given: CliInput) -> Callable[[Any], Any]:
@@ -49,6 +53,17 @@ def _parameter(spec: Spec, given: CliInput) -> Callable[[Any], Any]:
     )
 
 
+_WAIT_FOR = click.option(
+    "--wait-for",
+    "wait_for",
+    type=click.Choice(["complete"]),
+    default=None,
+    help="Also wait (up to --wait, 300 s by default) for the Job itself to end: exit 0 "
+    "when it succeeded, 1 when it failed (its reason printed), 3 when it still runs.",
+)
+_FOLLOW = click.option("--follow", is_flag=True, help="Keep printing new lines until the Job ends.")
+
+
 def _command(spec: Spec) -> click.Command:
     def run(
         *,
@@ -57,21 +72,61 @@ def _command(spec: Spec) -> click.Command:
         as_json: bool,
         cluster: str | None,
         region: str | None,
+        callback_url: str | None,
+        wait_for: str | None = None,
+        follow: bool = False,
         **values: Any,
     ) -> None:
         for given in spec.inputs:
             if given.kind == "manifest":
                 values[given.field] = load_manifest(values[given.field])
         ref = cluster_ref(cluster, region)
+        if spec.reads_record and request_id is None:
+            jobs.job_status(
+                values["job_name"],
+                values["namespace"],
+                cluster=ref,
+                wait=wait,
+                wait_for=wait_for,
+                as_json=as_json,
+            )
+        if spec.operation is Operation.GET_JOB_LOGS:
+            if follow:
+                jobs.follow_logs(
+                    values["job_name"],
+                    values["namespace"],
+                    tail_lines=values["tail_lines"],
+                    cluster=ref,
+                    wait=wait,
+                )
+            logs = client().job_logs(
+                values["job_name"],
+                values["namespace"],
+                tail_lines=values["tail_lines"],
+                cluster=ref,
+                timeout=wait if wait is not None else 60.0,
+            )
+            jobs.print_logs(logs, as_json=as_json)
+            sys.exit(EXIT_OK)
         if ref is not None:
             values["cluster"] = ref.model_dump(exclude_none=True)
-        submit(
-            lambda eksops: eksops.submit(spec.operation, values, request_id=request_id),
-            wait=wait,
-            as_json=as_json,
-        )
+
+        def send(eksops: EksOps) -> Submission:
+            return eksops.submit(
+                spec.operation, values, request_id=request_id, callback_url=callback_url
+            )
+
+        if wait_for:
+            eksops = client()
+            submission = send(eksops)
+            jobs.wait_for_created(eksops, submission.request_id, wait=wait, as_json=as_json)
+        submit(send, wait=wait, as_json=as_json)
 
     command: Callable[..., None] = request_options(run)
+    if spec.waits_for_job:
+        command = _WAIT_FOR(command)
+    if spec.operation is Operation.GET_JOB_LOGS:
+        command = _FOLLOW(command)
     for given in reversed(spec.inputs):
         command = _parameter(spec, given)(command)
     return click.command(spec.command, help=f"{spec.summary}\n\n{EXIT_CODES}")(command)

@@ -88,6 +88,12 @@ class BulkCreateJobs(BaseModel):
         ],
     )
     batch_id: str | None = None
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="POST the end of each of the batch's requests and Jobs to this http(s) "
+        "URL as signed JSON (see ?callback_url of POST /api/eks-create-job).",
+    )
 
 
 @router.post(
@@ -106,10 +112,11 @@ class BulkCreateJobs(BaseModel):
 async def create_jobs(request: Request, service: GatewayDep) -> JSONResponse:
     """Body: ``{"jobs": [{"job_manifest": {...}, "namespace": "..."}, ...]}``."""
     body = await read_json(request)
-    unknown = set(body) - {"jobs", "batch_id"}
+    unknown = set(body) - set(BulkCreateJobs.model_fields)
     if unknown:
         raise InvalidRequest(
-            f"Invalid request body: unknown field(s) {sorted(unknown)} (expected jobs, batch_id)"
+            f"Invalid request body: unknown field(s) {sorted(unknown)} "
+            f"(expected {', '.join(BulkCreateJobs.model_fields)})"
         )
     jobs = body.get("jobs")
     if not isinstance(jobs, list) or not jobs:
@@ -124,13 +131,22 @@ async def create_jobs(request: Request, service: GatewayDep) -> JSONResponse:
     items = [job if isinstance(job, dict) else {"job_manifest": job} for job in jobs]
     logger.info("API request: create_jobs count=%d", len(items))
     batch_id = body.get("batch_id")
+    callback_url = body.get("callback_url")
+    if callback_url is not None and not isinstance(callback_url, str):
+        raise InvalidRequest("Invalid request body: callback_url must be a string (a URL)")
     # Submitting and building the answer (tens of thousands of items) happen off the
     # event loop, which keeps serving polls, waits and health checks meanwhile.
-    return await anyio.to_thread.run_sync(lambda: _submit_jobs(service, items, batch_id))
+    return await anyio.to_thread.run_sync(
+        lambda: _submit_jobs(service, items, batch_id, callback_url)
+    )
 
 
-def _submit_jobs(service: Gateway, items: list[Any], batch_id: Any) -> JSONResponse:
-    submission = service.eksops.submit_many(Operation.CREATE_JOB, items, batch_id=batch_id)
+def _submit_jobs(
+    service: Gateway, items: list[Any], batch_id: Any, callback_url: str | None
+) -> JSONResponse:
+    submission = service.eksops.submit_many(
+        Operation.CREATE_JOB, items, batch_id=batch_id, callback_url=callback_url
+    )
     answer = BulkAccepted(
         batch_id=submission.batch_id,
         status_url=batch_url(submission.batch_id),

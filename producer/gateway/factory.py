@@ -27,8 +27,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from producer import jobs
 from producer.client import EksOps
-from producer.gateway import batches, health, routes, tasks
+from producer.gateway import batches, events, health, routes, tasks
 from producer.gateway.auth import require_api_key
 from producer.gateway.errors import install_handlers
 from producer.gateway.health import HealthMonitor
@@ -67,19 +68,24 @@ def create_app(
     queue: QueueSettings | None = None,
     eksops: EksOps | None = None,
     count_workers: Callable[[], int] | None = None,
+    async_redis: Any = None,
 ) -> FastAPI:
-    """Return the gateway app; an ``eksops`` passed in is not closed on shutdown."""
+    """Return the gateway app; an ``eksops`` passed in is not closed on shutdown.
+
+    ``async_redis`` is the asyncio client event streams read (tests pass a fake one).
+    """
     settings = settings or GatewaySettings()
     owned = eksops is None
     if eksops is None:
         eksops = connect(settings, queue or QueueSettings())
-    gateway = Gateway(eksops, settings)
+    gateway = Gateway(eksops, settings, async_redis=async_redis)
     monitor = HealthMonitor(
         ping_redis=eksops.redis.ping,
         count_workers=count_workers
         or celery_worker_counter(eksops, settings.gateway_health_timeout_seconds),
         settings=settings,
         read_cluster_checks=lambda: fleet.read_all(eksops.redis),
+        read_trackers=lambda: jobs.trackers(eksops.redis),
     )
 
     @asynccontextmanager
@@ -88,6 +94,7 @@ def create_app(
         try:
             yield
         finally:
+            await gateway.event_streams.redis.aclose()
             if owned:
                 gateway.close()
             logger.info("Gateway stopped")
@@ -115,6 +122,7 @@ def create_app(
     app.include_router(routes.router, **guarded)
     app.include_router(tasks.router, **guarded)
     app.include_router(batches.router, **guarded)
+    app.include_router(events.router, **guarded)
     app.include_router(health.router)
     app.add_middleware(
         RequestContext,

@@ -25,8 +25,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from producer.gateway.schemas import ClusterAccess, Health
+from producer.gateway.schemas import ClusterAccess, Health, TrackerState
 from producer.gateway.settings import GatewaySettings
+from producer.jobs import Coverage
 from worker.fleet import ClusterCheck
 
 logger = logging.getLogger(__name__)
@@ -44,9 +45,11 @@ class HealthMonitor:
         count_workers: Callable[[], int],
         settings: GatewaySettings,
         read_cluster_checks: Callable[[], list[ClusterCheck]] = list,
+        read_trackers: Callable[[], list[Coverage]] = list,
     ) -> None:
         self._ping_redis = ping_redis
         self._read_cluster_checks = read_cluster_checks
+        self._read_trackers = read_trackers
         self._count_workers = count_workers
         self._settings = settings
         self._timeout = settings.gateway_health_timeout_seconds
@@ -59,6 +62,7 @@ class HealthMonitor:
         reachable = await self._redis_answers()
         workers = await self._live_workers() if reachable else None
         clusters = await self._clusters() if reachable else []
+        trackers = await self._trackers() if reachable else []
         if not reachable:
             status = "unhealthy"
         elif workers and all(access.check != "fail" for access in clusters):
@@ -72,6 +76,7 @@ class HealthMonitor:
             broker="reachable" if reachable else "unreachable",
             workers=workers,
             clusters=clusters,
+            trackers=trackers,
         )
 
     async def _clusters(self) -> list[ClusterAccess]:
@@ -92,6 +97,25 @@ class HealthMonitor:
                     failed=check.failed,
                 )
                 for check in checks
+            ]
+        return []
+
+    async def _trackers(self) -> list[TrackerState]:
+        with anyio.move_on_after(self._timeout):
+            try:
+                found = await anyio.to_thread.run_sync(self._read_trackers, abandon_on_cancel=True)
+            except Exception as exc:  # health must answer; the trackers are then unknown
+                logger.warning("Health: trackers unreadable: %s: %s", type(exc).__name__, exc)
+                return []
+            return [
+                TrackerState(
+                    cluster=tracker.cluster or "?",
+                    current=tracker.current,
+                    state=tracker.state,
+                    heartbeat_age_seconds=tracker.age_seconds,
+                    holder=tracker.holder.rsplit(":", 1)[0] if tracker.holder else None,
+                )
+                for tracker in found
             ]
         return []
 

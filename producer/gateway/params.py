@@ -6,7 +6,7 @@ Declared once so every route documents them the same way in OpenAPI.
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request
 
@@ -45,6 +45,23 @@ def wait_for(request: Request, wait: Wait = None) -> WaitFor | None:
 
 
 WaitDep = Annotated[WaitFor | None, Depends(wait_for)]
+WaitForJob = Annotated[
+    Literal["complete"] | None,
+    Query(
+        description="complete: once the request succeeded, also wait (within ?wait, or "
+        "GATEWAY_WAIT_MAX_SECONDS) for the Job itself to end, and answer with its status: "
+        "200 when it has ended (succeeded or failed: see state), 202 while it still runs."
+    ),
+]
+CallbackUrl = Annotated[
+    str | None,
+    Query(
+        max_length=2048,
+        description="POST the request's end (and, for a create-job, its Job's end) to this "
+        "http(s) URL as JSON signed with HMAC-SHA256 (X-Eksops-Signature); retried with "
+        "backoff; the request's status shows each delivery's state.",
+    ),
+]
 # The rule worker.names.check_dns1123_label enforces, stated for the schema only: the
 # contracts validate (one place, one wording), the schema tells clients and fuzzers.
 DNS1123_LABEL = {"pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "minLength": 1, "maxLength": 63}
@@ -65,6 +82,9 @@ AllowUnmanaged = Annotated[
     bool,
     Query(description="Also delete a namespace eksops did not create (never a protected one)."),
 ]
+TailLines = Annotated[
+    int, Query(ge=1, le=10_000, description="Lines from the end of each container's log.")
+]
 _REQUIRED = inspect.Parameter.empty
 #: Each query parameter an operation's arguments may travel in: its type and default.
 QUERY_PARAMETERS: dict[str, tuple[Any, Any]] = {
@@ -72,4 +92,5 @@ QUERY_PARAMETERS: dict[str, tuple[Any, Any]] = {
     "namespace": (Namespace, "default"),
     "namespace_name": (NamespaceName, _REQUIRED),
     "allow_unmanaged": (AllowUnmanaged, False),
+    "tail_lines": (TailLines, 100),
 }

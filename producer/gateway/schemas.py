@@ -67,6 +67,19 @@ class ClusterAccess(BaseModel):
     )
 
 
+class TrackerState(BaseModel):
+    """Whether a cluster's job tracker follows its Jobs now (job status without API calls)."""
+
+    cluster: str = Field(description="name@region")
+    current: bool = Field(
+        description="The tracker's watch is up and it was heard from within 10 s: job "
+        "status is answered from its records. Otherwise through the queue, as a read."
+    )
+    state: str = Field(description="watching, listing, backoff, or not tracked")
+    heartbeat_age_seconds: float | None = None
+    holder: str | None = Field(default=None, description="host:pid of the tracking worker")
+
+
 class Health(BaseModel):
     """``GET /health``: the seed's fields plus the queue's state."""
 
@@ -84,6 +97,9 @@ class Health(BaseModel):
     clusters: list[ClusterAccess] = Field(
         default_factory=list,
         description="Each cluster's access as the workers last checked it (WORKER_PREFLIGHT).",
+    )
+    trackers: list[TrackerState] = Field(
+        default_factory=list, description="Each cluster's job tracker, as it last reported."
     )
 
 

@@ -16,10 +16,13 @@ from typing import Any
 import anyio.to_thread
 
 from producer.client import EksOps, Submission
+from producer.gateway.jobwaits import JobWaits
 from producer.gateway.settings import GatewaySettings
+from producer.gateway.streams import EventStreams
 from producer.gateway.waiting import Waiter, WaitFor
 from producer.queue import make_app, make_redis
 from worker.contracts import TASK_PREFIX, Operation, RequestStatus
+from worker.delivery.connections import async_redis_client
 from worker.errors import RequestIdReused
 from worker.settings import QueueSettings
 
@@ -50,9 +53,19 @@ def connect(settings: GatewaySettings, queue: QueueSettings) -> EksOps:
 class Gateway:
     """Submit, read and wait for requests on behalf of HTTP callers."""
 
-    def __init__(self, eksops: EksOps, settings: GatewaySettings) -> None:
+    def __init__(
+        self, eksops: EksOps, settings: GatewaySettings, *, async_redis: Any = None
+    ) -> None:
         self.eksops = eksops
         self.settings = settings
+        self.jobs = JobWaits(eksops)
+        if async_redis is None:
+            async_redis = async_redis_client(
+                str(eksops.queue.broker_url),
+                eksops.queue,
+                socket_connect_timeout=settings.gateway_redis_timeout_seconds,
+            )
+        self.event_streams = EventStreams(async_redis, limit=settings.gateway_max_event_streams)
         self.waiter = Waiter(
             eksops.status,
             max_seconds=settings.gateway_wait_max_seconds,
@@ -62,10 +75,21 @@ class Gateway:
         )
 
     async def submit(
-        self, operation: Operation, arguments: Mapping[str, Any], *, request_id: str
+        self,
+        operation: Operation,
+        arguments: Mapping[str, Any],
+        *,
+        request_id: str,
+        callback_url: str | None = None,
     ) -> Submission:
         """Validate and enqueue; a repeated request ID must name the same operation."""
-        submit = partial(self.eksops.submit, operation, arguments, request_id=request_id)
+        submit = partial(
+            self.eksops.submit,
+            operation,
+            arguments,
+            request_id=request_id,
+            callback_url=callback_url,
+        )
         submission = await anyio.to_thread.run_sync(submit)
         if submission.duplicate:
             earlier = (await self.status(request_id)).operation

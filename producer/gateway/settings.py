@@ -54,6 +54,8 @@ class GatewaySettings(ProducerSettings):
     gateway_wait_max_seconds: float = Field(default=60.0, gt=0, le=3600)
     # ``?wait`` requests waiting at once; beyond this a request answers 202 at once.
     gateway_max_waiting: int = Field(default=1000, ge=1, le=100_000)
+    # ``GET /api/events`` streams open at once; beyond this a stream answers 503.
+    gateway_max_event_streams: int = Field(default=500, ge=1, le=100_000)
     # How long the live-worker count of /health is reused before asking the broker again.
     gateway_health_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # Time a worker ping (and the Redis check of /health) may take.

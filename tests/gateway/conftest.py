@@ -125,7 +125,10 @@ def workers() -> WorkerCount:
 
 @pytest.fixture
 def make_app(
-    redis: fakeredis.FakeRedis, celery_app: Celery, workers: WorkerCount
+    redis: fakeredis.FakeRedis,
+    redis_server: fakeredis.FakeServer,
+    celery_app: Celery,
+    workers: WorkerCount,
 ) -> Callable[..., FastAPI]:
     """Build the gateway with settings overridden by keyword (field names)."""
 
@@ -134,7 +137,8 @@ def make_app(
         settings = GatewaySettings(**values)
         queue = QueueSettings(redis_url="redis://unused:6379/0")
         eksops = EksOps(settings=settings, queue=queue, app=celery_app, redis=redis)
-        return create_app(settings, eksops=eksops, count_workers=workers)
+        streams = fakeredis.FakeAsyncRedis(server=redis_server)
+        return create_app(settings, eksops=eksops, count_workers=workers, async_redis=streams)
 
     return build
 

@@ -100,6 +100,10 @@ def _answers(url: str) -> bool:
         client.close()
 
 
+#: The key the session's worker signs callbacks with.
+CALLBACK_KEY = "integration-tests-callback-key"
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     explicit = os.environ.get("EKSOPS_TEST_REDIS_URL")
@@ -140,7 +144,15 @@ def kube(target: Target) -> Iterator[ClusterClient]:
 
 @pytest.fixture(scope="session")
 def worker_env(target: Target, redis_url: str) -> dict[str, str]:
-    return {**target.env, "REDIS_URL": redis_url, "LOG_LEVEL": "DEBUG"}
+    return {
+        **target.env,
+        "REDIS_URL": redis_url,
+        "LOG_LEVEL": "DEBUG",
+        "CALLBACK_SIGNING_KEY": CALLBACK_KEY,
+        "CALLBACK_MAX_ATTEMPTS": "3",
+        "CALLBACK_BACKOFF_SECONDS": "0.5",
+        "CALLBACK_TIMEOUT_SECONDS": "1",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,11 @@ def test_all_five_operations_through_the_cli(
     assert created["result"]["job_name"] == "from-cli"  # type: ignore[index]
     assert kube.call(kube.batch.read_namespaced_job, name="from-cli", namespace=namespace)
 
+    # A job's status is the seed's body itself (from the tracker's record, or the cluster).
     code, status = cli_json(["job-status", "from-cli", "-n", namespace, "--wait", "30"], cli_env)
-    assert (code, status["state"]) == (0, "succeeded")
-    assert status["result"]["state"] in {"pending", "running", "completed"}  # type: ignore[index]
+    assert code == 0
+    assert status["job_name"] == "from-cli"
+    assert status["state"] in {"pending", "running", "completed"}
 
     code, deleted = cli_json(["delete-job", "from-cli", "-n", namespace, "--wait", "30"], cli_env)
     assert deleted["result"] == {
@@ -62,13 +64,20 @@ def test_a_failure_exits_non_zero_with_the_structured_error(
     cli_env: dict[str, str], namespace: str
 ) -> None:
     code, payload = cli_json(
-        ["job-status", "nonexistent-job", "-n", namespace, "--wait", "30"], cli_env
+        ["delete-job", "nonexistent-job", "-n", namespace, "--wait", "30"], cli_env
     )
     assert code == 1
     assert payload["state"] == "failed"
     assert payload["error"]["code"] == "NotFound"  # type: ignore[index]
     assert payload["error"]["http_status"] == 404  # type: ignore[index]
     assert "result" not in payload
+    # A job's status is no request of its own: the error alone, with the same meaning.
+    code, payload = cli_json(
+        ["job-status", "nonexistent-job", "-n", namespace, "--wait", "30"], cli_env
+    )
+    assert code == 1
+    assert payload["error"]["code"] == "NotFound"  # type: ignore[index]
+    assert payload["error"]["http_status"] == 404  # type: ignore[index]
 
 
 def test_submitting_without_wait_prints_the_request_id_and_task_polls_it(
@@ -142,3 +151,50 @@ def test_one_request_is_traceable_by_its_tag_in_cli_and_worker_logs(
     )
     assert any("eksops.create_namespace" in m and "received" in m for m in messages)
     assert all(SEED_LINE.match(line) for line in worker_lines), worker_lines
+
+
+def test_create_job_waits_for_the_job_itself_and_exits_as_it_ended(
+    cli_env: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    good = write_manifest(tmp_path / "good.yaml", job_manifest("cli-good"))
+    completed = run_cli(
+        ["create-job", "-f", str(good), "-n", namespace, "--wait-for", "complete", "--wait", "60"],
+        cli_env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert f"job {namespace}/cli-good is completed" in completed.stdout
+
+    bad = write_manifest(
+        tmp_path / "bad.yaml",
+        job_manifest(
+            "cli-bad", **{"kubesim.eksops.io/outcome": "fail", "kubesim.eksops.io/exit-code": "7"}
+        ),
+    )
+    code, body = cli_json(
+        ["create-job", "-f", str(bad), "-n", namespace, "--wait-for", "complete", "--wait", "60"],
+        cli_env,
+    )
+    assert code == 1
+    assert (body["state"], body["reason"]) == ("failed", "BackoffLimitExceeded")
+    assert body["failed_pods"][0]["exit_code"] == 7
+
+    text = run_cli(["job-status", "cli-bad", "-n", namespace], cli_env)
+    assert text.returncode == 1
+    assert "exit code 7" in text.stderr
+
+
+def test_job_status_comes_from_the_record_and_job_logs_print_the_lines(
+    cli_env: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    manifest = job_manifest("cli-logs")
+    manifest["spec"]["template"]["spec"]["containers"][0]["command"] = ["echo", "hi there"]  # type: ignore[index]
+    path = write_manifest(tmp_path / "logs.yaml", manifest)
+    run_cli(
+        ["create-job", "-f", str(path), "-n", namespace, "--wait-for", "complete", "--wait", "60"],
+        cli_env,
+    )
+    code, status = cli_json(["job-status", "cli-logs", "-n", namespace], cli_env)
+    assert (code, status["state"], status["source"]) == (0, "completed", "tracker")
+    logs = run_cli(["job-logs", "cli-logs", "-n", namespace, "--tail", "5"], cli_env)
+    assert logs.returncode == 0, logs.stderr
+    assert "hi there" in logs.stdout.splitlines()

@@ -179,4 +179,4 @@ def test_the_local_stack_runs_a_job_keeps_its_state_and_runs_once_per_directory(
         assert json.loads(polled.stdout)["state"] == "succeeded"
         status = run_cli(["job-status", job, "--wait", "60", "--json"], stack_env)
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["result"]["job_name"] == job
+        assert json.loads(status.stdout)["job_name"] == job

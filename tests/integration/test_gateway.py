@@ -148,11 +148,12 @@ def test_the_five_seed_endpoints_answer_202_and_their_status_urls_give_the_seed_
     assert created["result"]["creation_timestamp"].endswith("+00:00")
     assert created["submitted_at"] <= created["started_at"] <= created["finished_at"]
 
-    status = poll(
-        http,
-        http.get("/api/eks-get-job-status", params={"job_name": "nightly", "namespace": namespace}),
+    # As the synchronous API did: 200 with the status at once (no 202 to poll).
+    answer = http.get(
+        "/api/eks-get-job-status", params={"job_name": "nightly", "namespace": namespace}
     )
-    assert set(status["result"]) == {
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()) >= {
         "job_name",
         "namespace",
         "state",
@@ -228,11 +229,14 @@ def test_a_missing_job_is_the_seed_404_text_and_a_structured_error_when_polled(
     http.post("/api/eks-create-namespace", params=WAIT, json={"namespace_name": namespace})
     query = {"job_name": "nonexistent-job", "namespace": namespace}
 
-    response = http.get("/api/eks-get-job-status", params={**query, **WAIT})
-    assert response.status_code == 404
-    assert response.json()["detail"] == f"Job nonexistent-job not found in namespace {namespace}"
+    for params in (query, {**query, **WAIT}):  # answered at once, with or without ?wait
+        response = http.get("/api/eks-get-job-status", params=params)
+        assert response.status_code == 404
+        assert (
+            response.json()["detail"] == f"Job nonexistent-job not found in namespace {namespace}"
+        )
 
-    polled = poll(http, http.get("/api/eks-get-job-status", params=query))
+    polled = http.get(f"/api/tasks/{response.json()['request_id']}").json()
     assert polled["state"] == "failed"
     assert (polled["error"]["code"], polled["error"]["http_status"]) == ("NotFound", 404)
     assert polled["error"]["message"] == 'jobs.batch "nonexistent-job" not found'
@@ -341,6 +345,10 @@ def test_health_sees_redis_and_the_live_worker(http: httpx.Client, target: Targe
     assert body["broker"] == "reachable"
     assert body["workers"] >= 1
     assert body["cluster"] == target.env.get("EKS_CLUSTER_NAME")
+    (tracker,) = body["trackers"]  # the session's one cluster, tracked by its one worker
+    assert (tracker["current"], tracker["state"]) == (True, "watching")
+    assert tracker["heartbeat_age_seconds"] < 10
+    assert tracker["holder"]
 
 
 def test_one_request_is_followed_by_its_tag_through_gateway_and_worker(
@@ -384,3 +392,87 @@ def test_a_bulk_submission_runs_every_item_and_the_batch_reports_it(
     assert len(created) == 25
     one = batch["items"][0]
     assert http.get(one["status_url"]).json()["state"] == "succeeded"
+
+
+SEED_STATUS_FIELDS = {
+    "job_name",
+    "namespace",
+    "state",
+    "active",
+    "succeeded",
+    "failed",
+    "start_time",
+    "completion_time",
+}
+
+
+def test_job_status_answers_200_at_once_from_the_record_as_the_seed_did(
+    http: httpx.Client, namespace: str, sim: Simulator
+) -> None:
+    created = http.post(
+        "/api/eks-create-job",
+        params={"wait": 30, "wait_for": "complete"},
+        json={"job_manifest": job_manifest("tracked"), "namespace": namespace},
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["state"] == "completed"  # the Job ended, not just the request
+    sim.admin.clear_counters()
+    for _ in range(10):
+        status = http.get(
+            "/api/eks-get-job-status", params={"job_name": "tracked", "namespace": namespace}
+        )
+        assert status.status_code == 200, status.text
+        assert set(status.json()) >= SEED_STATUS_FIELDS
+        assert (status.json()["state"], status.json()["source"]) == ("completed", "tracker")
+    assert sim.admin.count("get", "jobs") == 0  # no queue, no API call
+
+    missing = http.get(
+        "/api/eks-get-job-status", params={"job_name": "nonexistent-job", "namespace": namespace}
+    )
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == f"Job nonexistent-job not found in namespace {namespace}"
+
+
+def test_wait_for_complete_answers_with_the_failed_jobs_reason(
+    http: httpx.Client, namespace: str
+) -> None:
+    manifest = job_manifest("broken", **{"kubesim.eksops.io/outcome": "fail"})
+    http.post(
+        "/api/eks-create-job",
+        params={"wait": 30},
+        json={"job_manifest": manifest, "namespace": namespace},
+    )
+    status = http.get(
+        "/api/eks-get-job-status",
+        params={"job_name": "broken", "namespace": namespace, "wait_for": "complete", "wait": 30},
+    )
+    assert status.status_code == 200, status.text
+    body = status.json()
+    assert (body["state"], body["reason"]) == ("failed", "BackoffLimitExceeded")
+    assert body["failed_pods"][0]["exit_code"] == 1
+
+
+def test_job_logs_come_from_the_pods_and_from_the_captured_tail_once_they_are_gone(
+    http: httpx.Client, namespace: str
+) -> None:
+    manifest = job_manifest("chatty", **{"kubesim.eksops.io/outcome": "fail"})
+    manifest["spec"]["template"]["spec"]["containers"][0]["command"] = ["echo", "hello"]  # type: ignore[index]
+    http.post(
+        "/api/eks-create-job",
+        params={"wait": 30, "wait_for": "complete"},
+        json={"job_manifest": manifest, "namespace": namespace},
+    )
+    params = {"job_name": "chatty", "namespace": namespace, "tail_lines": 5, "wait": 30}
+    logs = http.get("/api/eks-get-job-logs", params=params)
+    assert logs.status_code == 200, logs.text
+    assert logs.json()["source"] == "cluster"
+    assert logs.json()["logs"][0]["lines"][0] == "hello"
+    # The tracker captured the failed container's tail; the pods then go with the Job.
+    wait_until(lambda: http.get("/api/eks-get-job-status", params=params).json().get("log_tail"))
+    http.delete(
+        "/api/eks-delete-job", params={"job_name": "chatty", "namespace": namespace, "wait": 30}
+    )
+    status = http.get("/api/eks-get-job-logs", params=params)
+    assert status.status_code == 200, status.text
+    assert status.json()["source"] == "tracker"
+    assert status.json()["logs"][0]["lines"][0] == "hello"

@@ -71,8 +71,24 @@ def test_a_job_is_followed_to_success_and_its_status_costs_no_api_call(
             None,
         ),
         ({OUTCOME: "unschedulable"}, 3, "DeadlineExceeded", "Unschedulable", None, None),
+        (
+            {OUTCOME: "config-error"},
+            3,
+            "DeadlineExceeded",
+            "CreateContainerConfigError",
+            None,
+            None,
+        ),
+        (
+            {OUTCOME: "fail", "kubesim.eksops.io/message": "input shard 7 is corrupt"},
+            None,
+            "BackoffLimitExceeded",
+            "Error",
+            1,
+            "input shard 7 is corrupt",
+        ),
     ],
-    ids=["exit-code", "oom", "image-pull", "unschedulable"],
+    ids=["exit-code", "oom", "image-pull", "unschedulable", "config-error", "message"],
 )
 def test_each_failure_is_recorded_with_its_reason_exit_code_and_log_tail(
     eksops: EksOps,
@@ -107,6 +123,36 @@ def test_each_failure_is_recorded_with_its_reason_exit_code_and_log_tail(
     assert (status["state"], status["reason"]) == ("failed", reason)
 
 
+def test_a_job_past_its_deadline_is_failed_with_deadline_exceeded(
+    eksops: EksOps, namespace: str
+) -> None:
+    tracked(eksops)
+    body = manifest("slowpoke", deadline=2, **{OUTCOME: "hang"})
+    submission = eksops.create_job(body, namespace)
+    record = eksops.wait_for_job(submission.request_id, 60)
+    assert (record.phase, record.job["reason"]) == ("failed", "DeadlineExceeded")
+    assert "active longer than specified deadline" in (record.job["message"] or "")
+
+
+def test_a_pod_failure_policy_match_fails_the_job_with_its_rule(
+    eksops: EksOps, namespace: str
+) -> None:
+    tracked(eksops)
+    body = manifest("policed", **{OUTCOME: "fail", "kubesim.eksops.io/exit-code": "42"})
+    spec: dict[str, Any] = body["spec"]  # type: ignore[assignment]
+    spec["backoffLimit"] = 5
+    spec["podFailurePolicy"] = {
+        "rules": [
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+        ]
+    }
+    record = eksops.wait_for_job(eksops.create_job(body, namespace).request_id, 60)
+    assert (record.phase, record.job["reason"]) == ("failed", "PodFailurePolicy")
+    assert "failed with exit code 42 matching FailJob rule at index 0" in record.job["message"]
+    (failed,) = record.summary()["failed_pods"]
+    assert failed["exit_code"] == 42
+
+
 def test_a_job_deleted_before_it_ended_is_recorded_as_deleted(
     eksops: EksOps, namespace: str, kube: ClusterClient
 ) -> None:
@@ -132,3 +178,35 @@ def test_a_job_eksops_did_not_create_is_read_from_the_cluster(
     assert status["source"] == "cluster"
     with pytest.raises(NotFound):
         eksops.job_status("nonexistent", namespace)
+
+
+def test_a_batch_is_a_job_set_with_phases_and_failed_jobs_with_their_reasons(
+    eksops: EksOps, namespace: str
+) -> None:
+    tracked(eksops)
+    items = [{"job_manifest": manifest(f"set-{i}"), "namespace": namespace} for i in range(6)]
+    items += [
+        {
+            "job_manifest": manifest(
+                "set-bad", **{OUTCOME: "fail", "kubesim.eksops.io/exit-code": "9"}
+            ),
+            "namespace": namespace,
+        }
+    ]
+    from worker.contracts import Operation  # noqa: PLC0415
+
+    batch = eksops.submit_many(Operation.CREATE_JOB, items)
+    status = wait_until(
+        lambda: (s := eksops.batch(batch.batch_id)) and s.done and s.jobs_done and s,
+        timeout=60,
+        interval=0.2,
+    )
+    assert status.jobs["succeeded"] == 6
+    assert status.jobs["failed"] == 1
+    (failed,) = status.failed_jobs
+    assert (failed.job_name, failed.reason, failed.exit_code) == (
+        "set-bad",
+        "BackoffLimitExceeded",
+        9,
+    )
+    assert failed.request_id in {item.request_id for item in batch.items}

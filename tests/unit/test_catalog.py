@@ -1,4 +1,4 @@
-"""The five operations are declared once, and every producer and the worker follow it."""
+"""Every operation is declared once, and every producer and the worker follow it."""
 
 from __future__ import annotations
 

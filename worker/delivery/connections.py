@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.asyncio
+import redis.asyncio.sentinel
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from worker.settings import QueueSettings
@@ -45,6 +47,20 @@ def sentinel_hosts(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
             if parsed.password:
                 options["password"] = unquote(parsed.password)
     return hosts, options
+
+
+def async_redis_client(url: str, queue: QueueSettings, **options: Any) -> Any:
+    """Return an asyncio client of the Redis at ``url`` (the current master, with Sentinel)."""
+    if not url.startswith("sentinel://"):
+        return redis.asyncio.Redis.from_url(url, **options)
+    hosts, master = sentinel_hosts(url)
+    password = queue.redis_sentinel_password
+    sentinels = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        hosts,
+        sentinel_kwargs={"password": password.get_secret_value() if password else None},
+        **options,
+    )
+    return sentinels.master_for(str(queue.redis_sentinel_master), **master)
 
 
 def redis_client(

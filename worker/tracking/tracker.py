@@ -35,7 +35,7 @@ from worker.operations.clients import ClusterClient
 from worker.timestamps import now_iso
 from worker.tracking import summaries
 from worker.tracking.lease import TrackerLease
-from worker.tracking.watching import Listed, list_all, watch
+from worker.tracking.watching import Listed, batched, list_all, watch
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,16 @@ _WRITE_BATCH = 200  # records written per pipelined round trip after a list
 
 class LeaseLost(Exception):
     """Raised when a write finds the lease held by someone else: this tracker stops."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """One fenced script call an event needs, and what to do once it is written."""
+
+    script: Any
+    keys: list[str]
+    args: list[Any]
+    after: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ class ClusterTracker:
         kind: str,
         path: str,
         on_list: Callable[[Listed], None],
-        on_event: Callable[[dict[str, Any]], None],
+        prepare: Callable[[dict[str, Any], str], Write | None],
     ) -> None:
         """List (unless resuming), then watch, forever; re-list after 410, back off on errors."""
         version = self._resume_point(kind)
@@ -189,20 +199,17 @@ class ClusterTracker:
                     self._fenced(f"{kind}_rv", version)
                 self._set_state(kind, "watching")
                 self._count("api_watches")
-                for event in watch(
+                events = watch(
                     self.cluster,
                     path,
                     selector=SELECTOR,
                     resource_version=version,
                     timeout_seconds=self.settings.watch_timeout_seconds,
-                ):
+                )
+                for batch in batched(events):
                     if self._stop.is_set():
                         return
-                    version = self._resource_version(event) or version
-                    if event.get("type") == "BOOKMARK":
-                        self._fenced(f"{kind}_rv", version)
-                    else:
-                        on_event(event)
+                    version = self._write_events(kind, batch, prepare) or version
                 failures = 0
             except Gone:
                 logger.info(
@@ -220,6 +227,40 @@ class ClusterTracker:
                 )  # fmt: skip
                 self._stop.wait(delay)
 
+    def _write_events(
+        self,
+        kind: str,
+        events: list[dict[str, Any]],
+        prepare: Callable[[dict[str, Any], str], Write | None],
+    ) -> str:
+        """Write what ``events`` change, in order, in one round trip; return the last version.
+
+        Each write carries its event's resource version as the resume point, so Redis
+        holds, at any instant, the records up to exactly the point it would resume from.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        writes: list[Write] = []
+        version = ""
+        for event in events:
+            version = self._resource_version(event) or version
+            write = None if event.get("type") == "BOOKMARK" else prepare(event, version)
+            if write is None:
+                if version:
+                    self._set_tracker(
+                        keys=[self._tracker_hash, self.lease.key],
+                        args=[self.lease.holder, f"{kind}_rv", version],
+                        client=pipe,
+                    )
+                continue
+            write.script(keys=write.keys, args=write.args, client=pipe)
+            writes.append(write)
+        if -1 in pipe.execute():
+            raise LeaseLost
+        for write in writes:
+            if write.after is not None:
+                write.after()
+        return version
+
     def _resume_point(self, kind: str) -> str:
         value = self._redis.hget(self._tracker_hash, f"{kind}_rv")
         return value.decode() if isinstance(value, bytes) else (value or "")
@@ -230,10 +271,10 @@ class ClusterTracker:
         return str(metadata.get("resourceVersion") or "")
 
     def _jobs_loop(self) -> None:
-        self._follow("jobs", _JOBS, self._listed_jobs, self._job_event)
+        self._follow("jobs", _JOBS, self._listed_jobs, self._job_write)
 
     def _pods_loop(self) -> None:
-        self._follow("pods", _PODS, self._listed_pods, self._pod_event)
+        self._follow("pods", _PODS, self._listed_pods, self._pod_write)
 
     # --- Jobs ---------------------------------------------------------------------
 
@@ -252,10 +293,12 @@ class ClusterTracker:
             STREAM_KEY,
             self._tracker_hash,
         ]
+        summary = summaries.job_summary(job)
+        reason = summary.get("reason")
         args = [
             self.lease.holder,
             summaries.job_phase(job),
-            json.dumps(summaries.job_summary(job)),
+            json.dumps(summary),
             str(metadata.get("uid") or ""),
             now_iso(),
             self.settings.record_ttl_seconds,
@@ -264,16 +307,14 @@ class ClusterTracker:
             key,
             "1" if removed else "0",
             resume,
+            reason if isinstance(reason, str) else "",
         ]
         return keys, args
 
-    def _job_event(self, event: dict[str, Any]) -> None:
+    def _job_write(self, event: dict[str, Any], resume: str) -> Write:
         job = event.get("object") or {}
-        keys, args = self._job_args(
-            job, removed=event.get("type") == "DELETED", resume=self._resource_version(event)
-        )
-        if self._upsert_job(keys=keys, args=args) == -1:
-            raise LeaseLost
+        keys, args = self._job_args(job, removed=event.get("type") == "DELETED", resume=resume)
+        return Write(self._upsert_job, keys, args)
 
     def _listed_jobs(self, listed: Listed) -> None:
         seen = set()
@@ -323,18 +364,14 @@ class ClusterTracker:
         ]
         return keys, args
 
-    def _pod_event(self, event: dict[str, Any]) -> None:
+    def _pod_write(self, event: dict[str, Any], resume: str) -> Write | None:
+        """The write of a pod's change; None for a pod gone (its record keeps its last)."""
         pod = event.get("object") or {}
-        resume = self._resource_version(event)
         prepared = None if event.get("type") == "DELETED" else self._pod_args(pod, resume)
         if prepared is None:
-            if resume:
-                self._fenced("pods_rv", resume)
-            return
+            return None
         keys, args = prepared
-        if self._upsert_pod(keys=keys, args=args) == -1:
-            raise LeaseLost
-        self._want_logs(pod, keys[1])
+        return Write(self._upsert_pod, keys, args, after=lambda: self._want_logs(pod, keys[1]))
 
     def _listed_pods(self, listed: Listed) -> None:
         for start in range(0, len(listed.items), _WRITE_BATCH):

@@ -14,9 +14,11 @@ failure is an error of the eksops tree.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -27,6 +29,8 @@ from worker.operations.translate import translate
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
+T = TypeVar("T")
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -112,3 +116,58 @@ def _error(status: dict[str, Any]) -> EksOpsError:
         return Gone(message, 410, reason or "Expired")
     cls = error_class_for_status(code)
     return cls(message, code, reason or None, {"reason": reason or ""})
+
+
+def batched(items: Iterator[T], *, most: int = 500, buffered: int = 5_000) -> Iterator[list[T]]:
+    """Yield ``items`` in lists of whatever has arrived (at most ``most`` per list).
+
+    ``items`` is read in a thread of its own into a bounded buffer: while the caller
+    writes one list, the next events gather, so a burst of changes costs one write
+    per list instead of one per event; when events trickle, each list has one. An
+    exception of ``items`` is raised here after the items that came before it.
+    """
+    pending: queue.Queue[Any] = queue.Queue(maxsize=buffered)
+    abandoned = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not abandoned.is_set():
+            try:
+                pending.put(item, timeout=0.5)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return  # the caller has gone: stop reading
+            offer(_END)
+        except BaseException as exc:  # forwarded to the caller, in order
+            offer(exc)
+
+    threading.Thread(target=read, name="eksops-watch-reader", daemon=True).start()
+    try:
+        while True:
+            batch: list[T] = []
+            item = pending.get()
+            while True:
+                if item is _END:
+                    if batch:
+                        yield batch
+                    return
+                if isinstance(item, BaseException):
+                    if batch:
+                        yield batch
+                    raise item
+                batch.append(item)
+                if len(batch) >= most:
+                    break
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    break
+            yield batch
+    finally:
+        abandoned.set()

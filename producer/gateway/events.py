@@ -1,0 +1,89 @@
+"""``GET /api/events``: request and Job transitions pushed to callers, as Server-Sent Events.
+
+The stream is ``worker.events``'s Redis Stream: every request start, retry and end,
+and every Job phase the tracker records, in order. ``?batch_id=`` or ``?request_id=``
+narrows it; each SSE event's ``id`` is its stream ID, so a client that reconnects
+with ``Last-Event-ID`` (what browsers' ``EventSource`` does by itself) or ``?after=``
+resumes exactly after the last event it saw, within the stream's bounded history.
+A stream reads Redis with the asyncio client (no thread per caller); at most
+``GATEWAY_MAX_EVENT_STREAMS`` are open at once (503 beyond); a caller that goes away
+ends its stream at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse
+
+from producer.gateway.errors import error_body
+from producer.gateway.params import GatewayDep
+from producer.gateway.schemas import error_responses
+from worker.events import read_async, valid_position
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["events"])
+
+EVENTS_PATH = "/api/events"
+
+
+@router.get(
+    EVENTS_PATH,
+    summary="Request and Job transitions as Server-Sent Events (resumable)",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "text/event-stream: each event has an id (resume with "
+            "Last-Event-ID), an event name (request or job) and JSON data.",
+            "content": {"text/event-stream": {}},
+        },
+        **error_responses(422, 503),
+    },
+)
+async def events(
+    request: Request,
+    service: GatewayDep,
+    *,
+    batch_id: Annotated[uuid.UUID | None, Query(description="Only this batch's events.")] = None,
+    request_id: Annotated[
+        uuid.UUID | None, Query(description="Only this request's events (and its Job's).")
+    ] = None,
+    after: Annotated[
+        str | None,
+        Query(description="Start after this event ID (0: from the oldest kept); default: now."),
+    ] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Any:
+    """Stream transitions as they are recorded; filter by batch or request."""
+    start = last_event_id or after or "$"
+    if not valid_position(start):
+        detail = f"Invalid request: after {start!r} is not an event ID (such as 1733081000000-0)"
+        return JSONResponse(error_body(detail), status_code=422)
+    streams = service.event_streams
+    if not streams.enter():
+        detail = "Too many event streams are open (GATEWAY_MAX_EVENT_STREAMS); retry later"
+        return JSONResponse(error_body(detail), status_code=503, headers={"Retry-After": "5"})
+    batch = str(batch_id) if batch_id else None
+    rid = str(request_id) if request_id else None
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        position = start
+        try:
+            while not await request.is_disconnected():
+                found, position = await read_async(
+                    streams.redis, after=position, request_id=rid, batch_id=batch, block_ms=2_000
+                )
+                for event in found:
+                    yield {"id": event.id, "event": event.kind, "data": json.dumps(event.as_dict())}
+        finally:
+            streams.leave()
+
+    logger.info("Event stream opened (batch=%s request=%s after=%s)", batch, rid, start)
+    return EventSourceResponse(stream(), ping=15)
