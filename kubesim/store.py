@@ -89,6 +89,8 @@ class Store:
         self._sorted: dict[str, list[Key] | None] = dict.fromkeys(RESOURCES)
         self.dirty = False
         """Set by every commit; the persister clears it when it saved."""
+        self.lazy: dict[str, Callable[[], None]] = {}
+        """Per resource, what writes the objects a controller holds back until read."""
 
     @staticmethod
     def new_uid() -> str:
@@ -102,6 +104,19 @@ class Store:
     @property
     def current_rv(self) -> str:
         return str(self.rv)
+
+    def flush(self, resource: str | None = None) -> None:
+        """Write what is held back for ``resource`` (every resource when None).
+
+        Called before anything reads that resource: a request, a watch, a save.
+        """
+        if resource is None:
+            for write in list(self.lazy.values()):
+                write()
+            return
+        pending = self.lazy.get(resource)
+        if pending is not None:
+            pending()
 
     def get(self, resource: str, namespace: str, name: str) -> JSON | None:
         return self.tables[resource].get((namespace, name))
