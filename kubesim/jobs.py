@@ -11,8 +11,6 @@ changeable only together with ``parallelism`` for Indexed Jobs.
 
 from __future__ import annotations
 
-import copy
-
 from kubesim import namespaces, schema, statuses
 from kubesim.calls import JSON, Call, Reply, check_type_meta, warning_header
 from kubesim.jobdefaults import default_job, order_spec
@@ -30,6 +28,10 @@ IMMUTABLE = "field is immutable"
 
 
 def _build(call: Call, body: JSON, name: str, uid: str) -> JSON:
+    """The stored Job; takes over (and defaults in place) the parts of ``body``.
+
+    ``body`` is this request's own freshly decoded document, so nothing is copied.
+    """
     meta_in = body.get("metadata") or {}
     metadata: JSON = {"name": name}
     if meta_in.get("generateName"):
@@ -39,8 +41,8 @@ def _build(call: Call, body: JSON, name: str, uid: str) -> JSON:
     metadata["creationTimestamp"] = rfc3339(call.now)
     for key in ("labels", "annotations", "ownerReferences", "finalizers"):
         if meta_in.get(key):
-            metadata[key] = copy.deepcopy(meta_in[key])
-    spec = copy.deepcopy(body.get("spec") or {})
+            metadata[key] = meta_in[key]
+    spec = body.get("spec") or {}
     job: JSON = {"kind": KIND, "apiVersion": API_VERSION, "metadata": metadata, "spec": spec}
     default_job(job, uid)
     job["spec"] = order_spec(job["spec"])

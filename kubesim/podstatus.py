@@ -12,6 +12,7 @@ real node reports - conditions in the kubelet's order (``PodReadyToStartContaine
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -28,6 +29,7 @@ def container_names(pod: JSON) -> list[str]:
     return [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
 
 
+@functools.lru_cache(maxsize=1024)
 def full_image(image: str) -> str:
     """``busybox`` -> ``docker.io/library/busybox:latest`` (how containerd names it)."""
     name = image
@@ -40,6 +42,7 @@ def full_image(image: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=1024)
 def image_id(image: str) -> str:
     digest = hashlib.sha256(full_image(image).encode()).hexdigest()
     return f"{full_image(image).rsplit(':', 1)[0]}@sha256:{digest}"
@@ -103,7 +106,6 @@ def node_status(
     finished: float | None = None,
 ) -> JSON:
     """The kubelet's status once the pod is on a node."""
-    names = [c["name"] for c in containers]
     not_ready = [c["name"] for c in containers if not c.get("ready")]
     conditions = [
         _cond(
@@ -137,8 +139,8 @@ def node_status(
         status["podIPs"] = [{"ip": pod_ip}]
     status["startTime"] = rfc3339(scheduled)
     status["containerStatuses"] = containers
-    status["qosClass"] = qos_class(pod)
-    del names
+    # resources cannot change, so neither can the class the Pod was created with
+    status["qosClass"] = (pod.get("status") or {}).get("qosClass") or qos_class(pod)
     return status
 
 
