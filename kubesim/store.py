@@ -63,6 +63,7 @@ class Change:
     obj: JSON
     prev: JSON | None
     encoded: bytes | None = field(default=None)
+    """This change's JSON watch event line while it is fanned out to the watchers."""
 
 
 class Expired(Exception):
