@@ -56,7 +56,7 @@ _STATUS_ORDER = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class JobRun:
     """What the controller remembers of a Job beyond its status."""
 
@@ -345,10 +345,13 @@ class JobController:
         name = generate(prefix)
         while self.store.get("pods", meta["namespace"], name) is not None:
             name = generate(prefix)
-        labels = dict(template_meta.get("labels") or {})
-        annotations = dict(template_meta.get("annotations") or {})
+        # stored objects are never changed in place: the Pod shares the template's
+        # labels and annotations (and its containers) unless it needs its own
+        labels = template_meta.get("labels") or {}
+        annotations = template_meta.get("annotations") or {}
         pod_spec = dict(template.get("spec") or {})
         if index is not None:
+            labels, annotations = dict(labels), dict(annotations)
             labels[INDEX] = str(index)
             annotations[INDEX] = str(index)
             pod_spec["hostname"] = f"{meta['name']}-{index}"
@@ -447,6 +450,23 @@ class JobController:
         gc.delete_now_or_finalize(self.store, "jobs", job, now, propagation="Background")
 
 
+_DEFAULT_TOLERATIONS = [
+    {
+        "key": "node.kubernetes.io/not-ready",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+    {
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+]
+"""What DefaultTolerationSeconds admission adds; one list shared by every Pod."""
+
+
 def default_pod_spec(spec: JSON) -> JSON:
     """Fields the Pod's admission and defaulting add to a template spec."""
     out = dict(spec)
@@ -455,23 +475,7 @@ def default_pod_spec(spec: JSON) -> JSON:
     out.setdefault("enableServiceLinks", True)
     out.setdefault("priority", 0)
     out.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    out.setdefault(
-        "tolerations",
-        [
-            {
-                "key": "node.kubernetes.io/not-ready",
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 300,
-            },
-            {
-                "key": "node.kubernetes.io/unreachable",
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 300,
-            },
-        ],
-    )
+    out.setdefault("tolerations", _DEFAULT_TOLERATIONS)
     return out
 
 

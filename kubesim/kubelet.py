@@ -39,7 +39,7 @@ def node_name(identity: ClusterIdentity) -> str:
     return f"ip-10-0-1-10.{identity.region}.compute.internal"
 
 
-@dataclass
+@dataclass(slots=True)
 class PodRun:
     """kubesim's own notes on one Pod: its plan and where it is in its life."""
 

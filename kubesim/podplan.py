@@ -53,7 +53,7 @@ BEHAVIOURS = (
 NEVER_ENDS = ("hang", "image-pull-error", "config-error", "unschedulable")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodPlan:
     """The fate of one Pod: what it does, how long it runs, what it prints."""
 

@@ -69,12 +69,35 @@ def qos_class(pod: JSON) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+_SHARED: dict[Any, Any] = {}
+"""Status parts that many Pods have alike (a condition at one second, a node IP),
+built once: stored objects are never changed in place, so they can be shared."""
+_SHARED_MAX = 8192
+
+
+def _shared(key: Any, build: Any) -> Any:
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[key] = build()
+    return found
+
+
 def _cond(kind: str, status: bool, when: float, reason: str = "", message: str = "") -> JSON:
+    stamp = rfc3339(when)
+    return _shared(  # type: ignore[no-any-return]
+        ("cond", kind, status, stamp, reason, message),
+        lambda: _new_cond(kind, status, stamp, reason, message),
+    )
+
+
+def _new_cond(kind: str, status: bool, stamp: str, reason: str, message: str) -> JSON:
     cond: JSON = {
         "type": kind,
         "status": "True" if status else "False",
         "lastProbeTime": None,
-        "lastTransitionTime": rfc3339(when),
+        "lastTransitionTime": stamp,
     }
     if reason:
         cond["reason"] = reason
@@ -133,10 +156,10 @@ def node_status(
         conditions.append(_cond("ContainersReady", True, when))
     conditions.append(_cond("PodScheduled", True, scheduled))
     status: JSON = {"phase": phase, "conditions": conditions, "hostIP": host_ip}
-    status["hostIPs"] = [{"ip": host_ip}]
+    status["hostIPs"] = _shared(("ips", host_ip), lambda: [{"ip": host_ip}])
     if pod_ip:
         status["podIP"] = pod_ip
-        status["podIPs"] = [{"ip": pod_ip}]
+        status["podIPs"] = _shared(("ips", pod_ip), lambda: [{"ip": pod_ip}])
     status["startTime"] = rfc3339(scheduled)
     status["containerStatuses"] = containers
     # resources cannot change, so neither can the class the Pod was created with
@@ -176,7 +199,7 @@ def running(
     image = _image_of(pod, name)
     return {
         "name": name,
-        "state": {"running": {"startedAt": rfc3339(since)}},
+        "state": _running_state(rfc3339(since)),
         "lastState": last or {},
         "ready": True,
         "restartCount": restarts,
@@ -185,6 +208,10 @@ def running(
         "containerID": container_id(uid, name, restarts),
         "started": True,
     }
+
+
+def _running_state(stamp: str) -> JSON:
+    return _shared(("running", stamp), lambda: {"running": {"startedAt": stamp}})  # type: ignore[no-any-return]
 
 
 def terminated_state(  # noqa: PLR0917 - keyword use at every call site
