@@ -147,7 +147,8 @@ class JobController:
             if change.type == "ADDED" or _spec_changed(change):
                 self.enqueue(key_of(change.obj))
         elif change.resource == "pods":
-            owner = _owner_uid(change.obj) or (_owner_uid(change.prev) if change.prev else "")
+            own = _owner_uid(change.obj)
+            owner = own or (_owner_uid(change.prev) if change.prev else "")
             if not owner:
                 return
             pod_key = key_of(change.obj)
@@ -155,7 +156,7 @@ class JobController:
                 self.pods_of[owner].discard(pod_key)
             else:
                 self.pods_of[owner].add(pod_key)
-                if change.type == "ADDED" and _owner_uid(change.obj) in self.runs:
+                if change.type == "ADDED" and own in self.runs:
                     return  # created by this controller's own sync, which counted it
                 if change.type == "MODIFIED" and not _counts_changed(change.prev, change.obj):
                     return

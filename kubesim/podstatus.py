@@ -56,7 +56,10 @@ def container_id(pod_uid: str, name: str, restart: int) -> str:
 def qos_class(pod: JSON) -> str:
     requests_all, limits_all, guaranteed = False, False, True
     for container in (pod.get("spec") or {}).get("containers") or []:
-        resources = container.get("resources") or {}
+        resources = container.get("resources")
+        if not resources:
+            guaranteed = False
+            continue
         requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
         requests_all = requests_all or bool(requests)
         limits_all = limits_all or bool(limits)
@@ -129,32 +132,8 @@ def node_status(
     finished: float | None = None,
 ) -> JSON:
     """The kubelet's status once the pod is on a node."""
-    not_ready = [c["name"] for c in containers if not c.get("ready")]
-    conditions = [
-        _cond(
-            "PodReadyToStartContainers",
-            sandbox_ready is not None and finished is None,
-            sandbox_ready
-            if sandbox_ready is not None and finished is None
-            else (finished or scheduled),
-        ),
-        _cond("Initialized", True, scheduled),
-    ]
-    if phase in ("Succeeded", "Failed"):
-        reason = "PodCompleted"
-        when = finished or scheduled
-        conditions.append(_cond("Ready", False, when, reason))
-        conditions.append(_cond("ContainersReady", False, when, reason))
-    elif not_ready:
-        message = f"containers with unready status: [{' '.join(not_ready)}]"
-        when = scheduled if ready_since is None else ready_since
-        conditions.append(_cond("Ready", False, when, "ContainersNotReady", message))
-        conditions.append(_cond("ContainersReady", False, when, "ContainersNotReady", message))
-    else:
-        when = ready_since or scheduled
-        conditions.append(_cond("Ready", True, when))
-        conditions.append(_cond("ContainersReady", True, when))
-    conditions.append(_cond("PodScheduled", True, scheduled))
+    not_ready = tuple(c["name"] for c in containers if not c.get("ready"))
+    conditions = _node_conditions(phase, not_ready, scheduled, sandbox_ready, ready_since, finished)
     status: JSON = {"phase": phase, "conditions": conditions, "hostIP": host_ip}
     status["hostIPs"] = _shared(("ips", host_ip), lambda: [{"ip": host_ip}])
     if pod_ip:
@@ -165,6 +144,49 @@ def node_status(
     # resources cannot change, so neither can the class the Pod was created with
     status["qosClass"] = (pod.get("status") or {}).get("qosClass") or qos_class(pod)
     return status
+
+
+def _node_conditions(  # noqa: PLR0917 - the inputs of one cache key
+    phase: str,
+    not_ready: tuple[str, ...],
+    scheduled: float,
+    sandbox_ready: float | None,
+    ready_since: float | None,
+    finished: float | None,
+) -> list[JSON]:
+    """The kubelet's conditions, in its order (one shared list per distinct set)."""
+    sandbox = sandbox_ready is not None and finished is None
+    first = sandbox_ready if sandbox_ready is not None and sandbox else (finished or scheduled)
+    if phase in ("Succeeded", "Failed"):
+        mode, when = "done", finished or scheduled
+    elif not_ready:
+        mode, when = "unready", scheduled if ready_since is None else ready_since
+    else:
+        mode, when = "ready", ready_since or scheduled
+    stamps = (rfc3339(first), rfc3339(scheduled), rfc3339(when))
+    key = ("conditions", mode, not_ready, sandbox, *stamps)
+    return _shared(key, lambda: _build_conditions(mode, not_ready, sandbox, *stamps))  # type: ignore[no-any-return]
+
+
+def _build_conditions(  # noqa: PLR0917 - positional from one call site
+    mode: str, not_ready: tuple[str, ...], sandbox: bool, first: str, scheduled: str, when: str
+) -> list[JSON]:
+    conditions = [
+        _new_cond("PodReadyToStartContainers", sandbox, first, "", ""),
+        _new_cond("Initialized", True, scheduled, "", ""),
+    ]
+    if mode == "done":
+        conditions.append(_new_cond("Ready", False, when, "PodCompleted", ""))
+        conditions.append(_new_cond("ContainersReady", False, when, "PodCompleted", ""))
+    elif mode == "unready":
+        message = f"containers with unready status: [{' '.join(not_ready)}]"
+        conditions.append(_new_cond("Ready", False, when, "ContainersNotReady", message))
+        conditions.append(_new_cond("ContainersReady", False, when, "ContainersNotReady", message))
+    else:
+        conditions.append(_new_cond("Ready", True, when, "", ""))
+        conditions.append(_new_cond("ContainersReady", True, when, "", ""))
+    conditions.append(_new_cond("PodScheduled", True, scheduled, "", ""))
+    return conditions
 
 
 def waiting(
