@@ -39,6 +39,8 @@ from kubesim.clients import mint_token
 log = logging.getLogger("kubesim.loadtest")
 _MAX_REQUESTS = 2_000_000
 _STAMP = "loadtest.kubesim.eksops.io/sent"
+_TLS_CLOSE = 0.25
+"""Seconds for closed TLS connections to finish their shutdown before the loop ends."""
 
 
 def _read_env(path: Path) -> dict[str, str]:
@@ -170,6 +172,7 @@ async def _measure(
         await asyncio.gather(*workers)
         elapsed = time.monotonic() - started
         cpu = clock.text(len(latencies))
+    await asyncio.sleep(_TLS_CLOSE)
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return (
         f"{len(latencies) / elapsed:.0f} req/s ({len(latencies)} authenticated "
@@ -262,6 +265,7 @@ async def _measure_watch(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(_TLS_CLOSE)
     latencies = sorted(x for d in delivered for x in d)
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return (
