@@ -102,15 +102,20 @@ def _condition(kind: str, reason: str, message: str, when: float) -> JSON:
     }
 
 
-def _has(job: JSON, kind: str) -> bool:
-    return any(
-        c.get("type") == kind and c.get("status") == "True"
-        for c in (job.get("status") or {}).get("conditions") or []
-    )
+def _held(job: JSON) -> frozenset[str]:
+    """The types of the Job's conditions whose status is True."""
+    conditions = (job.get("status") or {}).get("conditions")
+    if not conditions:
+        return _NONE
+    return frozenset(c.get("type") for c in conditions if c.get("status") == "True")
+
+
+_NONE: frozenset[str] = frozenset()
+_FINISHED = frozenset({"Complete", "Failed"})
 
 
 def finished(job: JSON) -> bool:
-    return _has(job, "Complete") or _has(job, "Failed")
+    return not _FINISHED.isdisjoint(_held(job))
 
 
 class JobController:
@@ -184,7 +189,8 @@ class JobController:
             run = self.runs[uid] = JobRun(set())
         if meta.get("deletionTimestamp"):
             return
-        if finished(job):
+        held = _held(job)
+        if not _FINISHED.isdisjoint(held):
             self._schedule_ttl(job)
             return
         spec = job["spec"]
@@ -215,13 +221,13 @@ class JobController:
             for pod in active:
                 self._delete_pod(job, pod, now)
             active = []
-            if not _has(job, "Suspended"):
+            if "Suspended" not in held:
                 conditions = [c for c in conditions if c.get("type") != "Suspended"]
                 conditions.append(_condition("Suspended", "JobSuspended", "Job suspended", now))
                 self.recorder.emit(
                     job, NORMAL, "Suspended", "Job suspended", component=COMPONENT, now=now
                 )
-        elif _has(job, "Suspended"):
+        elif "Suspended" in held:
             conditions = [c for c in conditions if c.get("type") != "Suspended"]
             conditions.append(
                 {**_condition("Suspended", "JobResumed", "Job resumed", now), "status": "False"}
@@ -251,8 +257,8 @@ class JobController:
             if completions is not None
             else run.succeeded > 0 and not active
         )
-        if failure is not None or _has(job, "FailureTarget"):
-            if not _has(job, "FailureTarget"):
+        if failure is not None or "FailureTarget" in held:
+            if "FailureTarget" not in held:
                 assert failure is not None
                 reason, message = failure
                 conditions.append(_condition("FailureTarget", reason, message, now))
@@ -265,7 +271,7 @@ class JobController:
                 target = next(c for c in conditions if c.get("type") == "FailureTarget")
                 conditions.append(_condition("Failed", target["reason"], target["message"], now))
         elif succeeded_enough:
-            if not _has(job, "SuccessCriteriaMet"):
+            if "SuccessCriteriaMet" not in held:
                 conditions.append(
                     _condition(
                         "SuccessCriteriaMet",
@@ -552,10 +558,10 @@ def _is_terminating(pod: JSON) -> bool:
 
 
 def _is_ready(pod: JSON) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
+    for condition in (pod.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
 
 
 def _index_of(pod: JSON) -> int | None:

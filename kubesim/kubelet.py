@@ -191,16 +191,10 @@ class Kubelet:
         if run.deleting is not None:
             self._finish_delete(key, uid, when)
             return
-        handler = {
-            "new": self._schedule,
-            "creating": self._start,
-            "pullerr": self._pull_backoff,
-            "running": self._exit,
-            "crashloop": self._restart,
-        }.get(run.stage)
-        if handler is None:
+        step = _STEPS.get(run.stage)
+        if step is None:
             return
-        handler(pod, run, when)
+        getattr(self, step)(pod, run, when)
         self._after(when, key, uid)
 
     def _write(self, pod: JSON, status: JSON, spec: JSON | None = None) -> JSON:
@@ -478,6 +472,16 @@ class Kubelet:
         if pod["metadata"].get("finalizers"):
             return
         self.store.commit("pods", None, key=key)
+
+
+_STEPS = {
+    "new": "_schedule",
+    "creating": "_start",
+    "pullerr": "_pull_backoff",
+    "running": "_exit",
+    "crashloop": "_restart",
+}
+"""The method that takes a Pod out of each stage."""
 
 
 def _image(pod: JSON, name: str) -> str:

@@ -123,7 +123,10 @@ class Store:
         return self.tables[resource].get((namespace, name))
 
     def keys(self, resource: str) -> list[Key]:
-        """All keys of a resource in etcd key order (namespace, then name)."""
+        """All keys of a resource in etcd key order (namespace, then name).
+
+        Sorted once, then kept sorted by every write; do not write while iterating.
+        """
         cached = self._sorted[resource]
         if cached is None:
             cached = sorted(self.tables[resource])
@@ -158,27 +161,40 @@ class Store:
         caller's dict is not modified.
         """
         table = self.tables[resource]
-        self.rv += 1
-        rv = self.rv
+        rv = self.rv = self.rv + 1
         if obj is None:
             assert key is not None
             prev = table.pop(key)
-            self._sorted[resource] = None
+            self._unsort(resource, key)
             gone = {**prev, "metadata": {**prev["metadata"], "resourceVersion": str(rv)}}
             change = Change(rv, "DELETED", resource, gone, prev)
         else:
-            key = key_of(obj)
-            stamped = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(rv)}}
+            meta = obj["metadata"]
+            key = (meta.get("namespace") or "", meta["name"])
+            stamped = {**obj, "metadata": {**meta, "resourceVersion": str(rv)}}
             old = table.get(key)
-            if old is None:
-                self._sorted[resource] = None
             table[key] = stamped
-            change = Change(rv, "MODIFIED" if old is not None else "ADDED", resource, stamped, old)
+            if old is None:
+                keys = self._sorted[resource]
+                if keys is not None:
+                    bisect.insort(keys, key)
+                change = Change(rv, "ADDED", resource, stamped, None)
+            else:
+                change = Change(rv, "MODIFIED", resource, stamped, old)
         self.history.append(change)
         self.dirty = True
         for listener in self.listeners:
             listener(change)
         return change
+
+    def _unsort(self, resource: str, key: Key) -> None:
+        keys = self._sorted[resource]
+        if keys is not None:
+            index = bisect.bisect_left(keys, key)
+            if index < len(keys) and keys[index] == key:
+                del keys[index]
+            else:
+                self._sorted[resource] = None
 
     def load(self, resource: str, obj: JSON) -> None:
         """Put a restored object back without a change (used at start-up only)."""
