@@ -29,6 +29,7 @@ from kubesim.config import SimConfig
 from kubesim.events import NORMAL, WARNING, Recorder
 from kubesim.kubelet import Kubelet
 from kubesim.names import generate
+from kubesim.sharing import Derived
 from kubesim.store import JSON, Change, Key, Store, key_of, rfc3339
 from kubesim.timers import Timers
 
@@ -133,6 +134,8 @@ class JobController:
         self.recorder, self.kubelet = recorder, kubelet
         self.pods_of: dict[str, set[Key]] = defaultdict(set)
         self.runs: dict[str, JobRun] = {}
+        self._pod_specs: Derived[JSON] = Derived()
+        """The Pod spec of each (shared) template spec: its Pods share one."""
         store.listeners.append(self._observe)
 
     def reset(self) -> None:
@@ -357,7 +360,10 @@ class JobController:
         labels = template_meta.get("labels") or {}
         annotations = template_meta.get("annotations") or {}
         pod_spec = dict(template.get("spec") or {})
-        if index is not None:
+        spec: JSON | None = None
+        if index is None:
+            spec = self._pod_specs.get(template.get("spec") or {}, _pod_spec_of)
+        else:
             labels, annotations = dict(labels), dict(annotations)
             labels[INDEX] = str(index)
             annotations[INDEX] = str(index)
@@ -405,7 +411,7 @@ class JobController:
             "kind": "Pod",
             "apiVersion": "v1",
             "metadata": pod_meta,
-            "spec": default_pod_spec(pod_spec),
+            "spec": spec if spec is not None else default_pod_spec(pod_spec),
             "status": {"phase": "Pending", "qosClass": _qos(pod_spec)},
         }
         failed_so_far = run.failed + sum(
@@ -472,6 +478,10 @@ _DEFAULT_TOLERATIONS = [
     },
 ]
 """What DefaultTolerationSeconds admission adds; one list shared by every Pod."""
+
+
+def _pod_spec_of(template_spec: JSON) -> JSON:
+    return default_pod_spec(dict(template_spec))
 
 
 def default_pod_spec(spec: JSON) -> JSON:

@@ -15,6 +15,7 @@ from kubesim import namespaces, schema, statuses
 from kubesim.calls import JSON, Call, Reply, check_type_meta, warning_header
 from kubesim.jobdefaults import default_job, order_spec
 from kubesim.names import generate_unique
+from kubesim.sharing import ByContent
 from kubesim.statuses import INVALID, FieldError
 from kubesim.store import Store, rfc3339
 from kubesim.validation import merge, validate_job
@@ -25,6 +26,8 @@ DEFAULT_POLICY_WARNING = (
     "to remove them or set propagationPolicy=Orphan to suppress this warning"
 )
 IMMUTABLE = "field is immutable"
+_TEMPLATE_SPECS: ByContent[JSON] = ByContent()
+"""Jobs made from one manifest share one (defaulted) pod template spec."""
 
 
 def _build(call: Call, body: JSON, name: str, uid: str) -> JSON:
@@ -46,6 +49,9 @@ def _build(call: Call, body: JSON, name: str, uid: str) -> JSON:
     job: JSON = {"kind": KIND, "apiVersion": API_VERSION, "metadata": metadata, "spec": spec}
     default_job(job, uid)
     job["spec"] = order_spec(job["spec"])
+    template = job["spec"].get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        template["spec"] = _TEMPLATE_SPECS.intern(template["spec"])
     job["status"] = {}
     return job
 

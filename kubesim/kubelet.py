@@ -27,6 +27,7 @@ from kubesim import podstatus as ps
 from kubesim.config import ClusterIdentity, SimConfig
 from kubesim.events import NORMAL, WARNING, Recorder
 from kubesim.podplan import PodPlan
+from kubesim.sharing import Derived
 from kubesim.store import JSON, Key, Store, key_of
 from kubesim.timers import Timers
 
@@ -83,6 +84,8 @@ class Kubelet:
         self.pulled: set[str] = set()
         self._ips = itertools.count(11)
         self.new_created_message = identity.kubernetes_version >= "1.32"
+        self._bound: Derived[JSON] = Derived()
+        """The bound spec of each Pod spec (Pods of one template share both)."""
 
     def reset(self) -> None:
         self.runs.clear()
@@ -232,7 +235,7 @@ class Kubelet:
                 now=when,
             )
             return
-        spec = {**pod["spec"], "nodeName": self.node}
+        spec = self._bound.get(pod["spec"], self._bind)
         meta = pod["metadata"]
         self.recorder.emit_v1(
             pod,
@@ -257,6 +260,9 @@ class Kubelet:
         )
         run.stage, run.at = "creating", when
         self._write(pod, status, spec)
+
+    def _bind(self, spec: JSON) -> JSON:
+        return {**spec, "nodeName": self.node}
 
     def _pod_ip(self, pod: JSON) -> str:
         return str((pod.get("status") or {}).get("podIP") or f"10.0.2.{next(self._ips) % 250 + 2}")
