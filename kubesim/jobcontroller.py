@@ -57,6 +57,9 @@ _STATUS_ORDER = (
 )
 
 
+_NO_PODS: set[str] = set()
+
+
 @dataclass(slots=True)
 class JobRun:
     """What the controller remembers of a Job beyond its status."""
@@ -189,7 +192,7 @@ class JobController:
         uid = meta["uid"]
         run = self.runs.get(uid)
         if run is None:
-            run = self.runs[uid] = JobRun(set())
+            run = self.runs[uid] = JobRun(_NO_PODS)
         if meta.get("deletionTimestamp"):
             return
         held = _held(job)
@@ -206,6 +209,8 @@ class JobController:
             phase = (pod.get("status") or {}).get("phase")
             if pod_uid in run.counted or phase not in ("Succeeded", "Failed"):
                 continue
+            if not run.counted:
+                run.counted = set()  # the shared empty set is never added to
             run.counted.add(pod_uid)
             if phase == "Succeeded":
                 run.succeeded += 1

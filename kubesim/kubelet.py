@@ -40,6 +40,9 @@ def node_name(identity: ClusterIdentity) -> str:
     return f"ip-10-0-1-10.{identity.region}.compute.internal"
 
 
+_NO_STATE: JSON = {}
+
+
 @dataclass(slots=True)
 class PodRun:
     """kubesim's own notes on one Pod: its plan and where it is in its life."""
@@ -51,7 +54,8 @@ class PodRun:
     """When the current stage began (planned time)."""
     started: float = 0.0
     restarts: int = 0
-    last: JSON = field(default_factory=dict)
+    last: JSON = field(default_factory=lambda: _NO_STATE)
+    """Replaced, never changed in place: Pods that never restarted share one."""
     deleting: float | None = None
 
     def as_dict(self) -> JSON:
@@ -84,6 +88,8 @@ class Kubelet:
         self.pulled: set[str] = set()
         self._ips = itertools.count(11)
         self.new_created_message = identity.kubernetes_version >= "1.32"
+        self._on_step = self._step_due
+        """One bound method for every Pod's timer (not a closure per Pod)."""
         self._bound: Derived[JSON] = Derived()
         """The bound spec of each Pod spec (Pods of one template share both)."""
 
@@ -183,8 +189,12 @@ class Kubelet:
         when = self._due(run, pod) if due is None else due
         if when is None:
             return
-        self.timers.at(when, ("pod", uid), lambda now: self._step(key, uid, when))
+        self.timers.at(when, ("pod", uid), self._on_step, key, uid, when)
         del at
+
+    def _step_due(self, now: float, key: Key, uid: str, when: float) -> None:
+        del now  # the step happens at its planned moment, even when run late
+        self._step(key, uid, when)
 
     def _step(self, key: Key, uid: str, when: float) -> None:
         run = self.runs.get(uid)
