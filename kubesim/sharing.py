@@ -27,7 +27,10 @@ class ByContent(Generic[T]):
         self._limit = limit
 
     def intern(self, value: T) -> T:
-        key = orjson.dumps(value)
+        try:
+            key = orjson.dumps(value)
+        except TypeError:  # not plain JSON (a YAML set, say): keep it unshared
+            return value
         found = self._seen.get(key)
         if found is not None:
             return found

@@ -19,6 +19,8 @@ def test_equal_values_are_one_object_and_derived_values_are_made_once() -> None:
     assert shared.intern(first) is first
     assert shared.intern({"a": [1, 2]}) is first
     assert shared.intern({"a": [2, 1]}) is not first
+    odd = {"a": {1, 2}}
+    assert shared.intern(odd) is odd
     made: list[object] = []
     derived: Derived[dict[str, Any]] = Derived(limit=2)
 
