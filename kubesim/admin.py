@@ -134,11 +134,13 @@ def register(app: web.Application, state: SimState) -> None:
         return _ok({"open": state.cluster.watches.count()})
 
     async def compact(_: web.Request) -> web.Response:
+        state.store.flush()
         state.store.compact()
         return _ok({"compacted": state.store.compacted})
 
     async def history(_: web.Request) -> web.Response:
         store = state.store
+        store.flush()
         return _ok(
             {
                 "resourceVersion": store.rv,

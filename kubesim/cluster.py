@@ -37,7 +37,9 @@ class Cluster:
         self.identity, self.config, self.timers = identity, config, timers
         self.store = Store(history)
         self.watches = WatchHub(self.store)
-        self.recorder = Recorder(self.store, config, timers)
+        self.recorder = Recorder(
+            self.store, config, timers, watched=lambda: bool(self.watches.by_table.get("events"))
+        )
         self.kubelet = Kubelet(self.store, config, timers, self.recorder, identity)
         self.jobs = JobController(self.store, config, timers, self.recorder, self.kubelet)
         self.gc = GarbageCollector(self.store, config, timers, self.kubelet, self.jobs.pods_of)

@@ -19,7 +19,9 @@ conversion: ``regarding``, ``note``, ``deprecated*``).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubesim.config import SimConfig
@@ -29,6 +31,8 @@ from kubesim.timers import Timers
 NORMAL, WARNING = "Normal", "Warning"
 _EXPIRY_KEY = ("events", "expiry")
 _last_nanos = [0]
+_SIMILAR_CACHE = 4096
+Similar = tuple[str, str, str, str]
 
 
 def reference(obj: JSON, field_path: str = "") -> JSON:
@@ -46,22 +50,68 @@ def reference(obj: JSON, field_path: str = "") -> JSON:
     return ref
 
 
-class Recorder:
-    """Creates and de-duplicates Events, and expires them."""
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """An Event recorded while nobody watches events: written when someone reads them."""
 
-    def __init__(self, store: Store, config: SimConfig, timers: Timers) -> None:
+    ref: JSON
+    legacy: bool
+    """``core/v1`` recorder (``source``, ``count``) or ``events.k8s.io`` (``series``)."""
+    type: str
+    reason: str
+    message: str
+    component: str
+    host: str
+    action: str
+    similar: Similar
+    suffix: str
+    first: float
+    last: float
+    count: int = 1
+    alive: bool = True
+
+
+class Recorder:
+    """Creates and de-duplicates Events, and expires them.
+
+    Events are written lazily: while no watch on events is open, an Event is kept
+    as a small pending record (de-duplicated and bounded like a stored one) and
+    written to the store - in the order it was recorded, with the timestamps and
+    name it was recorded with - the moment anything reads events
+    (``Store.flush("events")``: a get, list or watch of events, the namespace
+    controller, a save). Client-go's recorder writes Events asynchronously too, so
+    their resourceVersions trailing the objects they are about is what a real
+    cluster shows. With an events watch open they are written at once.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: SimConfig,
+        timers: Timers,
+        watched: Callable[[], bool] | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.timers = timers
-        self._similar: OrderedDict[tuple[str, str, str, str], Key] = OrderedDict()
+        self.watched = watched or (lambda: True)
+        """Whether events must be written at once (an events watch is open)."""
+        self._similar: OrderedDict[Similar, Key | _Pending] = OrderedDict()
         self._order: OrderedDict[Key, float] = OrderedDict()
         """Event keys by last update, oldest first: what expiry and the limit trim."""
+        self._pending: deque[_Pending] = deque()
         self._armed_for = 0.0
+        store.lazy["events"] = self.flush
 
     def reset(self) -> None:
         self._similar.clear()
         self._order.clear()
+        self._pending.clear()
         self._armed_for = 0.0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     def adopt(self, event: JSON) -> None:
         """Track a restored or user-created Event for expiry."""
@@ -86,47 +136,24 @@ class Recorder:
         """Record an Event about ``obj`` as the legacy recorder of ``component`` does."""
         now = time.time() if now is None else now
         ref = reference(obj, field_path)
-        namespace = ref.get("namespace") or "default"
         similar = (ref["uid"], field_path, reason, message)
-        existing_key = self._similar.get(similar)
-        if existing_key is not None:
-            existing = self.store.get("events", *existing_key)
-            if existing is not None:
-                bumped = {
-                    **existing,
-                    "count": int(existing.get("count") or 1) + 1,
-                    "lastTimestamp": rfc3339(now),
-                }
-                self.store.commit("events", bumped)
-                self._touch(existing_key, now)
-                return
-        source: JSON = {"component": component}
-        if host:
-            source["host"] = host
-        name = f"{ref['name']}.{_event_suffix(now)}"
-        event: JSON = {
-            "kind": "Event",
-            "apiVersion": "v1",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": self.store.new_uid(),
-                "resourceVersion": "",
-                "creationTimestamp": rfc3339(now),
-            },
-            "involvedObject": ref,
-            "reason": reason,
-            "message": message,
-            "source": source,
-            "firstTimestamp": rfc3339(now),
-            "lastTimestamp": rfc3339(now),
-            "count": 1,
-            "type": kind,
-            "eventTime": None,
-            "reportingComponent": component,
-            "reportingInstance": host,
-        }
-        self._store_new(event, similar, now)
+        if self._bump(similar, now, legacy=True):
+            return
+        record = _Pending(
+            ref,
+            True,
+            kind,
+            reason,
+            message,
+            component,
+            host,
+            "",
+            similar,
+            _event_suffix(now),
+            now,
+            now,
+        )
+        self._record(record)
 
     def emit_v1(
         self,
@@ -144,50 +171,94 @@ class Recorder:
         now = time.time() if now is None else now
         ref = reference(obj)
         similar = (ref["uid"], action, reason, note)
-        existing_key = self._similar.get(similar)
-        if existing_key is not None and self.store.get("events", *existing_key) is not None:
-            existing = self.store.get("events", *existing_key)
-            assert existing is not None
+        if self._bump(similar, now, legacy=False):
+            return
+        record = _Pending(
+            ref,
+            False,
+            kind,
+            reason,
+            note,
+            controller,
+            instance,
+            action,
+            similar,
+            _event_suffix(now),
+            now,
+            now,
+        )
+        self._record(record)
+
+    def _bump(self, similar: Similar, now: float, *, legacy: bool) -> bool:
+        """A repeat of a recent Event: count it on that one (True) or not (False)."""
+        found = self._similar.get(similar)
+        if found is None:
+            return False
+        if isinstance(found, _Pending):
+            if not found.alive:
+                return False
+            found.count += 1
+            found.last = now
+            return True
+        existing = self.store.get("events", *found)
+        if existing is None:
+            return False
+        if not legacy:
             series = existing.get("series") or {"count": 1}
             bumped = {
                 **existing,
                 "series": {"count": int(series["count"]) + 1, "lastObservedTime": _micro(now)},
             }
-            self.store.commit("events", bumped)
-            self._touch(existing_key, now)
-            return
-        event: JSON = {
-            "kind": "Event",
-            "apiVersion": "v1",
-            "metadata": {
-                "name": f"{ref['name']}.{_event_suffix(now)}",
-                "namespace": ref.get("namespace") or "default",
-                "uid": self.store.new_uid(),
-                "resourceVersion": "",
-                "creationTimestamp": rfc3339(now),
-            },
-            "involvedObject": ref,
-            "reason": reason,
-            "message": note,
-            "source": {},
-            "firstTimestamp": None,
-            "lastTimestamp": None,
-            "type": kind,
-            "eventTime": _micro(now),
-            "action": action,
-            "reportingComponent": controller,
-            "reportingInstance": instance,
-        }
-        self._store_new(event, similar, now)
+        else:
+            bumped = {
+                **existing,
+                "count": int(existing.get("count") or 1) + 1,
+                "lastTimestamp": rfc3339(now),
+            }
+        self.store.commit("events", bumped)
+        self._touch(found, now)
+        return True
 
-    def _store_new(self, event: JSON, similar: tuple[str, str, str, str], now: float) -> None:
-        key = (event["metadata"]["namespace"], event["metadata"]["name"])
+    def _record(self, record: _Pending) -> None:
+        similar = self._similar
+        similar[record.similar] = record
+        if len(similar) > _SIMILAR_CACHE:
+            similar.popitem(last=False)
+        if self.watched():
+            self.flush()
+            self._write(record)
+            return
+        pending = self._pending
+        pending.append(record)
+        limit = max(1, int(self.config.event_limit))
+        while len(self._order) + len(pending) > limit:
+            if self._order:
+                key, _ = self._order.popitem(last=False)
+                self._delete(key)
+            else:
+                pending.popleft().alive = False
+
+    def flush(self) -> None:
+        """Write every pending Event (in recorded order); expired ones are dropped."""
+        if not self._pending:
+            return
+        cutoff = time.time() - self.config.event_ttl
+        pending, self._pending = self._pending, deque()
+        for record in pending:
+            if record.alive:
+                record.alive = False
+                if record.last > cutoff:
+                    self._write(record)
+
+    def _write(self, record: _Pending) -> None:
+        event = _materialise(record, self.store.new_uid())
+        meta = event["metadata"]
+        key = (meta["namespace"], meta["name"])
         self.store.commit("events", event)
-        self._similar[similar] = key
-        if len(self._similar) > 4096:
-            self._similar.popitem(last=False)
-        self._touch(key, now)
-        self._trim(now)
+        if self._similar.get(record.similar) is record:
+            self._similar[record.similar] = key
+        self._touch(key, record.last)
+        self._trim()
 
     def _touch(self, key: Key, now: float) -> None:
         self._order[key] = now
@@ -197,7 +268,7 @@ class Recorder:
     def forget(self, key: Key) -> None:
         self._order.pop(key, None)
 
-    def _trim(self, now: float) -> None:
+    def _trim(self) -> None:
         limit = max(1, int(self.config.event_limit))
         while len(self._order) > limit:
             key, _ = self._order.popitem(last=False)
@@ -226,6 +297,58 @@ class Recorder:
     def _delete(self, key: Key) -> None:
         if self.store.get("events", *key) is not None:
             self.store.commit("events", None, key=key)
+
+
+def _materialise(record: _Pending, uid: str) -> JSON:
+    """The stored Event of a record: what the eager recorder would hold by now."""
+    ref = record.ref
+    first = record.first
+    metadata = {
+        "name": f"{ref['name']}.{record.suffix}",
+        "namespace": ref.get("namespace") or "default",
+        "uid": uid,
+        "resourceVersion": "",
+        "creationTimestamp": rfc3339(first),
+    }
+    if record.legacy:
+        source: JSON = {"component": record.component}
+        if record.host:
+            source["host"] = record.host
+        return {
+            "kind": "Event",
+            "apiVersion": "v1",
+            "metadata": metadata,
+            "involvedObject": ref,
+            "reason": record.reason,
+            "message": record.message,
+            "source": source,
+            "firstTimestamp": rfc3339(first),
+            "lastTimestamp": rfc3339(record.last),
+            "count": record.count,
+            "type": record.type,
+            "eventTime": None,
+            "reportingComponent": record.component,
+            "reportingInstance": record.host,
+        }
+    event: JSON = {
+        "kind": "Event",
+        "apiVersion": "v1",
+        "metadata": metadata,
+        "involvedObject": ref,
+        "reason": record.reason,
+        "message": record.message,
+        "source": {},
+        "firstTimestamp": None,
+        "lastTimestamp": None,
+        "type": record.type,
+        "eventTime": _micro(first),
+        "action": record.action,
+        "reportingComponent": record.component,
+        "reportingInstance": record.host,
+    }
+    if record.count > 1:
+        event["series"] = {"count": record.count, "lastObservedTime": _micro(record.last)}
+    return event
 
 
 def _updated_at(event: JSON) -> float:

@@ -252,6 +252,7 @@ class NamespaceController:
         )
         if remaining:
             return
+        self.store.flush("events")
         for event in list(self.store.items("events", name)):
             self.store.commit("events", None, key=key_of(event))
         due = since + self.config.namespace_termination

@@ -29,6 +29,7 @@ from kubesim.config import SimConfig
 from kubesim.events import NORMAL, WARNING, Recorder
 from kubesim.kubelet import Kubelet
 from kubesim.names import generate
+from kubesim.sharing import Derived
 from kubesim.store import JSON, Change, Key, Store, key_of, rfc3339
 from kubesim.timers import Timers
 
@@ -56,7 +57,10 @@ _STATUS_ORDER = (
 )
 
 
-@dataclass
+_NO_PODS: set[str] = set()
+
+
+@dataclass(slots=True)
 class JobRun:
     """What the controller remembers of a Job beyond its status."""
 
@@ -102,15 +106,20 @@ def _condition(kind: str, reason: str, message: str, when: float) -> JSON:
     }
 
 
-def _has(job: JSON, kind: str) -> bool:
-    return any(
-        c.get("type") == kind and c.get("status") == "True"
-        for c in (job.get("status") or {}).get("conditions") or []
-    )
+def _held(job: JSON) -> frozenset[str]:
+    """The types of the Job's conditions whose status is True."""
+    conditions = (job.get("status") or {}).get("conditions")
+    if not conditions:
+        return _NONE
+    return frozenset(c.get("type") for c in conditions if c.get("status") == "True")
+
+
+_NONE: frozenset[str] = frozenset()
+_FINISHED = frozenset({"Complete", "Failed"})
 
 
 def finished(job: JSON) -> bool:
-    return _has(job, "Complete") or _has(job, "Failed")
+    return not _FINISHED.isdisjoint(_held(job))
 
 
 class JobController:
@@ -128,6 +137,8 @@ class JobController:
         self.recorder, self.kubelet = recorder, kubelet
         self.pods_of: dict[str, set[Key]] = defaultdict(set)
         self.runs: dict[str, JobRun] = {}
+        self._pod_specs: Derived[JSON] = Derived()
+        """The Pod spec of each (shared) template spec: its Pods share one."""
         store.listeners.append(self._observe)
 
     def reset(self) -> None:
@@ -147,7 +158,8 @@ class JobController:
             if change.type == "ADDED" or _spec_changed(change):
                 self.enqueue(key_of(change.obj))
         elif change.resource == "pods":
-            owner = _owner_uid(change.obj) or (_owner_uid(change.prev) if change.prev else "")
+            own = _owner_uid(change.obj)
+            owner = own or (_owner_uid(change.prev) if change.prev else "")
             if not owner:
                 return
             pod_key = key_of(change.obj)
@@ -155,7 +167,7 @@ class JobController:
                 self.pods_of[owner].discard(pod_key)
             else:
                 self.pods_of[owner].add(pod_key)
-                if change.type == "ADDED" and _owner_uid(change.obj) in self.runs:
+                if change.type == "ADDED" and own in self.runs:
                     return  # created by this controller's own sync, which counted it
                 if change.type == "MODIFIED" and not _counts_changed(change.prev, change.obj):
                     return
@@ -180,10 +192,11 @@ class JobController:
         uid = meta["uid"]
         run = self.runs.get(uid)
         if run is None:
-            run = self.runs[uid] = JobRun(set())
+            run = self.runs[uid] = JobRun(_NO_PODS)
         if meta.get("deletionTimestamp"):
             return
-        if finished(job):
+        held = _held(job)
+        if not _FINISHED.isdisjoint(held):
             self._schedule_ttl(job)
             return
         spec = job["spec"]
@@ -196,6 +209,8 @@ class JobController:
             phase = (pod.get("status") or {}).get("phase")
             if pod_uid in run.counted or phase not in ("Succeeded", "Failed"):
                 continue
+            if not run.counted:
+                run.counted = set()  # the shared empty set is never added to
             run.counted.add(pod_uid)
             if phase == "Succeeded":
                 run.succeeded += 1
@@ -214,13 +229,13 @@ class JobController:
             for pod in active:
                 self._delete_pod(job, pod, now)
             active = []
-            if not _has(job, "Suspended"):
+            if "Suspended" not in held:
                 conditions = [c for c in conditions if c.get("type") != "Suspended"]
                 conditions.append(_condition("Suspended", "JobSuspended", "Job suspended", now))
                 self.recorder.emit(
                     job, NORMAL, "Suspended", "Job suspended", component=COMPONENT, now=now
                 )
-        elif _has(job, "Suspended"):
+        elif "Suspended" in held:
             conditions = [c for c in conditions if c.get("type") != "Suspended"]
             conditions.append(
                 {**_condition("Suspended", "JobResumed", "Job resumed", now), "status": "False"}
@@ -250,8 +265,8 @@ class JobController:
             if completions is not None
             else run.succeeded > 0 and not active
         )
-        if failure is not None or _has(job, "FailureTarget"):
-            if not _has(job, "FailureTarget"):
+        if failure is not None or "FailureTarget" in held:
+            if "FailureTarget" not in held:
                 assert failure is not None
                 reason, message = failure
                 conditions.append(_condition("FailureTarget", reason, message, now))
@@ -264,7 +279,7 @@ class JobController:
                 target = next(c for c in conditions if c.get("type") == "FailureTarget")
                 conditions.append(_condition("Failed", target["reason"], target["message"], now))
         elif succeeded_enough:
-            if not _has(job, "SuccessCriteriaMet"):
+            if "SuccessCriteriaMet" not in held:
                 conditions.append(
                     _condition(
                         "SuccessCriteriaMet",
@@ -345,10 +360,16 @@ class JobController:
         name = generate(prefix)
         while self.store.get("pods", meta["namespace"], name) is not None:
             name = generate(prefix)
-        labels = dict(template_meta.get("labels") or {})
-        annotations = dict(template_meta.get("annotations") or {})
+        # stored objects are never changed in place: the Pod shares the template's
+        # labels and annotations (and its containers) unless it needs its own
+        labels = template_meta.get("labels") or {}
+        annotations = template_meta.get("annotations") or {}
         pod_spec = dict(template.get("spec") or {})
-        if index is not None:
+        spec: JSON | None = None
+        if index is None:
+            spec = self._pod_specs.get(template.get("spec") or {}, _pod_spec_of)
+        else:
+            labels, annotations = dict(labels), dict(annotations)
             labels[INDEX] = str(index)
             annotations[INDEX] = str(index)
             pod_spec["hostname"] = f"{meta['name']}-{index}"
@@ -395,7 +416,7 @@ class JobController:
             "kind": "Pod",
             "apiVersion": "v1",
             "metadata": pod_meta,
-            "spec": default_pod_spec(pod_spec),
+            "spec": spec if spec is not None else default_pod_spec(pod_spec),
             "status": {"phase": "Pending", "qosClass": _qos(pod_spec)},
         }
         failed_so_far = run.failed + sum(
@@ -447,6 +468,27 @@ class JobController:
         gc.delete_now_or_finalize(self.store, "jobs", job, now, propagation="Background")
 
 
+_DEFAULT_TOLERATIONS = [
+    {
+        "key": "node.kubernetes.io/not-ready",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+    {
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+]
+"""What DefaultTolerationSeconds admission adds; one list shared by every Pod."""
+
+
+def _pod_spec_of(template_spec: JSON) -> JSON:
+    return default_pod_spec(dict(template_spec))
+
+
 def default_pod_spec(spec: JSON) -> JSON:
     """Fields the Pod's admission and defaulting add to a template spec."""
     out = dict(spec)
@@ -455,23 +497,7 @@ def default_pod_spec(spec: JSON) -> JSON:
     out.setdefault("enableServiceLinks", True)
     out.setdefault("priority", 0)
     out.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    out.setdefault(
-        "tolerations",
-        [
-            {
-                "key": "node.kubernetes.io/not-ready",
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 300,
-            },
-            {
-                "key": "node.kubernetes.io/unreachable",
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 300,
-            },
-        ],
-    )
+    out.setdefault("tolerations", _DEFAULT_TOLERATIONS)
     return out
 
 
@@ -547,10 +573,10 @@ def _is_terminating(pod: JSON) -> bool:
 
 
 def _is_ready(pod: JSON) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
+    for condition in (pod.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
 
 
 def _index_of(pod: JSON) -> int | None:

@@ -81,7 +81,7 @@ def default_job(job: JSON, uid: str) -> None:
     template_meta.setdefault("creationTimestamp", None)
     default_pod_template(template)
     if not meta.get("labels") and template_meta.get("labels"):
-        meta["labels"] = dict(template_meta["labels"])
+        meta["labels"] = template_meta["labels"]  # shared: stored objects are immutable
 
 
 def order_spec(spec: JSON) -> JSON:

@@ -11,12 +11,11 @@ changeable only together with ``parallelism`` for Indexed Jobs.
 
 from __future__ import annotations
 
-import copy
-
 from kubesim import namespaces, schema, statuses
 from kubesim.calls import JSON, Call, Reply, check_type_meta, warning_header
 from kubesim.jobdefaults import default_job, order_spec
 from kubesim.names import generate_unique
+from kubesim.sharing import ByContent
 from kubesim.statuses import INVALID, FieldError
 from kubesim.store import Store, rfc3339
 from kubesim.validation import merge, validate_job
@@ -27,9 +26,15 @@ DEFAULT_POLICY_WARNING = (
     "to remove them or set propagationPolicy=Orphan to suppress this warning"
 )
 IMMUTABLE = "field is immutable"
+_TEMPLATE_SPECS: ByContent[JSON] = ByContent()
+"""Jobs made from one manifest share one (defaulted) pod template spec."""
 
 
 def _build(call: Call, body: JSON, name: str, uid: str) -> JSON:
+    """The stored Job; takes over (and defaults in place) the parts of ``body``.
+
+    ``body`` is this request's own freshly decoded document, so nothing is copied.
+    """
     meta_in = body.get("metadata") or {}
     metadata: JSON = {"name": name}
     if meta_in.get("generateName"):
@@ -39,11 +44,14 @@ def _build(call: Call, body: JSON, name: str, uid: str) -> JSON:
     metadata["creationTimestamp"] = rfc3339(call.now)
     for key in ("labels", "annotations", "ownerReferences", "finalizers"):
         if meta_in.get(key):
-            metadata[key] = copy.deepcopy(meta_in[key])
-    spec = copy.deepcopy(body.get("spec") or {})
+            metadata[key] = meta_in[key]
+    spec = body.get("spec") or {}
     job: JSON = {"kind": KIND, "apiVersion": API_VERSION, "metadata": metadata, "spec": spec}
     default_job(job, uid)
     job["spec"] = order_spec(job["spec"])
+    template = job["spec"].get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        template["spec"] = _TEMPLATE_SPECS.intern(template["spec"])
     job["status"] = {}
     return job
 

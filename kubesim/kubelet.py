@@ -27,6 +27,7 @@ from kubesim import podstatus as ps
 from kubesim.config import ClusterIdentity, SimConfig
 from kubesim.events import NORMAL, WARNING, Recorder
 from kubesim.podplan import PodPlan
+from kubesim.sharing import Derived
 from kubesim.store import JSON, Key, Store, key_of
 from kubesim.timers import Timers
 
@@ -39,7 +40,10 @@ def node_name(identity: ClusterIdentity) -> str:
     return f"ip-10-0-1-10.{identity.region}.compute.internal"
 
 
-@dataclass
+_NO_STATE: JSON = {}
+
+
+@dataclass(slots=True)
 class PodRun:
     """kubesim's own notes on one Pod: its plan and where it is in its life."""
 
@@ -50,7 +54,8 @@ class PodRun:
     """When the current stage began (planned time)."""
     started: float = 0.0
     restarts: int = 0
-    last: JSON = field(default_factory=dict)
+    last: JSON = field(default_factory=lambda: _NO_STATE)
+    """Replaced, never changed in place: Pods that never restarted share one."""
     deleting: float | None = None
 
     def as_dict(self) -> JSON:
@@ -83,6 +88,10 @@ class Kubelet:
         self.pulled: set[str] = set()
         self._ips = itertools.count(11)
         self.new_created_message = identity.kubernetes_version >= "1.32"
+        self._on_step = self._step_due
+        """One bound method for every Pod's timer (not a closure per Pod)."""
+        self._bound: Derived[JSON] = Derived()
+        """The bound spec of each Pod spec (Pods of one template share both)."""
 
     def reset(self) -> None:
         self.runs.clear()
@@ -180,8 +189,12 @@ class Kubelet:
         when = self._due(run, pod) if due is None else due
         if when is None:
             return
-        self.timers.at(when, ("pod", uid), lambda now: self._step(key, uid, when))
+        self.timers.at(when, ("pod", uid), self._on_step, key, uid, when)
         del at
+
+    def _step_due(self, now: float, key: Key, uid: str, when: float) -> None:
+        del now  # the step happens at its planned moment, even when run late
+        self._step(key, uid, when)
 
     def _step(self, key: Key, uid: str, when: float) -> None:
         run = self.runs.get(uid)
@@ -191,16 +204,10 @@ class Kubelet:
         if run.deleting is not None:
             self._finish_delete(key, uid, when)
             return
-        handler = {
-            "new": self._schedule,
-            "creating": self._start,
-            "pullerr": self._pull_backoff,
-            "running": self._exit,
-            "crashloop": self._restart,
-        }.get(run.stage)
-        if handler is None:
+        step = _STEPS.get(run.stage)
+        if step is None:
             return
-        handler(pod, run, when)
+        getattr(self, step)(pod, run, when)
         self._after(when, key, uid)
 
     def _write(self, pod: JSON, status: JSON, spec: JSON | None = None) -> JSON:
@@ -238,7 +245,7 @@ class Kubelet:
                 now=when,
             )
             return
-        spec = {**pod["spec"], "nodeName": self.node}
+        spec = self._bound.get(pod["spec"], self._bind)
         meta = pod["metadata"]
         self.recorder.emit_v1(
             pod,
@@ -263,6 +270,9 @@ class Kubelet:
         )
         run.stage, run.at = "creating", when
         self._write(pod, status, spec)
+
+    def _bind(self, spec: JSON) -> JSON:
+        return {**spec, "nodeName": self.node}
 
     def _pod_ip(self, pod: JSON) -> str:
         return str((pod.get("status") or {}).get("podIP") or f"10.0.2.{next(self._ips) % 250 + 2}")
@@ -478,6 +488,16 @@ class Kubelet:
         if pod["metadata"].get("finalizers"):
             return
         self.store.commit("pods", None, key=key)
+
+
+_STEPS = {
+    "new": "_schedule",
+    "creating": "_start",
+    "pullerr": "_pull_backoff",
+    "running": "_exit",
+    "crashloop": "_restart",
+}
+"""The method that takes a Pod out of each stage."""
 
 
 def _image(pod: JSON, name: str) -> str:

@@ -114,5 +114,5 @@ def generate_unique(prefix: str, taken: Callable[[str], bool], attempts: int = 8
 def generate(prefix: str) -> str:
     """``SimpleNameGenerator.GenerateName``: prefix (trimmed) plus 5 random characters."""
     prefix = prefix[:_MAX_PREFIX]
-    suffix = "".join(random.choice(_SUFFIX_ALPHABET) for _ in range(_SUFFIX_LEN))  # noqa: S311
+    suffix = "".join(random.choices(_SUFFIX_ALPHABET, k=_SUFFIX_LEN))  # noqa: S311
     return prefix + suffix

@@ -38,6 +38,7 @@ FORMAT = 1
 
 def snapshot(cluster: Cluster) -> dict[str, Any]:
     store = cluster.store
+    store.flush()
     return {
         "format": FORMAT,
         "resourceVersion": store.rv,

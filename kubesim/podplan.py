@@ -53,7 +53,7 @@ BEHAVIOURS = (
 NEVER_ENDS = ("hang", "image-pull-error", "config-error", "unschedulable")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodPlan:
     """The fate of one Pod: what it does, how long it runs, what it prints."""
 
@@ -88,6 +88,8 @@ def annotations_of(job: JSON) -> dict[str, str]:
 
 
 def _number(value: Any, default: float) -> float:
+    if value is None:
+        return default
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -125,7 +127,9 @@ def plan_for_job_pod(job: JSON, config: SimConfig, failed_so_far: int) -> PodPla
     duration = _number(annotations.get(DURATION_ANNOTATION), config.job_duration)
     if fail_first and behaviour == "succeed" and failed_so_far < fail_first:
         behaviour = "fail"
-    run = duration / attempts_needed(job, behaviour_of(annotations, config), fail_first)
+    run = duration / attempts_needed(
+        job, behaviour if not fail_first else behaviour_of(annotations, config), fail_first
+    )
     exit_code = int(_number(annotations.get(EXIT_CODE_ANNOTATION), 1)) or 1
     if behaviour == "oom":
         exit_code = 137

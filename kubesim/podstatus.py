@@ -12,6 +12,7 @@ real node reports - conditions in the kubelet's order (``PodReadyToStartContaine
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -28,6 +29,7 @@ def container_names(pod: JSON) -> list[str]:
     return [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
 
 
+@functools.lru_cache(maxsize=1024)
 def full_image(image: str) -> str:
     """``busybox`` -> ``docker.io/library/busybox:latest`` (how containerd names it)."""
     name = image
@@ -40,6 +42,7 @@ def full_image(image: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=1024)
 def image_id(image: str) -> str:
     digest = hashlib.sha256(full_image(image).encode()).hexdigest()
     return f"{full_image(image).rsplit(':', 1)[0]}@sha256:{digest}"
@@ -53,7 +56,10 @@ def container_id(pod_uid: str, name: str, restart: int) -> str:
 def qos_class(pod: JSON) -> str:
     requests_all, limits_all, guaranteed = False, False, True
     for container in (pod.get("spec") or {}).get("containers") or []:
-        resources = container.get("resources") or {}
+        resources = container.get("resources")
+        if not resources:
+            guaranteed = False
+            continue
         requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
         requests_all = requests_all or bool(requests)
         limits_all = limits_all or bool(limits)
@@ -66,12 +72,35 @@ def qos_class(pod: JSON) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+_SHARED: dict[Any, Any] = {}
+"""Status parts that many Pods have alike (a condition at one second, a node IP),
+built once: stored objects are never changed in place, so they can be shared."""
+_SHARED_MAX = 8192
+
+
+def _shared(key: Any, build: Any) -> Any:
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[key] = build()
+    return found
+
+
 def _cond(kind: str, status: bool, when: float, reason: str = "", message: str = "") -> JSON:
+    stamp = rfc3339(when)
+    return _shared(  # type: ignore[no-any-return]
+        ("cond", kind, status, stamp, reason, message),
+        lambda: _new_cond(kind, status, stamp, reason, message),
+    )
+
+
+def _new_cond(kind: str, status: bool, stamp: str, reason: str, message: str) -> JSON:
     cond: JSON = {
         "type": kind,
         "status": "True" if status else "False",
         "lastProbeTime": None,
-        "lastTransitionTime": rfc3339(when),
+        "lastTransitionTime": stamp,
     }
     if reason:
         cond["reason"] = reason
@@ -103,43 +132,61 @@ def node_status(
     finished: float | None = None,
 ) -> JSON:
     """The kubelet's status once the pod is on a node."""
-    names = [c["name"] for c in containers]
-    not_ready = [c["name"] for c in containers if not c.get("ready")]
-    conditions = [
-        _cond(
-            "PodReadyToStartContainers",
-            sandbox_ready is not None and finished is None,
-            sandbox_ready
-            if sandbox_ready is not None and finished is None
-            else (finished or scheduled),
-        ),
-        _cond("Initialized", True, scheduled),
-    ]
-    if phase in ("Succeeded", "Failed"):
-        reason = "PodCompleted"
-        when = finished or scheduled
-        conditions.append(_cond("Ready", False, when, reason))
-        conditions.append(_cond("ContainersReady", False, when, reason))
-    elif not_ready:
-        message = f"containers with unready status: [{' '.join(not_ready)}]"
-        when = scheduled if ready_since is None else ready_since
-        conditions.append(_cond("Ready", False, when, "ContainersNotReady", message))
-        conditions.append(_cond("ContainersReady", False, when, "ContainersNotReady", message))
-    else:
-        when = ready_since or scheduled
-        conditions.append(_cond("Ready", True, when))
-        conditions.append(_cond("ContainersReady", True, when))
-    conditions.append(_cond("PodScheduled", True, scheduled))
+    not_ready = tuple(c["name"] for c in containers if not c.get("ready"))
+    conditions = _node_conditions(phase, not_ready, scheduled, sandbox_ready, ready_since, finished)
     status: JSON = {"phase": phase, "conditions": conditions, "hostIP": host_ip}
-    status["hostIPs"] = [{"ip": host_ip}]
+    status["hostIPs"] = _shared(("ips", host_ip), lambda: [{"ip": host_ip}])
     if pod_ip:
         status["podIP"] = pod_ip
-        status["podIPs"] = [{"ip": pod_ip}]
+        status["podIPs"] = _shared(("ips", pod_ip), lambda: [{"ip": pod_ip}])
     status["startTime"] = rfc3339(scheduled)
     status["containerStatuses"] = containers
-    status["qosClass"] = qos_class(pod)
-    del names
+    # resources cannot change, so neither can the class the Pod was created with
+    status["qosClass"] = (pod.get("status") or {}).get("qosClass") or qos_class(pod)
     return status
+
+
+def _node_conditions(  # noqa: PLR0917 - the inputs of one cache key
+    phase: str,
+    not_ready: tuple[str, ...],
+    scheduled: float,
+    sandbox_ready: float | None,
+    ready_since: float | None,
+    finished: float | None,
+) -> list[JSON]:
+    """The kubelet's conditions, in its order (one shared list per distinct set)."""
+    sandbox = sandbox_ready is not None and finished is None
+    first = sandbox_ready if sandbox_ready is not None and sandbox else (finished or scheduled)
+    if phase in ("Succeeded", "Failed"):
+        mode, when = "done", finished or scheduled
+    elif not_ready:
+        mode, when = "unready", scheduled if ready_since is None else ready_since
+    else:
+        mode, when = "ready", ready_since or scheduled
+    stamps = (rfc3339(first), rfc3339(scheduled), rfc3339(when))
+    key = ("conditions", mode, not_ready, sandbox, *stamps)
+    return _shared(key, lambda: _build_conditions(mode, not_ready, sandbox, *stamps))  # type: ignore[no-any-return]
+
+
+def _build_conditions(  # noqa: PLR0917 - positional from one call site
+    mode: str, not_ready: tuple[str, ...], sandbox: bool, first: str, scheduled: str, when: str
+) -> list[JSON]:
+    conditions = [
+        _new_cond("PodReadyToStartContainers", sandbox, first, "", ""),
+        _new_cond("Initialized", True, scheduled, "", ""),
+    ]
+    if mode == "done":
+        conditions.append(_new_cond("Ready", False, when, "PodCompleted", ""))
+        conditions.append(_new_cond("ContainersReady", False, when, "PodCompleted", ""))
+    elif mode == "unready":
+        message = f"containers with unready status: [{' '.join(not_ready)}]"
+        conditions.append(_new_cond("Ready", False, when, "ContainersNotReady", message))
+        conditions.append(_new_cond("ContainersReady", False, when, "ContainersNotReady", message))
+    else:
+        conditions.append(_new_cond("Ready", True, when, "", ""))
+        conditions.append(_new_cond("ContainersReady", True, when, "", ""))
+    conditions.append(_new_cond("PodScheduled", True, scheduled, "", ""))
+    return conditions
 
 
 def waiting(
@@ -174,7 +221,7 @@ def running(
     image = _image_of(pod, name)
     return {
         "name": name,
-        "state": {"running": {"startedAt": rfc3339(since)}},
+        "state": _running_state(rfc3339(since)),
         "lastState": last or {},
         "ready": True,
         "restartCount": restarts,
@@ -183,6 +230,10 @@ def running(
         "containerID": container_id(uid, name, restarts),
         "started": True,
     }
+
+
+def _running_state(stamp: str) -> JSON:
+    return _shared(("running", stamp), lambda: {"running": {"startedAt": stamp}})  # type: ignore[no-any-return]
 
 
 def terminated_state(  # noqa: PLR0917 - keyword use at every call site

@@ -175,6 +175,7 @@ def _dispatch(state: SimState, call: Call) -> Reply:
     kind = kinds.lookup(info.api_group, info.api_version, info.resource)
     if kind is None:
         raise statuses.path_not_found()
+    cluster.store.flush(kind.table)
     if info.namespace and not kind.namespaced and info.resource != "namespaces":
         raise statuses.path_not_found()
     if kind.namespaced and info.verb == "create" and not info.namespace:
@@ -251,6 +252,7 @@ async def _serve_watch(
     kind = kinds.lookup(info.api_group, info.api_version, info.resource)
     if kind is None or info.subresource:
         raise statuses.path_not_found()
+    state.store.flush(kind.table)
     if info.name:
         query = dict(call.query)
         selector = f"metadata.name={info.name}"

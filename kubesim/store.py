@@ -63,6 +63,7 @@ class Change:
     obj: JSON
     prev: JSON | None
     encoded: bytes | None = field(default=None)
+    """This change's JSON watch event line while it is fanned out to the watchers."""
 
 
 class Expired(Exception):
@@ -89,6 +90,8 @@ class Store:
         self._sorted: dict[str, list[Key] | None] = dict.fromkeys(RESOURCES)
         self.dirty = False
         """Set by every commit; the persister clears it when it saved."""
+        self.lazy: dict[str, Callable[[], None]] = {}
+        """Per resource, what writes the objects a controller holds back until read."""
 
     @staticmethod
     def new_uid() -> str:
@@ -103,11 +106,27 @@ class Store:
     def current_rv(self) -> str:
         return str(self.rv)
 
+    def flush(self, resource: str | None = None) -> None:
+        """Write what is held back for ``resource`` (every resource when None).
+
+        Called before anything reads that resource: a request, a watch, a save.
+        """
+        if resource is None:
+            for write in list(self.lazy.values()):
+                write()
+            return
+        pending = self.lazy.get(resource)
+        if pending is not None:
+            pending()
+
     def get(self, resource: str, namespace: str, name: str) -> JSON | None:
         return self.tables[resource].get((namespace, name))
 
     def keys(self, resource: str) -> list[Key]:
-        """All keys of a resource in etcd key order (namespace, then name)."""
+        """All keys of a resource in etcd key order (namespace, then name).
+
+        Sorted once, then kept sorted by every write; do not write while iterating.
+        """
         cached = self._sorted[resource]
         if cached is None:
             cached = sorted(self.tables[resource])
@@ -142,27 +161,40 @@ class Store:
         caller's dict is not modified.
         """
         table = self.tables[resource]
-        self.rv += 1
-        rv = self.rv
+        rv = self.rv = self.rv + 1
         if obj is None:
             assert key is not None
             prev = table.pop(key)
-            self._sorted[resource] = None
+            self._unsort(resource, key)
             gone = {**prev, "metadata": {**prev["metadata"], "resourceVersion": str(rv)}}
             change = Change(rv, "DELETED", resource, gone, prev)
         else:
-            key = key_of(obj)
-            stamped = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(rv)}}
+            meta = obj["metadata"]
+            key = (meta.get("namespace") or "", meta["name"])
+            stamped = {**obj, "metadata": {**meta, "resourceVersion": str(rv)}}
             old = table.get(key)
-            if old is None:
-                self._sorted[resource] = None
             table[key] = stamped
-            change = Change(rv, "MODIFIED" if old is not None else "ADDED", resource, stamped, old)
+            if old is None:
+                keys = self._sorted[resource]
+                if keys is not None:
+                    bisect.insort(keys, key)
+                change = Change(rv, "ADDED", resource, stamped, None)
+            else:
+                change = Change(rv, "MODIFIED", resource, stamped, old)
         self.history.append(change)
         self.dirty = True
         for listener in self.listeners:
             listener(change)
         return change
+
+    def _unsort(self, resource: str, key: Key) -> None:
+        keys = self._sorted[resource]
+        if keys is not None:
+            index = bisect.bisect_left(keys, key)
+            if index < len(keys) and keys[index] == key:
+                del keys[index]
+            else:
+                self._sorted[resource] = None
 
     def load(self, resource: str, obj: JSON) -> None:
         """Put a restored object back without a change (used at start-up only)."""

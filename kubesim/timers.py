@@ -19,9 +19,11 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Hashable
+from typing import Any
 
 log = logging.getLogger(__name__)
-Callback = Callable[[float], None]
+Callback = Callable[..., None]
+"""Called as ``callback(now, *args)``."""
 
 
 class Timers:
@@ -29,7 +31,7 @@ class Timers:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, tuple[float, int, Callback]] = {}
+        self._due: dict[Hashable, tuple[float, int, Callback, tuple[Any, ...]]] = {}
         self._seq = itertools.count()
         self._soon: dict[Hashable, Callback] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -56,10 +58,14 @@ class Timers:
     def __len__(self) -> int:
         return len(self._due)
 
-    def at(self, when: float, key: Hashable, callback: Callback) -> None:
-        """Run ``callback(now)`` at ``when`` (epoch seconds); replaces ``key``'s timer."""
+    def at(self, when: float, key: Hashable, callback: Callback, *args: Any) -> None:
+        """Run ``callback(now, *args)`` at ``when`` (epoch seconds); replaces ``key``'s timer.
+
+        Pass a shared callable and the arguments rather than a closure: 100,000
+        pending timers then hold an argument tuple each, not a function and cells.
+        """
         seq = next(self._seq)
-        self._due[key] = (when, seq, callback)
+        self._due[key] = (when, seq, callback, args)
         heapq.heappush(self._heap, (when, seq, key))
         if when < self._armed_at:
             self._arm()
@@ -95,7 +101,7 @@ class Timers:
     def _arm(self) -> None:
         if self._loop is None:
             return
-        while self._heap and self._due.get(self._heap[0][2], (0, -1))[1] != self._heap[0][1]:
+        while self._heap and self._due.get(self._heap[0][2], _GONE)[1] != self._heap[0][1]:
             heapq.heappop(self._heap)
         if not self._heap:
             return
@@ -125,7 +131,7 @@ class Timers:
                 continue
             del self._due[key]
             ran += 1
-            _safely(entry[2], now)
+            _safely(entry[2], now, *entry[3])
         return ran
 
     def next_deadline(self) -> float | None:
@@ -138,8 +144,11 @@ class Timers:
         return None
 
 
-def _safely(callback: Callback, now: float) -> None:
+_GONE = (0.0, -1, None, ())
+
+
+def _safely(callback: Callback, now: float, *args: Any) -> None:
     try:
-        callback(now)
+        callback(now, *args)
     except Exception:  # a controller bug must not stop the others
         log.exception("controller callback failed")

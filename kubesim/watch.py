@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -43,8 +42,15 @@ log = logging.getLogger(__name__)
 Encoder = Callable[[str, JSON, bool], bytes]
 
 
+_PREFIXES = {
+    t: b'{"type":"' + t.encode() + b'","object":'
+    for t in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
+}
+
+
 def plain_event(event_type: str, obj: JSON) -> bytes:
-    return b'{"type":"' + event_type.encode() + b'","object":' + orjson.dumps(obj) + b"}\n"
+    prefix = _PREFIXES.get(event_type) or b'{"type":"' + event_type.encode() + b'","object":'
+    return b"".join((prefix, orjson.dumps(obj), b"}\n"))
 
 
 class Watcher:
@@ -77,9 +83,10 @@ class Watcher:
         if self.kind.group == "events.k8s.io":
             return plain_event(event_type, object_view(self.kind, change.obj))
         if event_type == change.type:
-            if change.encoded is None:
-                change.encoded = orjson.dumps(change.obj)
-            return b'{"type":"' + event_type.encode() + b'","object":' + change.encoded + b"}\n"
+            shared = change.encoded
+            if shared is None:
+                shared = change.encoded = plain_event(event_type, change.obj)
+            return shared
         return plain_event(event_type, change.obj)
 
     def matches(self, obj: JSON) -> bool:
@@ -131,6 +138,9 @@ class WatchHub:
         if watchers:
             for watcher in list(watchers):
                 watcher.offer(change)
+            # the shared line went to every watcher's buffer; the history need not
+            # keep it (a watch resuming from the history encodes again)
+            change.encoded = None
 
     def add(self, table: str, watcher: Watcher) -> None:
         self.by_table[table].add(watcher)
@@ -220,27 +230,33 @@ async def stream(
     response = web.StreamResponse(status=200, headers={"Content-Type": content_type, **headers})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    ends = time.monotonic() + timeout
-    next_bookmark = time.monotonic() + bookmark_every if bookmark_every else None
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + timeout
+    next_bookmark = loop.time() + bookmark_every if bookmark_every else None
+    wake = watcher.wake
     try:
         while True:
             if watcher.buffer:
-                chunk = b"".join(watcher.buffer)
+                chunk = b"".join(watcher.buffer) if len(watcher.buffer) > 1 else watcher.buffer[0]
                 watcher.buffer.clear()
                 await response.write(chunk)
             if watcher.closed:
                 break
-            now = time.monotonic()
+            now = loop.time()
             if now >= ends:
                 break
             deadline = ends if next_bookmark is None else min(ends, next_bookmark)
-            watcher.wake.clear()
+            wake.clear()
             if not watcher.buffer and not watcher.closed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(watcher.wake.wait(), max(0.0, deadline - now))
-            if next_bookmark is not None and time.monotonic() >= next_bookmark:
+                # one timer handle per sleep, not wait_for's task per wake-up
+                alarm = loop.call_at(deadline, wake.set)
+                try:
+                    await wake.wait()
+                finally:
+                    alarm.cancel()
+            if next_bookmark is not None and loop.time() >= next_bookmark:
                 watcher.push(bookmark(watcher.kind, max(watcher.last_rv, current_rv())))
-                next_bookmark = time.monotonic() + (bookmark_every or 60.0)
+                next_bookmark = loop.time() + (bookmark_every or 60.0)
     except (ConnectionResetError, asyncio.CancelledError) as exc:
         log.debug("watch client went away: %s", exc)
         hub.remove(watcher.kind.table, watcher)
