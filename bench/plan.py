@@ -34,6 +34,11 @@ class Plan:
     burst_max_in_flight: int = 64
     memory_marks: tuple[int, ...] = (10_000, 100_000)
     polls: int = 2_000
+    # The job tracker: a burst of Jobs ending ``tracking_seconds`` after creation (lag,
+    # API calls), then more up to the last memory mark (RSS flat from first to last).
+    tracking_jobs: int = 10_000
+    tracking_memory_jobs: int = 100_000
+    tracking_seconds: float = 15.0
     profile_seconds: float = 8.0
     notes: list[str] = field(default_factory=list)
 
@@ -54,9 +59,13 @@ QUICK = Plan(
     burst_items=300,
     memory_marks=(400, 800),
     polls=300,
+    tracking_jobs=1_000,
+    tracking_memory_jobs=3_000,
+    tracking_seconds=5.0,
     profile_seconds=4.0,
     notes=[
         "quick run: short windows, one round, 1,000-task drains, a 300-job burst, memory "
-        "marks 400 and 800 tasks (the full run: 3,000-task drains, 10,000 and 100,000)"
+        "marks 400 and 800 tasks, 1,000 then 3,000 tracked Jobs (the full run: 3,000-task "
+        "drains, 10,000 and 100,000 tasks, 10,000 then 100,000 tracked Jobs)"
     ],
 )

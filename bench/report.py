@@ -39,6 +39,10 @@ DEFINITIONS = {
     "stages": "submit = the create_job call; queued = submitted_at -> started_at (a worker "
     "thread began the task); run = started_at -> date_done (API call + the worker's own "
     "work); notify = result stored -> status() returned succeeded to the caller",
+    "job tracker": "a worker of its own tracks Jobs the harness creates straight into "
+    "kubesim (labelled as eksops labels them), each ending a fixed time after creation; "
+    "lag = a waiter subscribed to the Job's notification channel woken with its end, "
+    "minus the moment the harness's own watch saw the Job's Complete condition",
     "accept": "one submit_many(durable=True) of N create-jobs: validated, recorded, enqueued "
     "and confirmed in the AOF (WAITAOF); raw = LPUSH of each item's own task message (as a "
     "per-message publish would write it), pipelined",
@@ -252,6 +256,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 _verdict(memory["growth"] <= 0.10, "growth <= 10%"),
             )
         )
+    out += _tracking_rows(results.get("tracking"))
     presigns = results.get("presigns")
     if presigns:
         minutes = presigns["run_seconds"] / 60
@@ -279,6 +284,54 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     return out
+
+
+def _tracking_rows(block: dict[str, Any] | None) -> list[Row]:
+    if not block:
+        return []
+    woken, written = block["lag_woken_ms"], block["lag_written_ms"]
+    marks = block["rss_mib"]
+    calls = ", ".join(f"{name} {count}" for name, count in sorted(block["api_calls"].items()))
+    return [
+        Row(
+            "Job tracker",
+            f"{block['jobs']:,} Jobs created in {block['create_seconds']:.1f}s",
+            f"ended within {block['end_window_seconds']:.1f}s; "
+            f"{block['missing']} not seen by both ends",
+        ),
+        Row(
+            "Job tracker",
+            "API calls per tracked Job",
+            f"{block['api_calls_per_job']:.4f} ({calls or 'none'})",
+            _verdict(block["api_calls_per_job"] <= 0.01, "<= 0.01"),
+        ),
+        Row(
+            "Job tracker",
+            f"API calls per tracked Job, all {block['jobs_all']:,} Jobs of the phase",
+            f"{block['api_calls_per_job_all']:.5f} ("
+            + (", ".join(f"{k} {v}" for k, v in sorted(block["api_calls_all"].items())) or "none")
+            + ")",
+        ),
+        Row(
+            "Job tracker",
+            "end visible -> waiter woken p50 / p99 / max",
+            f"{woken['p50']:.0f} / {woken['p99']:.0f} / {woken['max']:.0f} ms "
+            f"(record written p50 {written['p50']:.0f}, p99 {written['p99']:.0f} ms)",
+            _verdict(woken["p50"] <= 100 and woken["p99"] <= 1000, "p50 <= 100 ms, p99 <= 1 s"),
+        ),
+        Row(
+            "Job tracker",
+            f"tracker RSS at {' / '.join(f'{int(m):,}' for m in marks)} Jobs",
+            " / ".join(f"{value:.1f}" for value in marks.values())
+            + f" MiB ({block['rss_growth']:+.1%})",
+            _verdict(abs(block["rss_growth"]) <= 0.10, "flat, +-10%"),
+        ),
+        Row(
+            "Job tracker",
+            "Redis bytes per job record; per event",
+            f"{block['record_bytes']:,.0f}; {block['event_bytes']:,.0f}",
+        ),
+    ]
 
 
 def _cpu_text(per_task: dict[str, float]) -> str:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import accept, burst, ceiling, costs, direct, e2e, profiling
+from bench import accept, burst, ceiling, costs, direct, e2e, profiling, tracking
 from bench.loop import LoopResult
 from bench.plan import Plan
 from bench.procs import CpuMeter, CpuUse, rss_bytes
@@ -30,7 +30,7 @@ from worker.settings import QueueSettings
 
 CLUSTER = "bench"
 # Redis databases, one per scenario.
-DB_ACCEPT, DB_NOOP, DB_BURST = 1, 2, 3
+DB_ACCEPT, DB_NOOP, DB_BURST, DB_TRACKING = 1, 2, 3, 15
 DB_E2E = {8: 4, 32: 5}
 
 
@@ -157,6 +157,16 @@ class Run:
                 ),
                 "worker",
             )
+        # The tracker's worker: tracking on, and nothing else to do (no task is sent to
+        # its database); every other worker runs with tracking off.
+        specs["tracker"] = (
+            DB_TRACKING,
+            {
+                **worker_env(self.valkey.url(DB_TRACKING), env, concurrency=1),
+                "JOB_TRACKING": "true",
+            },
+            "worker",
+        )
         for name, (_db, worker_environment, app) in specs.items():
             processes = plan.worker_processes if name.startswith("e2e-") else 1
             self.workers[name] = Worker(
@@ -169,7 +179,7 @@ class Run:
         self.client = self.clusters[plan.concurrencies[0]].get()
         create_namespaces(
             self.client,
-            ["bench-accept", "bench-burst", "bench-memory"]
+            ["bench-accept", "bench-burst", "bench-memory", "bench-tracking"]
             + [f"bench-{kind}-c{c}" for c in plan.concurrencies for kind in ("direct", "e2e")],
         )
         for name, worker in self.workers.items():
@@ -450,12 +460,57 @@ class Run:
             f"lost {result.lost}, duplicates {result.duplicates}"
         )
 
+    def run_tracking(self) -> None:
+        """The job tracker: lag and API calls over a burst of Jobs ending, then memory."""
+        plan = self.plan
+        self.kubesim.admin.configure(latency_ms=0)
+        try:
+            result = tracking.run_tracking(
+                self.client,
+                self.valkey.client(DB_TRACKING),
+                self.kubesim,
+                self.workers["tracker"].pid,
+                namespace="bench-tracking",
+                lag_jobs=plan.tracking_jobs,
+                memory_jobs=plan.tracking_memory_jobs,
+                duration=plan.tracking_seconds,
+                progress=_say,
+            )
+        finally:
+            self.kubesim.admin.configure(latency_ms=plan.latency_ms)
+        self._stop_worker("tracker")
+        marks = sorted(result.rss_mib)
+        self.results["tracking"] = {
+            "jobs": result.jobs,
+            "create_seconds": result.create_seconds,
+            "end_window_seconds": result.end_window_seconds,
+            "missing": result.missing,
+            "lag_woken_ms": {
+                label: tracking.percentile(result.lag_woken_ms, q)
+                for label, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+            },
+            "lag_written_ms": {
+                label: tracking.percentile(result.lag_written_ms, q)
+                for label, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+            },
+            "api_calls": result.api_calls,
+            "api_calls_per_job": result.api_calls_per_job,
+            "api_calls_all": result.api_calls_all,
+            "api_calls_per_job_all": result.api_calls_per_job_all,
+            "jobs_all": result.jobs_all,
+            "rss_mib": {str(mark): result.rss_mib[mark] for mark in marks},
+            "rss_growth": result.rss_mib[marks[-1]] / result.rss_mib[marks[0]] - 1,
+            "record_bytes": result.record_bytes,
+            "event_bytes": result.event_bytes,
+            "memory_seconds": result.memory_seconds,
+        }
+
     def run_tokens(self) -> None:
         """Distinct IAM tokens kubesim verified over the run, per process."""
         verified = int(self.kubesim.admin.tokens().get("verified", 0))
         # Clients that mint: one per eksops worker process, plus the harness's direct
         # clients (one per concurrency). The no-op worker never talks to the cluster.
-        workers = len(self.plan.concurrencies) + self.plan.burst_workers
+        workers = len(self.plan.concurrencies) + self.plan.burst_workers + 1  # + the tracker
         processes = workers + len(self.plan.concurrencies)
         self.results["presigns"] = {
             "tokens_verified": verified,
@@ -477,6 +532,7 @@ class Run:
                 self._stop_worker(f"e2e-c{concurrency}")
         self.run_costs()
         self.run_burst()
+        self.run_tracking()
         self.run_tokens()
         self.results["wall_seconds"] = time.perf_counter() - self._t0
         return self.results

@@ -247,4 +247,6 @@ def worker_env(
         "K8S_RATE_LIMIT_BURST": str(burst),
         "K8S_MAX_IN_FLIGHT": str(max_in_flight),
         "LOG_LEVEL": "WARNING",
+        # One tracker per cluster in a fleet: the bench's own tracker worker has it.
+        "JOB_TRACKING": "false",
     }
