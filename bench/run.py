@@ -157,16 +157,6 @@ class Run:
                 ),
                 "worker",
             )
-        # The tracker's worker: tracking on, and nothing else to do (no task is sent to
-        # its database); every other worker runs with tracking off.
-        specs["tracker"] = (
-            DB_TRACKING,
-            {
-                **worker_env(self.valkey.url(DB_TRACKING), env, concurrency=1),
-                "JOB_TRACKING": "true",
-            },
-            "worker",
-        )
         for name, (_db, worker_environment, app) in specs.items():
             processes = plan.worker_processes if name.startswith("e2e-") else 1
             self.workers[name] = Worker(
@@ -461,8 +451,19 @@ class Run:
         )
 
     def run_tracking(self) -> None:
-        """The job tracker: lag and API calls over a burst of Jobs ending, then memory."""
+        """The job tracker: lag and API calls over a burst of Jobs ending, then memory.
+
+        Its worker (tracking on, no task sent to its database; every other worker runs
+        with tracking off) starts only now and stops after: it follows every eksops Job
+        of the cluster and must not share the CPU with the other phases.
+        """
         plan = self.plan
+        env = {
+            **worker_env(self.valkey.url(DB_TRACKING), self.kubesim.env, concurrency=1),
+            "JOB_TRACKING": "true",
+        }
+        self.workers["tracker"] = Worker(self.directory, "tracker", env)
+        self.workers["tracker"].wait_ready(self.valkey.url(DB_TRACKING))
         self.kubesim.admin.configure(latency_ms=0)
         try:
             result = tracking.run_tracking(
@@ -524,6 +525,9 @@ class Run:
         """Run every phase; return the results."""
         self._t0 = time.perf_counter()
         self.start()
+        # First, on a cluster with no Job yet: the tracker would otherwise start by
+        # listing every Job of the phases before (and the others run without it).
+        self.run_tracking()
         self.run_accept()
         self.run_ceiling()
         for concurrency in self.plan.concurrencies:
@@ -532,7 +536,6 @@ class Run:
                 self._stop_worker(f"e2e-c{concurrency}")
         self.run_costs()
         self.run_burst()
-        self.run_tracking()
         self.run_tokens()
         self.results["wall_seconds"] = time.perf_counter() - self._t0
         return self.results

@@ -35,7 +35,7 @@ from worker.operations.clients import ClusterClient
 from worker.timestamps import now_iso
 from worker.tracking import summaries
 from worker.tracking.lease import TrackerLease
-from worker.tracking.watching import Listed, batched, list_all, watch
+from worker.tracking.watching import Listed, batched, decode, list_all, watch_lines
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,17 @@ SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 _JOBS = "/apis/batch/v1/jobs"
 _PODS = "/api/v1/pods"
 _WRITE_BATCH = 200  # records written per pipelined round trip after a list
+
+
+def _decoded(lines: list[bytes]) -> tuple[list[dict[str, Any]], EksOpsError | None]:
+    """The events of ``lines``, up to the first that says the watch failed (and its error)."""
+    events = []
+    for line in lines:
+        try:
+            events.append(decode(line))
+        except EksOpsError as exc:
+            return events, exc
+    return events, None
 
 
 class LeaseLost(Exception):
@@ -199,17 +210,21 @@ class ClusterTracker:
                     self._fenced(f"{kind}_rv", version)
                 self._set_state(kind, "watching")
                 self._count("api_watches")
-                events = watch(
+                lines = watch_lines(
                     self.cluster,
                     path,
                     selector=SELECTOR,
                     resource_version=version,
                     timeout_seconds=self.settings.watch_timeout_seconds,
                 )
-                for batch in batched(events):
+                for batch in batched(lines):
                     if self._stop.is_set():
                         return
-                    version = self._write_events(kind, batch, prepare) or version
+                    events, error = _decoded(batch)
+                    if events:
+                        version = self._write_events(kind, events, prepare) or version
+                    if error is not None:
+                        raise error
                 failures = 0
             except Gone:
                 logger.info(

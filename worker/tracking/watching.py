@@ -70,6 +70,30 @@ def watch(
     ``BOOKMARK`` events are yielded too (their object carries only the new resource
     version). Raises :class:`Gone` for an expired resume point.
     """
+    lines = watch_lines(
+        cluster,
+        path,
+        selector=selector,
+        resource_version=resource_version,
+        timeout_seconds=timeout_seconds,
+    )
+    for line in lines:
+        yield decode(line)
+
+
+def watch_lines(
+    cluster: ClusterClient,
+    path: str,
+    *,
+    selector: str,
+    resource_version: str,
+    timeout_seconds: int,
+) -> Iterator[bytes]:
+    """:func:`watch`'s events as the lines the server sent, not decoded yet (see :func:`decode`).
+
+    A line is a few kilobytes; its decoded object ten times that, so a reader that
+    buffers events buffers lines.
+    """
     response = cluster.open(
         path,
         query={
@@ -83,17 +107,24 @@ def watch(
         read_timeout=timeout_seconds + 30,
     )
     try:
-        for line in _lines(response):
-            event = orjson.loads(line)
-            if event.get("type") == "ERROR":
-                raise _error(event.get("object") or {})
-            yield event
+        yield from _lines(response)
     except EksOpsError:
         raise
     except Exception as exc:
         raise translate(exc) from exc
     finally:
         response.response.release_conn()
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """Return the watch event a line carries; raise the eksops error an ``ERROR`` event says."""
+    try:
+        event: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise translate(exc) from exc
+    if event.get("type") == "ERROR":
+        raise _error(event.get("object") or {})
+    return event
 
 
 def _lines(response: Any) -> Iterator[bytes]:
@@ -118,7 +149,7 @@ def _error(status: dict[str, Any]) -> EksOpsError:
     return cls(message, code, reason or None, {"reason": reason or ""})
 
 
-def batched(items: Iterator[T], *, most: int = 500, buffered: int = 5_000) -> Iterator[list[T]]:
+def batched(items: Iterator[T], *, most: int = 500, buffered: int = 2_000) -> Iterator[list[T]]:
     """Yield ``items`` in lists of whatever has arrived (at most ``most`` per list).
 
     ``items`` is read in a thread of its own into a bounded buffer: while the caller
