@@ -31,6 +31,7 @@ def test_health_reports_the_seed_fields_the_broker_and_live_workers(
         "broker": "reachable",
         "workers": 2,
         "clusters": [],
+        "trackers": [],
     }
 
 
