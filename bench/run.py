@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import accept, burst, ceiling, costs, direct, e2e, profiling, tracking
-from bench.loop import LoopResult
+from bench.loop import LoopResult, percentile
 from bench.plan import Plan
 from bench.procs import CpuMeter, CpuUse, rss_bytes
 from bench.stack import Kubesim, Valkey, Worker, worker_env
@@ -487,11 +487,11 @@ class Run:
             "end_window_seconds": result.end_window_seconds,
             "missing": result.missing,
             "lag_woken_ms": {
-                label: tracking.percentile(result.lag_woken_ms, q)
+                label: percentile(result.lag_woken_ms, q)
                 for label, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
             },
             "lag_written_ms": {
-                label: tracking.percentile(result.lag_written_ms, q)
+                label: percentile(result.lag_written_ms, q)
                 for label, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
             },
             "api_calls": result.api_calls,

@@ -37,6 +37,7 @@ from typing import Any
 
 import redis
 
+from bench.loop import percentile
 from bench.procs import rss_bytes
 from bench.stack import Kubesim
 from producer import jobs
@@ -197,14 +198,6 @@ class TrackingResult:
     @property
     def api_calls_per_job_all(self) -> float:
         return sum(self.api_calls_all.values()) / max(self.jobs_all, 1)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Return the ``q`` quantile of ``values`` (nearest rank), 0 for none."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _tracker_reads(kubesim: Kubesim) -> dict[str, int]:

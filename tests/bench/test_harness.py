@@ -136,6 +136,24 @@ def _results() -> dict[str, object]:
             "succeeded": 10,
             "failed": 0,
         },
+        "tracking": {
+            "jobs": 10,
+            "create_seconds": 1.0,
+            "end_window_seconds": 1.0,
+            "missing": 0,
+            "lag_woken_ms": {"p50": 5.0, "p99": 1200.0, "max": 1300.0},
+            "lag_written_ms": {"p50": 2.0, "p99": 900.0, "max": 950.0},
+            "api_calls": {"watch jobs": 1},
+            "api_calls_per_job": 0.1,
+            "api_calls_all": {"watch jobs": 1},
+            "api_calls_per_job_all": 0.01,
+            "jobs_all": 100,
+            "rss_mib": {"10": 100.0, "100": 105.0},
+            "rss_growth": 0.05,
+            "record_bytes": 1400.0,
+            "event_bytes": 170.0,
+            "memory_seconds": 1.0,
+        },
     }
 
 
@@ -155,4 +173,8 @@ def test_report_marks_targets_and_ends_with_the_last_line() -> None:
     assert targets["eksops / direct (drain; closed loop)"].startswith("met")
     assert targets["added latency p50 / p95 / p99"].startswith("met")
     assert targets[f"submit_many of {10:,} create-jobs, durable"].startswith("met")
+    # The tracker's targets: 0.1 API calls per Job and a 1.2 s p99 miss; flat RSS meets.
+    assert targets["API calls per tracked Job"].startswith("NOT met")
+    assert targets["end visible -> waiter woken p50 / p99 / max"].startswith("NOT met")
+    assert targets["tracker RSS at 10 / 100 Jobs"].startswith("met")
     assert report.markdown(results).rstrip().endswith(f"{report.last_line(results)}\n```")
