@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from worker import operations
-from worker.contracts import QUEUE
+from worker.delivery import lanes
 from worker.manifests import validate_job_manifest
 from worker.operations import ClusterClient, Clusters
 from worker.settings import WorkerSettings
@@ -124,11 +124,7 @@ def wait_drained(
     """Wait until every request has run; return ``time.perf_counter()`` at that moment."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pipe = client.pipeline(transaction=False)
-        pipe.llen(QUEUE)
-        pipe.hlen(UNACKED)
-        queued, unacked = pipe.execute()
-        if queued == 0 and unacked == 0:
+        if lanes.waiting(client).total == 0 and client.hlen(UNACKED) == 0:
             done_at = time.perf_counter()
             if results_stored(client, request_ids) == len(request_ids):
                 return done_at

@@ -26,58 +26,78 @@ from redis.exceptions import RedisError, ResponseError
 from producer.batches import batch_items_key
 from worker.catalog import summarise
 from worker.contracts import CHUNK_MAX_ITEMS, QUEUE, Operation
+from worker.delivery import lanes
 from worker.delivery.envelope import chunk_envelope, envelope
+from worker.delivery.lanes import LUA_LANES
 from worker.errors import EnqueueInterrupted
 from worker.names import new_request_id
-from worker.records import REQUEST_KEY_PREFIX, lua, record_key
+from worker.records import REQUEST_KEY_PREFIX, fingerprint, lua, record_key
 
-# KEYS[1]: the queue list; KEYS[2]: the batch's item list; KEYS[3..]: one record per
-# request, message by message. ARGV[1]: record TTL; ARGV[2]: submitted_at; ARGV[3]:
-# batch ID ('' for none); ARGV[4]: task name of the operation; ARGV[5]: number of
-# messages; ARGV[6]: the callback URL of these requests ('' for none; a batch keeps
-# its own in its summary); then per message: its ID, how many requests it carries,
-# its bytes. A
-# request ID is its record key's suffix. Each new request is recorded with the ID of
-# the message that owns it; a message is pushed if it owns at least one request.
-# Replies per request: 1 new, 0 duplicate, -1 refused (the record key holds something
-# else). Redis does not undo a script that fails half-way, so nothing in it may fail
-# for one request and strand others.
+# KEYS[1..7]: the lanes' keys (``worker.delivery.lanes.Keys``); KEYS[8]: the batch's
+# item list; KEYS[9..]: one record per request, message by message. ARGV[1]: record
+# TTL; ARGV[2]: submitted_at; ARGV[3]: batch ID ('' for none); ARGV[4]: task name of
+# the operation; ARGV[5]: number of messages; ARGV[6]: the callback URL of these
+# requests ('' for none; a batch keeps its own in its summary); ARGV[7]: the bulk
+# group the messages go to ('' for the interactive lane); ARGV[8]: its weight; then per
+# message: its ID, how many requests it carries, its bytes, and each request's
+# fingerprint (``worker.records.fingerprint``). A request ID is its record key's
+# suffix. Each new request is recorded with the ID of the message that owns it and its
+# fingerprint; a message is pushed if it owns at least one request. Replies per
+# request: 1 new; 0 duplicate (the ID names a request with the same fingerprint, or
+# one recorded without); -1 refused (the record key holds something else); or, the ID
+# naming a request of other arguments, that request's operation (a string). Redis
+# does not undo a script that fails half-way, so nothing in it may fail for one
+# request and strand others.
 _SUBMIT_SCRIPT = lua(
-    """
+    LUA_LANES
+    + """
 local ttl = tonumber(ARGV[1])
 local batch = ARGV[3]
 local prefix = string.len('"""
     + REQUEST_KEY_PREFIX
     + """') + 1
 local accepted, messages, ids = {}, {}, {}
-local key = 3
-for m = 0, tonumber(ARGV[5]) - 1 do
-  local owner, count = ARGV[7 + m * 3], tonumber(ARGV[8 + m * 3])
+local key, at = 9, 9
+for _ = 1, tonumber(ARGV[5]) do
+  local owner, count, body = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2]
+  at = at + 3
   local owns = false
   for _ = 1, count do
+    local fp = ARGV[at]
+    at = at + 1
     local new = redis.pcall('HSETNX', KEYS[key], $submitted_at, ARGV[2])
     if type(new) == 'table' then
       accepted[#accepted + 1] = -1
     elseif new == 1 then
-      redis.call('HSET', KEYS[key], $operation, ARGV[4], $batch_id, batch, $message, owner)
+      redis.call('HSET', KEYS[key], $operation, ARGV[4], $batch_id, batch, $message, owner,
+        $fingerprint, fp)
       if ARGV[6] ~= '' then redis.call('HSET', KEYS[key], $callback, ARGV[6]) end
       redis.call('EXPIRE', KEYS[key], ttl)
       ids[#ids + 1] = string.sub(KEYS[key], prefix)
       accepted[#accepted + 1] = 1
       owns = true
     else
-      accepted[#accepted + 1] = 0
+      local earlier = redis.call('HMGET', KEYS[key], $fingerprint, $operation)
+      if earlier[1] and earlier[1] ~= fp then
+        accepted[#accepted + 1] = earlier[2] or 'another operation'
+      else
+        accepted[#accepted + 1] = 0
+      end
     end
     key = key + 1
   end
-  if owns then messages[#messages + 1] = ARGV[9 + m * 3] end
+  if owns then messages[#messages + 1] = body end
 end
 if #messages > 0 then
-  redis.call('LPUSH', KEYS[1], unpack(messages))
+  if ARGV[7] == '' then
+    add_interactive(messages, true)
+  else
+    add_bulk(ARGV[7], ARGV[8], messages)
+  end
 end
 if #ids > 0 and batch ~= '' then
-  redis.call('RPUSH', KEYS[2], unpack(ids))
-  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('RPUSH', KEYS[8], unpack(ids))
+  redis.call('EXPIRE', KEYS[8], ttl)
 end
 return accepted
 """
@@ -115,16 +135,59 @@ class Outgoing:
     summary: str = ""
 
 
-def build_message(app: Celery, item: Outgoing) -> bytes:
+@dataclass(frozen=True)
+class Lane:
+    """Where messages wait: the interactive lane, or a bulk group (a batch) and its weight."""
+
+    group: str | None = None
+    weight: int = 1
+
+    @property
+    def routing_key(self) -> str:
+        return lanes.routing_key(self.group)
+
+
+INTERACTIVE = Lane()
+
+
+@dataclass(frozen=True)
+class Reused:
+    """An item whose request ID already names a request of other arguments."""
+
+    operation: str  # that request's operation (its task name)
+
+
+#: Per item: True enqueued, False a duplicate (same ID, same arguments), or Reused.
+Accepted = bool | Reused
+
+
+def build_message(app: Celery, item: Outgoing, lane: Lane = INTERACTIVE) -> bytes:
     """Return the envelope of ``item``'s own Celery task message."""
     summary = item.summary or summarise(item.kwargs)
-    return envelope(app, item.request_id, item.task_name, item.kwargs, summary)
+    return envelope(
+        app,
+        item.request_id,
+        item.task_name,
+        item.kwargs,
+        summary,
+        routing_key=lane.routing_key,
+        priority=lane.weight if lane.group else 0,
+    )
 
 
-def build_chunk_message(app: Celery, chunk_id: str, items: Sequence[Outgoing]) -> bytes:
+def build_chunk_message(
+    app: Celery, chunk_id: str, items: Sequence[Outgoing], lane: Lane = INTERACTIVE
+) -> bytes:
     """Return the envelope of one chunk message carrying ``items`` (one operation)."""
     operation = Operation.from_task_name(items[0].task_name)
-    return chunk_envelope(app, chunk_id, operation, [(i.request_id, i.kwargs) for i in items])
+    return chunk_envelope(
+        app,
+        chunk_id,
+        operation,
+        [(i.request_id, i.kwargs) for i in items],
+        routing_key=lane.routing_key,
+        priority=lane.weight if lane.group else 0,
+    )
 
 
 class Enqueuer:
@@ -194,11 +257,17 @@ class Enqueuer:
         batch_id: str = "",
         fsync: bool = False,
         callback: str = "",
-    ) -> list[bool]:
-        """Enqueue ``items``; return, per item, whether it was new (False: duplicate ID)."""
+        lane: Lane = INTERACTIVE,
+    ) -> list[Accepted]:
+        """Enqueue ``items``; return, per item, whether it was new (see :data:`Accepted`)."""
         parts = (items[start : start + PART] for start in range(0, len(items), PART))
         return self.enqueue_parts(
-            parts, submitted_at=submitted_at, batch_id=batch_id, fsync=fsync, callback=callback
+            parts,
+            submitted_at=submitted_at,
+            batch_id=batch_id,
+            fsync=fsync,
+            callback=callback,
+            lane=lane,
         )
 
     def enqueue_parts(
@@ -209,7 +278,8 @@ class Enqueuer:
         batch_id: str = "",
         fsync: bool = False,
         callback: str = "",
-    ) -> list[bool]:
+        lane: Lane = INTERACTIVE,
+    ) -> list[Accepted]:
         """Enqueue parts as they come; return, per item in order, whether it was new.
 
         Each part is one atomic script call, written to the connection as soon as it
@@ -229,7 +299,7 @@ class Enqueuer:
                 connection.send_command("SCRIPT", "LOAD", _SUBMIT_SCRIPT)
                 for part in parts:
                     if part:
-                        keys, args = self._prepare(part, submitted_at, batch_id, callback)
+                        keys, args = self._prepare(part, submitted_at, batch_id, callback, lane)
                         connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
                         sizes.append(len(part))
                 connection.read_response()
@@ -247,17 +317,15 @@ class Enqueuer:
         finally:
             pool.release(connection)
 
-    def _replies(self, connection: Any, sizes: list[int]) -> list[bool]:
-        accepted: list[bool | None] = []
+    def _replies(self, connection: Any, sizes: list[int]) -> list[Accepted]:
+        accepted: list[Accepted | None] = []
         failure: Exception | None = None
         for size in sizes:
             if failure is not None and not isinstance(failure, ResponseError):
                 accepted += [None] * size  # connection lost: outcome unknown
                 continue
             try:
-                accepted += [
-                    None if flag < 0 else bool(flag) for flag in connection.read_response()
-                ]
+                accepted += [_accepted(flag) for flag in connection.read_response()]
             except ResponseError as exc:  # this part failed; later ones may not have
                 failure = exc
                 accepted += [None] * size
@@ -269,16 +337,25 @@ class Enqueuer:
             failure = ResponseError("a request record key holds a value of another type")
         if failure is not None:
             raise EnqueueInterrupted(accepted, failure)
-        return [bool(flag) for flag in accepted]
+        return [flag for flag in accepted if flag is not None]
 
     def _prepare(
-        self, items: Sequence[Outgoing], submitted_at: str, batch_id: str, callback: str = ""
+        self,
+        items: Sequence[Outgoing],
+        submitted_at: str,
+        batch_id: str,
+        callback: str = "",
+        lane: Lane = INTERACTIVE,
     ) -> tuple[list[str], list[Any]]:
         if len({item.task_name for item in items}) > 1:
             raise ValueError("one part carries one operation")
         per_message = requests_per_message(len(items))
         items_key = batch_items_key(batch_id) if batch_id else QUEUE
-        keys = [QUEUE, items_key, *(record_key(item.request_id) for item in items)]
+        keys = [
+            *lanes.KEYS.as_list(),
+            items_key,
+            *(record_key(item.request_id) for item in items),
+        ]
         groups = [items[start : start + per_message] for start in range(0, len(items), per_message)]
         args: list[Any] = [
             self._ttl,
@@ -287,11 +364,22 @@ class Enqueuer:
             items[0].task_name,
             len(groups),
             callback,
+            lane.group or "",
+            lane.weight,
         ]
         for group in groups:
             if len(group) == 1:
-                args += [group[0].request_id, 1, build_message(self._app, group[0])]
+                message_id, body = group[0].request_id, build_message(self._app, group[0], lane)
             else:
-                chunk_id = new_request_id()
-                args += [chunk_id, len(group), build_chunk_message(self._app, chunk_id, group)]
+                message_id = new_request_id()
+                body = build_chunk_message(self._app, message_id, group, lane)
+            args += [message_id, len(group), body]
+            args += [fingerprint(item.task_name, item.kwargs) for item in group]
         return keys, args
+
+
+def _accepted(flag: Any) -> Accepted | None:
+    """One request's reply of the submit script (None: refused, the key holds other data)."""
+    if isinstance(flag, bytes | str):
+        return Reused(flag.decode() if isinstance(flag, bytes) else flag)
+    return None if flag < 0 else bool(flag)

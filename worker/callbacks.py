@@ -49,6 +49,10 @@ OUTBOX_MAX_LENGTH = 100_000
 SIGNATURE_HEADER = "X-Eksops-Signature"
 DELIVERY_HEADER = "X-Eksops-Delivery"
 URL_MAX_LENGTH = 2048
+# How long a failed Job's callback may wait for its Pod's exit code and log tail, and
+# how often it looks.
+_SETTLE_SECONDS = 5.0
+_SETTLE_STEP_SECONDS = 0.25
 
 
 def host_allowed(host: str, allowed_hosts: tuple[str, ...]) -> bool:
@@ -230,6 +234,15 @@ class Sender:
         attempts = int(entry.get("attempts", "0")) + 1
         delivery = entry.get("delivery") or entry_id
         state_field = f"callback:{entry['kind']}"
+        if not self._settled(entry, delivery):
+            pipe = self._redis.pipeline(transaction=False)
+            later = {**entry, "delivery": delivery}
+            due = int((time.time() + _SETTLE_STEP_SECONDS) * 1000)
+            pipe.zadd(LATER_KEY, {json.dumps(later, sort_keys=True): due})
+            pipe.xack(OUTBOX_KEY, GROUP, entry_id)
+            pipe.xdel(OUTBOX_KEY, entry_id)
+            pipe.execute()
+            return
         try:
             error = self._post(entry, delivery)
         except Exception as exc:  # anything: this attempt failed
@@ -259,6 +272,23 @@ class Sender:
         pipe.xdel(OUTBOX_KEY, entry_id)
         pipe.hset(record_key(entry["request_id"]), state_field, json.dumps(state))
         pipe.execute()
+
+    def _settled(self, entry: dict[str, str], delivery: str) -> bool:
+        """Whether a failed Job's record has what its callback should say: why it failed.
+
+        The tracker follows Jobs and Pods in two watches, so a Job's end can be recorded
+        a moment before its failed Pod's exit code and log tail; the callback waits for
+        them, at most :data:`_SETTLE_SECONDS` after the end.
+        """
+        if entry["kind"] != "job" or not entry.get("job"):
+            return True
+        since_ms = int(delivery.split("-", 1)[0]) if delivery[:1].isdigit() else 0
+        if time.time() * 1000 - since_ms > _SETTLE_SECONDS * 1000:
+            return True
+        record = jobrecords.read_job(self._redis, entry["job"])
+        if record is None or record.phase != "failed" or not record.job.get("failed"):
+            return True
+        return bool(record.summary()["failed_pods"]) and record.log is not None
 
     def _post(self, entry: dict[str, str], delivery: str) -> str | None:
         """POST one transition; None when the receiver took it, else what went wrong."""

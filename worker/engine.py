@@ -16,9 +16,10 @@ is told of each request's start, retries and end (task events, metrics).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from worker.errors import EksOpsError, InvalidName, InvalidRequest, TransientErr
 from worker.executions import INFRASTRUCTURE_ERRORS, Execution, until_redis_answers
 from worker.logs import bound_request
 from worker.names import normalise_request_id
+from worker.operations.limiter import BULK_WORK
 from worker.records import next_attempt
 from worker.retries import log_failure, log_giving_up, log_retry
 from worker.runtime import Runtime
@@ -98,6 +100,16 @@ class Ended:
     ran: bool  # False: skipped (another message's, or ended before this delivery)
 
 
+@contextlib.contextmanager
+def bulk_work(bulk: bool) -> Iterator[None]:
+    """Mark this thread's cluster calls as bulk work (or not) while the block runs."""
+    token = BULK_WORK.set(bulk)
+    try:
+        yield
+    finally:
+        BULK_WORK.reset(token)
+
+
 class Engine:
     """Runs the requests of one message through start, run, retry and store."""
 
@@ -137,8 +149,23 @@ class Engine:
             requests.append(request)
         return requests
 
-    def run(self, message_id: str, operation: Operation, requests: Sequence[Request]) -> Tally:
-        """Run every request of message ``message_id``, one after the other."""
+    def run(
+        self,
+        message_id: str,
+        operation: Operation,
+        requests: Sequence[Request],
+        *,
+        bulk: bool = False,
+    ) -> Tally:
+        """Run every request of message ``message_id``, one after the other.
+
+        ``bulk``: the message came from the bulk lane; its cluster calls leave the
+        interactive share of the API budget alone.
+        """
+        with bulk_work(bulk):
+            return self._run(message_id, operation, requests)
+
+    def _run(self, message_id: str, operation: Operation, requests: Sequence[Request]) -> Tally:
         spec = spec_of(operation)
         executions = self.runtime.executions
         holder = self.runtime.leases.new_holder()
@@ -164,12 +191,19 @@ class Engine:
             tally.failed += ended.ran and ended.state != states.SUCCESS
         return tally
 
-    def run_one(self, request_id: str, operation: Operation, arguments: dict[str, Any]) -> Ended:
+    def run_one(
+        self,
+        request_id: str,
+        operation: Operation,
+        arguments: dict[str, Any],
+        *,
+        bulk: bool = False,
+    ) -> Ended:
         """Run a request that came in its own message; return how it ended."""
         spec = spec_of(operation)
         holder = self.runtime.leases.new_holder()
         run = _RequestRun(self, spec, request_id, Request(request_id, arguments), holder, None)
-        with bound_request(request_id):
+        with bound_request(request_id), bulk_work(bulk):
             return until_redis_answers(run, doing="running the request")
 
     # --- one request --------------------------------------------------------------

@@ -221,15 +221,16 @@ class EnqueueInterrupted(QueueUnavailable):
     """Raised when Redis failed during an enqueue; says which items went in.
 
     ``accepted`` has one entry per item sent: True (enqueued), False (a duplicate ID,
-    nothing enqueued) or None (not enqueued, or unknown because the connection broke:
-    resubmitting the same request IDs is safe either way).
+    nothing enqueued), None (not enqueued, or unknown because the connection broke:
+    resubmitting the same request IDs is safe either way), or the enqueue's marker of
+    an ID already used with other arguments (``producer.enqueue.Reused``).
     """
 
     default_code = "EnqueueInterrupted"
 
-    def __init__(self, accepted: list[bool | None], cause: BaseException) -> None:
+    def __init__(self, accepted: list[Any], cause: BaseException) -> None:
         self.accepted = accepted
-        self.enqueued = sum(1 for flag in accepted if flag)
+        self.enqueued = sum(1 for flag in accepted if flag is True)
         super().__init__(
             f"Redis failed during the enqueue ({self.enqueued} items enqueued): {cause}"
         )

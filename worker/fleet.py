@@ -26,7 +26,16 @@ from typing import Any, Literal
 CLUSTER_CHECKS_KEY = "eksops:cluster-checks"
 STALE_AFTER_INTERVALS = 3
 LIMITER_KEY_PREFIX = "eksops:limit:"
-_LIMITER_PARTS = ("bucket", "pause", "inflight", "line", "line-seen", "tickets")
+_LIMITER_PARTS = (
+    "bucket",
+    "pause",
+    "inflight",
+    "line",
+    "line-seen",
+    "tickets",
+    "bulk-line",
+    "bulk-line-seen",
+)
 
 
 def limiter_keys(cluster: str) -> list[str]:
@@ -53,14 +62,15 @@ class LimiterState:
 
 def read_limiter(redis: Any, cluster: str) -> LimiterState:
     """Return the limiter state of ``cluster``: tokens refilled to now, slots, waiters, pause."""
-    bucket, pause, in_flight, line, _seen, _tickets = limiter_keys(cluster)
+    bucket, pause, in_flight, line, _seen, _tickets, bulk_line, _bulk_seen = limiter_keys(cluster)
     pipe = redis.pipeline(transaction=False)
     pipe.time()
     pipe.hmget(bucket, "tokens", "ts", "rate", "burst")
     pipe.pttl(pause)
     pipe.zrange(in_flight, 0, -1, withscores=True)
     pipe.zcard(line)
-    (seconds, micros), (tokens, stamp, rate, burst), paused_ms, held, waiting = pipe.execute()
+    pipe.zcard(bulk_line)
+    (seconds, micros), (tokens, stamp, rate, burst), paused_ms, held, waiting, bulk = pipe.execute()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     current = None
     if tokens is not None and rate is not None and burst is not None:
@@ -72,7 +82,7 @@ def read_limiter(redis: Any, cluster: str) -> LimiterState:
         rate_per_second=float(rate) if rate is not None else None,
         burst=float(burst) if burst is not None else None,
         in_flight=sum(1 for _, lease in held if lease > now_ms),
-        waiting=int(waiting),
+        waiting=int(waiting) + int(bulk),
         paused_for_seconds=max(0, int(paused_ms)) / 1000,
     )
 

@@ -26,11 +26,14 @@ request right now (see ``worker.leases``). Pure redis-py; shared by producers an
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+import orjson
 
 from worker.events import EVENTS_MAX_LENGTH, STREAM_KEY
 from worker.timestamps import now_iso
@@ -54,6 +57,19 @@ class Field(enum.StrEnum):
     # How the callbacks of the request's end and of its Job's end went (JSON each).
     CALLBACK_REQUEST = "callback:request"
     CALLBACK_JOB = "callback:job"
+    # The request's operation and arguments, hashed (see :func:`fingerprint`): the same
+    # request ID with other arguments is a conflict, not a duplicate.
+    FINGERPRINT = "fingerprint"
+
+
+def fingerprint(task_name: str, kwargs: Mapping[str, Any]) -> str:
+    """Return the hash of an operation and its validated arguments, in canonical form.
+
+    Canonical: the arguments as the worker receives them (validated, defaults filled),
+    JSON with sorted keys, so the same request spelled differently has one fingerprint.
+    """
+    canonical = orjson.dumps([task_name, kwargs], option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 
 def lua(script: str) -> str:

@@ -85,6 +85,7 @@ def limiter_factory(settings: WorkerSettings, client: Any) -> Callable[[ClusterT
         max_in_flight=settings.k8s_max_in_flight,
         # Renewed while its call runs: the lease is how long a dead worker's slots stay taken.
         lease_seconds=15.0,
+        interactive_share=settings.k8s_interactive_share,
     )
     if not limits.enabled:
         return lambda _target: Unlimited()

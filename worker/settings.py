@@ -46,6 +46,9 @@ class QueueSettings(_Settings):
     redis_sentinel_password: SecretStr | None = None
     worker_concurrency: int = Field(default=8, ge=1, le=512)
     worker_prefetch_multiplier: int = Field(default=1, ge=1, le=64)
+    # The share of each worker's threads that bulk messages may never take, so single
+    # requests find a thread free during a burst (at least one thread takes bulk work).
+    worker_interactive_share: float = Field(default=0.25, ge=0.0, lt=1.0)
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
     # Must exceed the longest task plus the longest retry countdown, or Redis redelivers
     # a message that is still being worked on.
@@ -161,6 +164,9 @@ class WorkerSettings(SharedSettings):
     k8s_rate_limit_qps: float = Field(default=50.0, ge=0)
     k8s_rate_limit_burst: int = Field(default=100, ge=1)
     k8s_max_in_flight: int = Field(default=32, ge=0)
+    # The share of the cluster's API budget (tokens and in-flight slots) that bulk work
+    # never takes: single requests are served from it during a burst.
+    k8s_interactive_share: float = Field(default=0.25, ge=0.0, lt=1.0)
     # How long a killed worker's claim on a request outlives it (renewed while alive).
     lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     retry_max_attempts: int = Field(default=5, ge=1, le=50)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from worker.catalog import CATALOG, Spec
 from worker.celery_app import app, engine
 from worker.contracts import CHUNK_TASK, Chunk
+from worker.delivery import lanes
 from worker.errors import EksOpsError, InvalidRequest, PermanentError
 from worker.validation import explain
 
@@ -37,9 +38,17 @@ class RequestTask(celery.Task):  # type: ignore[type-arg]
     throws = (EksOpsError,)
 
 
+def _from_bulk(task: Any) -> bool:
+    """Whether the message being run came from the bulk lane (its routing key says so)."""
+    info = task.request.delivery_info or {}
+    return lanes.group_of(str(info.get("routing_key") or "")) is not None
+
+
 def _operation_task(spec: Spec) -> Any:
     def run(self: RequestTask, /, **arguments: Any) -> Any:
-        ended = engine().run_one(str(self.request.id), spec.operation, arguments)
+        ended = engine().run_one(
+            str(self.request.id), spec.operation, arguments, bulk=_from_bulk(self)
+        )
         if ended.state == states.IGNORED:
             raise Ignore  # another message owns the request: its outcome is not ours
         if ended.state != states.SUCCESS:
@@ -65,4 +74,5 @@ def chunk(self: Any, /, **arguments: Any) -> dict[str, Any]:
     current = engine()
     message_id = str(self.request.id)
     requests = current.requests(message_id, carried.items)
-    return current.run(message_id, carried.operation, requests).as_result()
+    tally = current.run(message_id, carried.operation, requests, bulk=_from_bulk(self))
+    return tally.as_result()

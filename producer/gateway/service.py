@@ -21,9 +21,8 @@ from producer.gateway.settings import GatewaySettings
 from producer.gateway.streams import EventStreams
 from producer.gateway.waiting import Waiter, WaitFor
 from producer.queue import make_app, make_redis
-from worker.contracts import TASK_PREFIX, Operation, RequestStatus
+from worker.contracts import Operation, RequestStatus
 from worker.delivery.connections import async_redis_client
-from worker.errors import RequestIdReused
 from worker.settings import QueueSettings
 
 
@@ -82,7 +81,7 @@ class Gateway:
         request_id: str,
         callback_url: str | None = None,
     ) -> Submission:
-        """Validate and enqueue; a repeated request ID must name the same operation."""
+        """Validate and enqueue (a request ID reused for another request: RequestIdReused)."""
         submit = partial(
             self.eksops.submit,
             operation,
@@ -90,17 +89,7 @@ class Gateway:
             request_id=request_id,
             callback_url=callback_url,
         )
-        submission = await anyio.to_thread.run_sync(submit)
-        if submission.duplicate:
-            earlier = (await self.status(request_id)).operation
-            earlier = earlier.removeprefix(TASK_PREFIX) if earlier else None
-            if earlier and earlier != operation.value:
-                raise RequestIdReused(
-                    f"Request ID {request_id} was already used for {earlier}; "
-                    "use a new X-Request-ID for a different operation",
-                    details={"request_id": request_id, "operation": earlier},
-                )
-        return submission
+        return await anyio.to_thread.run_sync(submit)
 
     async def status(self, request_id: str) -> RequestStatus:
         """Return where ``request_id`` is now (``unknown`` if never submitted)."""

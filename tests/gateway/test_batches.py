@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from producer.batches import BatchInterrupted, BatchItem, BatchSubmission
 from tests.gateway.conftest import JOB_CREATED, JOB_MANIFEST, Worker, new_id
-from worker.contracts import QUEUE
+from worker.delivery import lanes
 from worker.errors import Conflict
 
 
@@ -37,7 +37,7 @@ def test_a_bulk_submit_enqueues_each_good_item_and_reports_bad_ones_by_index(
     assert "restartPolicy" in body["items"][1]["error"]
     assert "Bad_NS" in body["items"][2]["error"]
     assert body["items"][0]["status_url"] == f"/api/tasks/{body['items'][0]['request_id']}"
-    assert redis.llen(QUEUE) == 2
+    assert lanes.waiting(redis).total == 2
 
 
 def test_a_batch_is_polled_for_counts_and_failed_items(client: TestClient, worker: Worker) -> None:
@@ -80,7 +80,7 @@ def test_items_with_their_own_request_ids_are_not_enqueued_twice(
     again = client.post("/api/eks-create-jobs", json={"jobs": jobs, "batch_id": first["batch_id"]})
     assert again.status_code == 202
     assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 3)
-    assert redis.llen(QUEUE) == 3
+    assert lanes.waiting(redis).total == 3
 
 
 def test_a_batch_with_no_valid_item_is_a_422_and_writes_nothing(
@@ -90,7 +90,7 @@ def test_a_batch_with_no_valid_item_is_a_422_and_writes_nothing(
     assert answer.status_code == 422
     assert answer.json()["detail"] == "No job in the batch was valid"
     assert answer.json()["items"][0]["error"]
-    assert redis.llen(QUEUE) == 0
+    assert lanes.waiting(redis).total == 0
 
 
 def test_malformed_bulk_bodies_are_refused_naming_the_problem(
@@ -177,4 +177,4 @@ def test_a_large_bulk_body_is_parsed_and_answered_off_the_event_loop(
     )
     assert answer.status_code == 202
     assert answer.json()["accepted"] == 600
-    assert redis.llen(QUEUE) > 0
+    assert lanes.waiting(redis).total > 0

@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.gateway.conftest import JOB_MANIFEST, new_id
-from worker.contracts import QUEUE, RequestState
+from worker.contracts import RequestState
+from worker.delivery import lanes
 
 SEED_CALLS: list[tuple[str, str, dict[str, Any]]] = [
     (
@@ -42,7 +43,7 @@ def test_every_seed_endpoint_answers_202_with_a_status_url_and_enqueues_once(
     assert body["status_url"] == f"/api/tasks/{body['request_id']}"
     assert response.headers["Location"] == body["status_url"]
     assert response.headers["X-Request-ID"] == body["request_id"]
-    assert redis.llen(QUEUE) == 1
+    assert lanes.waiting(redis).total == 1
 
     polled = client.get(body["status_url"]).json()
     assert polled["state"] == RequestState.QUEUED
@@ -76,7 +77,7 @@ def test_the_same_request_id_twice_enqueues_one_task(
     ]
     assert [answer.status_code for answer in answers] == [202, 202]
     assert answers[0].json() == answers[1].json()
-    assert redis.llen(QUEUE) == 1
+    assert lanes.waiting(redis).total == 1
 
 
 def test_a_request_id_reused_for_another_operation_is_a_conflict(
@@ -95,10 +96,26 @@ def test_a_request_id_reused_for_another_operation_is_a_conflict(
     )
     assert response.status_code == 409
     assert response.json()["detail"] == (
-        f"Request ID {rid} was already used for create_namespace; "
-        "use a new X-Request-ID for a different operation"
+        f"Request ID {rid} was already used for create_namespace with other arguments; "
+        "use a new request ID for a different request"
     )
-    assert redis.llen(QUEUE) == 1
+    assert response.json()["error"]["code"] == "RequestIdReused"
+    assert lanes.waiting(redis).total == 1
+
+
+def test_a_request_id_reused_with_other_arguments_is_a_conflict_and_the_same_is_a_duplicate(
+    client: TestClient, redis: fakeredis.FakeRedis
+) -> None:
+    rid = new_id()
+    headers = {"X-Request-ID": rid}
+    first = client.post("/api/eks-create-namespace", json={"namespace_name": "a"}, headers=headers)
+    again = client.post("/api/eks-create-namespace", json={"namespace_name": "a"}, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json()["request_id"] == rid
+    other = client.post("/api/eks-create-namespace", json={"namespace_name": "b"}, headers=headers)
+    assert other.status_code == 409
+    assert "already used for create_namespace with other arguments" in other.json()["detail"]
+    assert lanes.waiting(redis).total == 1
 
 
 def test_a_request_id_that_is_not_a_uuid_is_refused_and_nothing_is_written(

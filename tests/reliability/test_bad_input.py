@@ -18,6 +18,7 @@ from tests.reliability.conftest import Stack, final, manifest
 from tests.support.processes import run_cli
 from tests.support.waiting import wait_until
 from worker.contracts import QUEUE, Operation, RequestState
+from worker.delivery import lanes
 from worker.errors import InvalidRequest
 
 pytestmark = pytest.mark.integration
@@ -161,12 +162,12 @@ def test_poison_messages_are_dropped_and_logged_once_and_the_worker_keeps_servin
 
     after = final(eksops, eksops.create_namespace(namespace).request_id)
     assert after.state is RequestState.SUCCEEDED
-    wait_until(lambda: redis.llen(QUEUE) == 0 and redis.hlen("unacked") == 0, timeout=30)
+    wait_until(lambda: lanes.waiting(redis).total == 0 and redis.hlen("unacked") == 0, timeout=30)
     time.sleep(2)  # long enough for any redelivery loop to show up
     log = worker.log()
     assert worker.alive
     assert not marker.exists()
-    assert redis.llen(QUEUE) == 0
+    assert lanes.waiting(redis).total == 0
     assert redis.hlen("unacked") == 0
     records = [line for line in log.splitlines() if " | DEBUG    | " not in line]
     for logged in (

@@ -19,6 +19,7 @@ from tests.reliability.conftest import (
 )
 from tests.support.waiting import wait_until
 from worker.contracts import QUEUE, Operation, RequestState
+from worker.delivery import lanes
 from worker.operations import ClusterClient
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def test_a_worker_killed_mid_chunk_loses_and_doubles_nothing(
     eksops = stack.client()
     stack.sim.admin.add_fault("latency", ms=150, verb="create", resource="jobs")
     batch = eksops.submit_many(Operation.CREATE_JOB, items(namespace, 120))
-    assert stack.broker.client().llen(QUEUE) == 30  # four requests per message
+    assert lanes.waiting(stack.broker.client()).total == 30  # four requests per message
     first = stack.worker(**env)
     wait_until(lambda: (s := eksops.batch(batch.batch_id)) and s.counts["succeeded"] >= 15)
     first.kill()

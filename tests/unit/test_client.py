@@ -13,7 +13,8 @@ from producer import EksOps
 from producer.batches import batch_ended_key, batch_key
 from producer.settings import ProducerSettings
 from worker import errors
-from worker.contracts import QUEUE, Operation, RequestState
+from worker.contracts import Operation, RequestState
+from worker.delivery import lanes
 from worker.delivery.config import celery_settings
 from worker.errors import InvalidRequest
 from worker.records import record_key
@@ -49,7 +50,7 @@ def test_a_valid_request_is_enqueued_with_a_new_uuid(
     assert uuid.UUID(submission.request_id)
     assert submission.operation is Operation.CREATE_JOB
     assert not submission.duplicate
-    assert redis.llen(QUEUE) == 1
+    assert lanes.waiting(redis).total == 1
     assert client.status(submission.request_id).state is RequestState.QUEUED
 
 
@@ -84,7 +85,7 @@ def test_a_caller_supplied_request_id_is_submitted_once(
     second = client.create_namespace("team-a", request_id=rid.upper())
     assert first.request_id == second.request_id == rid
     assert (first.duplicate, second.duplicate) == (False, True)
-    assert redis.llen(QUEUE) == 1
+    assert lanes.waiting(redis).total == 1
 
 
 def test_an_unknown_request_id_reads_as_unknown(client: EksOps) -> None:
@@ -132,7 +133,7 @@ def test_a_bulk_submit_enqueues_good_items_and_reports_bad_ones(
     assert 'job_manifest.spec: "template" is a required property' in batch.items[1].error
     assert batch.items[2].error is not None
     assert "Team_B" in batch.items[2].error
-    assert redis.llen(QUEUE) == 2
+    assert lanes.waiting(redis).total == 2
     status = client.batch(batch.batch_id)
     assert status is not None
     assert (status.total, status.rejected, status.counts["queued"], status.done) == (2, 3, 2, False)
@@ -155,7 +156,7 @@ def test_items_may_carry_their_own_request_ids_and_resubmitting_a_batch_is_harml
     again = client.submit_many(Operation.CREATE_NAMESPACE, items, batch_id=first.batch_id)
     assert [item.request_id for item in first.items] == rids
     assert (again.accepted, again.duplicates) == (0, 3)
-    assert redis.llen(QUEUE) == 3
+    assert lanes.waiting(redis).total == 3
     status = client.batch(first.batch_id)
     assert status is not None
     assert status.total == 3

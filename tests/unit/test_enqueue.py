@@ -14,6 +14,7 @@ from celery import Celery
 from producer.enqueue import Enqueuer, Outgoing, build_message
 from worker.catalog import summarise as describe
 from worker.contracts import QUEUE
+from worker.delivery import lanes
 from worker.delivery.config import celery_settings
 from worker.errors import EnqueueInterrupted
 from worker.records import read_record
@@ -95,7 +96,7 @@ def test_a_request_id_is_enqueued_once_however_often_it_is_submitted(
     item = Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": "a"})
     assert enqueuer.enqueue([item], submitted_at="t0") == [True]
     assert enqueuer.enqueue([item], submitted_at="t1") == [False]
-    assert redis.llen(QUEUE) == 1
+    assert lanes.waiting(redis).total == 1
     record = read_record(redis, item.request_id)
     assert record is not None
     assert record.submitted_at == "t0"
@@ -116,7 +117,7 @@ def test_a_bulk_enqueue_spans_chunks_and_reports_duplicates_per_item(
     in_sevens = [items[i : i + 7] for i in range(0, 25, 7)]
     accepted = enqueuer.enqueue_parts(in_sevens, submitted_at="t1", batch_id="batch-1")
     assert accepted == [False] * 10 + [True] * 15
-    assert redis.llen(QUEUE) == 25
+    assert lanes.waiting(redis).total == 25
     last = read_record(redis, items[-1].request_id)
     assert last is not None
     assert last.batch_id == "batch-1"
@@ -163,4 +164,4 @@ def test_an_item_whose_record_key_is_taken_fails_alone(
     with pytest.raises(EnqueueInterrupted) as caught:
         enqueuer.enqueue(items, submitted_at="t0")
     assert caught.value.accepted == [True, None, True]
-    assert redis.llen(QUEUE) == 2
+    assert lanes.waiting(redis).total == 2

@@ -72,6 +72,7 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
             # messages atomically from the queue only when it waits on a single list
             # (see worker/transport.py); kombu's default spreads a queue over four.
             "priority_steps": [0],
+            "interactive_share": queue.worker_interactive_share,
             "socket_keepalive": True,
             "health_check_interval": 10,
             # redis-py 6 and later retry a timed-out command by default.

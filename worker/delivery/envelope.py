@@ -64,13 +64,22 @@ def is_envelope(message: object) -> bool:
 
 
 def envelope(
-    app: Any, message_id: str, task_name: str, kwargs: Mapping[str, Any], summary: str
+    app: Any,
+    message_id: str,
+    task_name: str,
+    kwargs: Mapping[str, Any],
+    summary: str,
+    *,
+    routing_key: str = QUEUE,
+    priority: int = 0,
 ) -> bytes:
     """Return the envelope of one task message ``message_id`` running ``task_name``.
 
     ``summary`` is what Flower and Celery's log lines show for the arguments: a short
     ``key=value`` line, never the whole manifest (Celery's own repr of a manifest costs
-    most of a submit).
+    most of a submit). ``routing_key`` names the message's lane (``eksops``, or
+    ``eksops.bulk.<group>``: see ``worker.delivery.lanes``), where it goes back to if it
+    is ever restored; ``priority`` is a bulk group's weight.
     """
     task = app.amqp.as_task_v2(
         message_id,
@@ -94,8 +103,8 @@ def envelope(
             "properties": {
                 **task.properties,
                 "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": QUEUE},
-                "priority": 0,
+                "delivery_info": {"exchange": "", "routing_key": routing_key},
+                "priority": priority,
                 "body_encoding": "base64",
                 # Unique per message: a message ID is enqueued once (retries are new
                 # messages that kombu tags itself).
@@ -116,9 +125,21 @@ def chunk_body(
 
 
 def chunk_envelope(
-    app: Any, chunk_id: str, operation: Operation, items: Sequence[tuple[str, Mapping[str, Any]]]
+    app: Any,
+    chunk_id: str,
+    operation: Operation,
+    items: Sequence[tuple[str, Mapping[str, Any]]],
+    *,
+    routing_key: str = QUEUE,
+    priority: int = 0,
 ) -> bytes:
     """Return the envelope of one chunk message carrying ``items`` of one operation."""
     return envelope(
-        app, chunk_id, CHUNK_TASK, chunk_body(operation, items), f"{operation.value} x{len(items)}"
+        app,
+        chunk_id,
+        CHUNK_TASK,
+        chunk_body(operation, items),
+        f"{operation.value} x{len(items)}",
+        routing_key=routing_key,
+        priority=priority,
     )

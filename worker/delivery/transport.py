@@ -1,12 +1,15 @@
 """kombu's Redis transport, hardened: no window to lose a message, no crash on stray items.
 
-Workers take task messages through an inbox (see :mod:`worker.delivery.inbox`): moved
-from the queue and claimed, never popped and then recorded. That needs one Redis key to
-wait on: a channel consuming a single queue without priority levels (eksops's workers;
-see ``priority_steps`` in ``worker.delivery.config``). Celery's own control reply
-queues (``*.reply.celery.pidbox``) carry no work and keep kombu's ``BRPOP``; any other
-channel that cannot use an inbox falls back to it too, with its pop-then-record window,
-and says so once.
+Workers take task messages from the lanes (see :mod:`worker.delivery.lanes`): a
+channel consuming the task queue alone, without priority levels (eksops's workers; see
+``priority_steps`` in ``worker.delivery.config``), waits on the lanes' bells and takes
+its next message with one script that pops it from its lane and records it as
+unacknowledged in the same step, never popped and then recorded. Its bulk messages are
+counted, so that it takes no more bulk work than its share of threads
+(``interactive_share`` in the transport options). A message that comes back goes back
+to its own lane. Celery's own control reply queues (``*.reply.celery.pidbox``) carry
+no work and keep kombu's ``BRPOP``; any other channel falls back to it too, with its
+pop-then-record window, and says so once.
 
 kombu pops an item from the queue list and parses it as a message envelope; an item
 that is not JSON, or not shaped like an envelope, raises out of the worker's event
@@ -22,6 +25,7 @@ Used by workers (``broker_transport`` in celeryconfig); the URL's ``redis://`` o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -29,12 +33,15 @@ from typing import Any
 
 from kombu.transport import redis, virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
+from worker.contracts import QUEUE
+from worker.delivery import lanes
 from worker.delivery.envelope import is_envelope
-from worker.delivery.inbox import Claimed, Inbox, abandonment_delay, sweep
+from worker.delivery.inbox import abandonment_delay, sweep
+from worker.delivery.lanes import Taken, take
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +80,14 @@ def is_control_queue(name: str) -> bool:
 class QoS(redis.QoS):
     """kombu's QoS, which loses no message to a broker outage and never stops the worker.
 
-    A message claimed from an inbox is recorded already: it is only tracked in memory.
-    A message popped from the queue (kombu's BRPOP, on channels that cannot use an
-    inbox) is then recorded as unacknowledged in a second write; if the broker goes away
-    in between, kombu dropped the message (popped, recorded nowhere). Here it is run
-    anyway, tracked in memory only: only a crash of this worker before it ends could
-    still lose it. Every periodic restore also sweeps the inboxes.
+    A message taken from a lane is recorded already: it is only tracked in memory (and,
+    for a bulk message, counted against this worker's bulk share until it is acked or
+    rejected). A message popped from a queue (kombu's BRPOP, on channels that cannot
+    take from the lanes) is then recorded as unacknowledged in a second write; if the
+    broker goes away in between, kombu dropped the message (popped, recorded nowhere).
+    Here it is run anyway, tracked in memory only: only a crash of this worker before it
+    ends could still lose it. Every periodic restore also sweeps inboxes that workers of
+    earlier versions left.
 
     And when the broker goes away while a worker polls it, Celery collects the connection
     (its transport loses its settings) and then closes it. If the channel had not been
@@ -104,11 +113,25 @@ class QoS(redis.QoS):
             )
             virtual.QoS.append(self, message, delivery_tag)
 
+    def ack(self, delivery_tag: str) -> None:
+        self._transport.bulk.discard(delivery_tag)
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self._transport.bulk.discard(delivery_tag)
+        super().reject(delivery_tag, requeue)
+
     @property
     def _channel(self) -> Channel:
         channel = self.channel
         assert isinstance(channel, Channel)
         return channel
+
+    @property
+    def _transport(self) -> Transport:
+        transport = self.channel.connection
+        assert isinstance(transport, Transport)
+        return transport
 
     def restore_unacked(self, client: Any = None) -> None:
         transport = self.channel.connection
@@ -121,6 +144,7 @@ class QoS(redis.QoS):
             )
             delivered.clear()
             return
+        self._transport.bulk.clear()
         super().restore_unacked(client)
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
@@ -138,12 +162,15 @@ class Channel(redis.Channel):
     """
 
     QoS = QoS
+    from_transport_options = (*redis.Channel.from_transport_options, "interactive_share")
+    #: The share of this worker's threads (prefetched messages) kept for interactive work.
+    interactive_share = 0.0
     _sync_client: Any = None
-    _inbox: Inbox | None = None
-    _moving = False  # the command in flight is the inbox's BLMOVE, not kombu's BRPOP
+    _taking = False  # the command in flight waits on the lanes' bells, not kombu's BRPOP
+    _taking_bulk = False  # ...and this take may be a bulk message
     _popping = False  # warned that this channel uses kombu's BRPOP
 
-    _inbox_off_until = 0.0  # Redis refused the inbox (out of memory): BRPOP until then
+    _inbox_off_until = 0.0  # Redis refused a take (out of memory): kombu's BRPOP until then
 
     @property
     def claimed(self) -> set[str]:
@@ -171,84 +198,84 @@ class Channel(redis.Channel):
             cached = self._sync_client = super()._create_client(asynchronous=False)  # type: ignore[misc]
         return cached
 
-    def _single_key(self) -> str | None:
-        """The one task-queue list this channel waits on, or None (several, or not tasks)."""
+    def _takes_lanes(self) -> bool:
+        """Whether this channel consumes the task queue alone, taking from its lanes."""
         queues = list(self.active_queues)
-        if self.global_keyprefix or len(queues) != 1 or time.monotonic() < self._inbox_off_until:
-            return None
-        if is_control_queue(queues[0]):
-            return None
-        keys = {kombu(self)._q_for_pri(queues[0], step) for step in self.priority_steps}
-        return keys.pop() if len(keys) == 1 else None
+        if self.global_keyprefix or queues != [QUEUE] or time.monotonic() < self._inbox_off_until:
+            return False
+        keys = {kombu(self)._q_for_pri(QUEUE, step) for step in self.priority_steps}
+        return keys == {QUEUE}
+
+    @property
+    def _transport(self) -> Transport:
+        transport = self.connection
+        assert isinstance(transport, Transport)
+        return transport
+
+    def _bulk_allowed(self) -> bool:
+        """Whether this worker may take a bulk message: its bulk share of threads is free."""
+        prefetch = int(getattr(self.qos, "prefetch_count", 0) or 0)
+        if prefetch <= 0:
+            return True
+        held = len(self._transport.bulk)
+        return held < max(1, int(prefetch * (1 - self.interactive_share)))
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        key = self._single_key()
-        if key is None:
+        if not self._takes_lanes():
             tasks = [queue for queue in self.active_queues if not is_control_queue(queue)]
             if tasks and not self._popping:
                 self._popping = True
                 logger.warning(
-                    "Consuming %s without an inbox (several Redis lists, a global key "
-                    "prefix, or Redis refused the inbox): messages are popped and then "
-                    "recorded (kombu's BRPOP)",
+                    "Consuming %s without the lanes (several queues, a global key prefix, or "
+                    "Redis refused a write): messages are popped and then recorded (kombu's "
+                    "BRPOP)",
                     sorted(self.active_queues),
                 )
-            self._moving = False
+            self._taking = False
             super()._brpop_start(timeout)  # type: ignore[misc]
             return
-        if self._inbox is None or self._inbox.queue != key:
-            self._inbox = Inbox(
-                key,
-                source=next(iter(self.active_queues)),
-                abandoned_after=abandonment_delay(kombu(self).visibility_timeout),
-            )
-        if self._inbox.heartbeat_due():  # registered before anything can be moved in
-            try:
-                self._inbox.heartbeat(self._create_client())
-            except ResponseError as exc:
-                self._refused(exc)
-                super()._brpop_start(timeout)  # type: ignore[misc]
-                return
-        self._moving = True
+        self._taking_bulk = self._bulk_allowed()
+        bells = [lanes.INTERACTIVE_BELL] + ([lanes.BULK_BELL] if self._taking_bulk else [])
+        self._taking = True
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
         wait = self.brpop_timeout if timeout is None else timeout
-        self.client.connection.send_command(*self._inbox.move_command(wait or 0))
+        self.client.connection.send_command("BRPOP", *bells, wait or 0)
 
     def _brpop_read(self, **options: Any) -> Any:
-        if not self._moving:
+        if not self._taking:
             try:
                 return super()._brpop_read(**options)  # type: ignore[misc]
             except _UNREADABLE as exc:
                 _dropped(f"not JSON: {exc!r}")
                 return True
-        inbox = self._inbox
-        assert inbox is not None
         try:
             try:
-                moved = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+                # A token, or nothing after the poll interval: take from the lanes either
+                # way (a token is only a wake-up; a message may wait without one).
+                self.client.parse_response(self.client.connection, "BRPOP", **options)
             except kombu(self).connection_errors:
                 self.client.connection.disconnect()  # reconnects on the next poll
                 raise
-            except ResponseError as exc:  # BLMOVE writes, so Redis out of memory refuses it
+            try:
+                taken = take(
+                    self._create_client(),
+                    bulk=self._taking_bulk,
+                    unacked_index=self.unacked_index_key,
+                    unacked=self.unacked_key,
+                )
+            except ResponseError as exc:  # the take writes: Redis out of memory refuses it
                 self._refused(exc)
                 raise virtual.Empty() from exc
-            if moved is None:
+            if taken is None:
                 raise virtual.Empty()
-            claimed = inbox.claim(
-                self._create_client(),
-                unacked_index=self.unacked_index_key,
-                unacked=self.unacked_key,
-            )
-            if claimed is None:  # a sweep returned it to the queue meanwhile
-                raise virtual.Empty()
-            self._take(claimed, inbox.source)
+            self._take(taken, QUEUE)
             return True
         finally:
             self._in_poll = None
             kombu(self)._flush_brpop_reauth()
 
-    def _take(self, claimed: Claimed, queue: str) -> None:
+    def _take(self, claimed: Taken, queue: str) -> None:
         """Deliver a claimed item, or drop it if it is not a message."""
         try:
             message = loads(bytes_to_str(claimed.item))
@@ -264,6 +291,8 @@ class Channel(redis.Channel):
             self.connection._deliver(message, queue)
             return
         self.claimed.add(claimed.tag)
+        if claimed.group is not None:
+            self._transport.bulk.add(claimed.tag)
         try:
             self.connection._deliver(message, queue)
         except Exception as exc:
@@ -281,23 +310,24 @@ class Channel(redis.Channel):
             self._forget(claimed.tag)
 
     def _refused(self, exc: ResponseError) -> None:
-        """Use kombu's BRPOP for a while: Redis refuses the inbox's writes (out of memory)."""
+        """Use kombu's BRPOP for a while: Redis refuses the take's writes (out of memory)."""
         self._inbox_off_until = time.monotonic() + _INBOX_OFF_SECONDS
-        self._moving = False
+        self._taking = False
         logger.warning(
-            "Redis refused the inbox (%s); popping messages for %.0fs", exc, _INBOX_OFF_SECONDS
+            "Redis refused a take (%s); popping messages for %.0fs", exc, _INBOX_OFF_SECONDS
         )
 
     def _forget(self, tag: str | None) -> None:
         if tag is not None:
             self.claimed.discard(tag)
+            self._transport.bulk.discard(tag)
             kombu(self.qos)._remove_from_indices(tag).execute()
 
     def sweep_inboxes(self) -> None:
-        """Return this channel's inbox, and any a dead consumer left, to their queues."""
+        """Return what earlier workers left in their inboxes to the lanes."""
         client = self._create_client()
         silence = abandonment_delay(kombu(self).visibility_timeout)
-        sweep(client, self._inbox, self._return_item, abandoned_after=silence)
+        sweep(client, self._return_item, abandoned_after=silence)
 
     def _return_item(self, item: bytes, pipe: Any) -> None:
         try:
@@ -307,7 +337,25 @@ class Channel(redis.Channel):
         except (*_UNREADABLE, ValueError, TypeError, KeyError) as exc:
             _dropped(f"not a message envelope ({exc!r}): {_shows(item)}")
             return
-        kombu(self)._do_restore_message(message, exchange, routing_key, pipe)
+        self._do_restore_message(message, exchange, routing_key, pipe)
+
+    def _do_restore_message(
+        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        """Put a message that came back into its own lane (kombu's restore, lane-aware).
+
+        kombu calls this for every message it restores: unacknowledged past the
+        visibility timeout, or prefetched by a worker that shuts down. A task message of
+        eksops names its lane in its routing key; others go where kombu puts them.
+        """
+        if routing_key != QUEUE and lanes.group_of(routing_key) is None:
+            super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)  # type: ignore[misc]
+            return
+        with contextlib.suppress(KeyError, TypeError):
+            payload["headers"]["redelivered"] = True
+            payload["properties"]["delivery_info"]["redelivered"] = True
+        weight = (payload.get("properties") or {}).get("priority") or 1
+        lanes.requeue(pipe, dumps(payload), routing_key, int(weight))
 
 
 class Transport(redis.Transport):
@@ -318,6 +366,8 @@ class Transport(redis.Transport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claimed: set[str] = set()
+        # Delivery tags of the bulk messages this worker holds (until acked or rejected).
+        self.bulk: set[str] = set()
 
     def _deliver(self, message: Any, queue: str | None) -> Any:
         if not is_envelope(message):

@@ -18,6 +18,7 @@ its guard is unavailable.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import random
 import threading
@@ -33,6 +34,10 @@ from worker.fleet import limiter_keys
 
 logger = logging.getLogger(__name__)
 
+#: Whether the calls of this thread are bulk work (set by the engine for a request of
+#: the bulk lane): bulk work never takes the interactive reserve of the budget.
+BULK_WORK: contextvars.ContextVar[bool] = contextvars.ContextVar("eksops_bulk_work", default=False)
+
 # After Redis failed, calls pass unthrottled for this long before asking it again.
 _BYPASS_SECONDS = 5.0
 
@@ -45,15 +50,19 @@ _LINE_MAX_SECONDS = 0.05
 _ASK_AGAIN_MAX_SECONDS = 1.0
 
 # KEYS: bucket hash, pause key, in-flight zset, line zset (holder -> ticket), line
-# heartbeats zset (holder -> ms), ticket counter.
-# ARGV: rate/s (0 = none), burst, max in flight (0 = none), lease ms, holder.
+# heartbeats zset (holder -> ms), ticket counter, and the bulk line and its heartbeats.
+# ARGV: rate/s (0 = none), burst, max in flight (0 = none), lease ms, holder, '1' for
+# bulk work, the tokens and the in-flight slots bulk work must leave (the interactive
+# reserve).
 # Returns 0 when the slot is granted; > 0, the milliseconds to wait before asking again
 # (a pause, or the token bucket); < 0, -n: every slot is taken and n callers come first.
 # Callers wait for slots in line, first come first served, so none starves: a caller
 # joins the line when the slots are taken, and is served only once fewer callers are
-# ahead of it than slots are free. A caller that stops asking (its worker died, or
-# Redis failed and it went ahead unthrottled) leaves the line after two seconds; a
-# caller in line asks again at least every second (see _ASK_AGAIN_MAX_SECONDS).
+# ahead of it than slots are free. Bulk work has a line of its own and sees the
+# reserve as taken, so a burst never takes the last of the budget: interactive callers
+# are served from it, ahead of any bulk caller. A caller that stops asking (its worker
+# died, or Redis failed and it went ahead unthrottled) leaves the line after two
+# seconds; a caller in line asks again at least every second (_ASK_AGAIN_MAX_SECONDS).
 _ACQUIRE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -61,23 +70,32 @@ local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return paused end
 local limit = tonumber(ARGV[3])
 local holder = ARGV[5]
+local bulk = ARGV[6] == '1'
+local line, seen = KEYS[4], KEYS[5]
+if bulk then line, seen = KEYS[7], KEYS[8] end
 if limit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - 2000)
-  for _, waiter in ipairs(gone) do
-    redis.call('ZREM', KEYS[4], waiter)
-    redis.call('ZREM', KEYS[5], waiter)
+  for _, pair in ipairs({{KEYS[4], KEYS[5]}, {KEYS[7], KEYS[8]}}) do
+    local gone = redis.call('ZRANGEBYSCORE', pair[2], '-inf', now - 2000)
+    for _, waiter in ipairs(gone) do
+      redis.call('ZREM', pair[1], waiter)
+      redis.call('ZREM', pair[2], waiter)
+    end
   end
   local free = limit - redis.call('ZCARD', KEYS[3])
-  local ahead = redis.call('ZRANK', KEYS[4], holder)
-  if not ahead then ahead = redis.call('ZCARD', KEYS[4]) end
+  if bulk then
+    -- Interactive callers waiting come first; and the reserve is theirs.
+    free = free - redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[8])
+  end
+  local ahead = redis.call('ZRANK', line, holder)
+  if not ahead then ahead = redis.call('ZCARD', line) end
   if ahead >= free then
-    if not redis.call('ZSCORE', KEYS[4], holder) then
-      redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), holder)
+    if not redis.call('ZSCORE', line, holder) then
+      redis.call('ZADD', line, redis.call('INCR', KEYS[6]), holder)
     end
-    redis.call('ZADD', KEYS[5], now, holder)
-    for i = 4, 6 do redis.call('PEXPIRE', KEYS[i], 60000) end
-    return -(ahead - free + 1)
+    redis.call('ZADD', seen, now, holder)
+    for _, key in ipairs({line, seen, KEYS[6]}) do redis.call('PEXPIRE', key, 60000) end
+    return -(math.max(0, ahead - free) + 1)
   end
 end
 local rate = tonumber(ARGV[1])
@@ -87,19 +105,21 @@ if rate > 0 then
   local tokens = tonumber(state[1]) or burst
   local last = tonumber(state[2]) or now
   tokens = math.min(burst, tokens + (now - last) * rate / 1000)
-  if tokens < 1 then
+  local needed = 1
+  if bulk then needed = 1 + tonumber(ARGV[7]) end
+  if tokens < needed then
     redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now,
       'rate', ARGV[1], 'burst', ARGV[2])
-    if limit > 0 then redis.call('ZADD', KEYS[5], 'XX', now, holder) end
-    return math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+    if limit > 0 then redis.call('ZADD', seen, 'XX', now, holder) end
+    return math.max(1, math.ceil((needed - tokens) * 1000 / rate))
   end
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'ts', now,
     'rate', ARGV[1], 'burst', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 60000)
 end
 if limit > 0 then
-  redis.call('ZREM', KEYS[4], holder)
-  redis.call('ZREM', KEYS[5], holder)
+  redis.call('ZREM', line, holder)
+  redis.call('ZREM', seen, holder)
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), holder)
   redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]) + 60000)
 end
@@ -158,6 +178,16 @@ class Limits:
     burst: int
     max_in_flight: int
     lease_seconds: float
+    # The share of the tokens and in-flight slots that bulk work leaves to interactive.
+    interactive_share: float = 0.0
+
+    @property
+    def reserved_tokens(self) -> float:
+        return self.burst * self.interactive_share
+
+    @property
+    def reserved_slots(self) -> int:
+        return int(self.max_in_flight * self.interactive_share)
 
     @property
     def enabled(self) -> bool:
@@ -231,6 +261,9 @@ class RedisLimiter:
             limits.max_in_flight,
             int(limits.lease_seconds * 1000),
             holder,
+            "1" if BULK_WORK.get() else "0",
+            limits.reserved_tokens,
+            limits.reserved_slots,
         ]
         while True:
             if time.monotonic() < self._bypass_until:

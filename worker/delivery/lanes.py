@@ -1,0 +1,309 @@
+"""Lanes: where a message waits, which one a worker takes next, and what wakes workers.
+
+Two lanes share the workers:
+
+* **interactive**: the list ``eksops`` (:data:`~worker.contracts.QUEUE`), single
+  submissions, and anything published to the queue by kombu itself;
+* **bulk**: one list per *group* (a batch, by default), ``eksops.bulk.<group>``, served
+  round robin through a ring of the groups that have messages, each group taking as
+  many turns in a row as its weight (a batch's priority, 1 to 10). A batch submitted
+  after a 50,000-item one is served from its first turn, not after it.
+
+A worker takes its next message with :data:`TAKE`, one script that picks the lane
+(interactive first; one bulk message after :data:`BULK_AFTER` interactive ones while
+bulk waits, so bulk never starves), pops the message *and* records it as
+unacknowledged in kombu's own format in the same step: at every instant a message is
+in its lane or recorded, with no window to lose it, whatever the lane. A worker whose
+bulk share of threads is taken asks for interactive work only.
+
+Workers block on *bells*, not on the lanes: ``eksops.bell`` (interactive) and
+``eksops.bulk.bell``, lists of tokens that the enqueue rings and every take keeps
+rung while its lane has messages (up to :data:`BELL_TOKENS` tokens). A token is only
+a wake-up: losing one (a worker killed between its pop and its take) costs nothing
+but that worker's next poll, because a worker that waited a whole poll interval
+takes from the lanes anyway. Messages published to ``eksops`` without a bell (by
+kombu, say) are found the same way.
+
+A message that comes back (its worker died, its visibility timeout passed, a worker
+shut down with it prefetched) goes back to its own lane (:data:`REQUEUE`): its
+``delivery_info.routing_key`` names it (``eksops`` or ``eksops.bulk.<group>``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from worker.contracts import QUEUE
+from worker.delivery.envelope import LUA_ENVELOPE
+
+INTERACTIVE = "interactive"
+BULK = "bulk"
+BULK_PREFIX = f"{QUEUE}.bulk."
+#: The ring of bulk groups with messages, in serving order.
+RING = f"{QUEUE}.bulk.ring"
+#: Each group of the ring -> its weight (turns in a row).
+WEIGHTS = f"{QUEUE}.bulk.weights"
+#: Each group -> turns it has taken since it last moved to the back of the ring.
+SERVED = f"{QUEUE}.bulk.served"
+#: Interactive takes in a row while bulk waited.
+SKIPPED = f"{QUEUE}.bulk.skipped"
+INTERACTIVE_BELL = f"{QUEUE}.bell"
+BULK_BELL = f"{QUEUE}.bulk.bell"
+#: Most tokens a bell holds: enough to wake every idle thread of a small fleet at once.
+BELL_TOKENS = 64
+#: While bulk waits, one bulk message is taken after this many interactive ones.
+BULK_AFTER = 4
+MAX_WEIGHT = 10
+
+
+def bulk_list(group: str) -> str:
+    """Return the list of a bulk group's messages."""
+    return BULK_PREFIX + group
+
+
+def routing_key(group: str | None) -> str:
+    """Return the routing key of a message of ``group``'s lane (None: interactive)."""
+    return QUEUE if group is None else bulk_list(group)
+
+
+def group_of(key: str) -> str | None:
+    """Return the bulk group a routing key names (None: the interactive lane)."""
+    return key[len(BULK_PREFIX) :] if key.startswith(BULK_PREFIX) else None
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The fixed keys every lane script touches, in their KEYS order."""
+
+    interactive: str = QUEUE
+    ring: str = RING
+    weights: str = WEIGHTS
+    served: str = SERVED
+    skipped: str = SKIPPED
+    interactive_bell: str = INTERACTIVE_BELL
+    bulk_bell: str = BULK_BELL
+
+    def as_list(self) -> list[str]:
+        return [
+            self.interactive,
+            self.ring,
+            self.weights,
+            self.served,
+            self.skipped,
+            self.interactive_bell,
+            self.bulk_bell,
+        ]
+
+
+KEYS = Keys()
+
+# Lua helpers shared by the scripts below and the producer's enqueue (KEYS[1..7] are
+# always :class:`Keys`). ``ring(bell, wanted)``: top the bell up to ``wanted`` tokens
+# (at most BELL_TOKENS). ``add_bulk(group, weight, messages)``: append messages to a
+# group's list, the group to the ring if it was not in it, and ring the bulk bell.
+LUA_LANES = f"""
+local LANE_KEYS = {{interactive = KEYS[1], ring = KEYS[2], weights = KEYS[3], served = KEYS[4],
+  skipped = KEYS[5], interactive_bell = KEYS[6], bulk_bell = KEYS[7]}}
+local function ring(bell, wanted)
+  local missing = math.min(wanted, {BELL_TOKENS}) - redis.call('LLEN', bell)
+  if missing <= 0 then return end
+  local tokens = {{}}
+  for i = 1, missing do tokens[i] = '1' end
+  redis.call('LPUSH', bell, unpack(tokens))
+end
+local function add_bulk(group, weight, messages)
+  redis.call('LPUSH', '{BULK_PREFIX}' .. group, unpack(messages))
+  if redis.call('HSETNX', LANE_KEYS.weights, group, weight) == 1 then
+    redis.call('RPUSH', LANE_KEYS.ring, group)
+  else
+    redis.call('HSET', LANE_KEYS.weights, group, weight)
+  end
+  ring(LANE_KEYS.bulk_bell, #messages)
+end
+local function add_interactive(messages, leftmost)
+  if leftmost then
+    redis.call('LPUSH', LANE_KEYS.interactive, unpack(messages))
+  else
+    redis.call('RPUSH', LANE_KEYS.interactive, unpack(messages))
+  end
+  ring(LANE_KEYS.interactive_bell, #messages)
+end
+"""
+
+# KEYS: :class:`Keys`, then kombu's unacked index and unacked hash. ARGV: the time to
+# index the message at, '1' if bulk may be taken. Returns false when no lane has a
+# message for this worker, else {item, delivery tag or false, group or false}: the tag
+# when the item was recorded as unacknowledged, false when it does not have the shape
+# of a kombu envelope (the caller drops it); the group for a bulk message.
+TAKE = (
+    LUA_ENVELOPE
+    + LUA_LANES
+    + f"""
+local function forget(group)
+  redis.call('LREM', KEYS[2], 1, group)
+  redis.call('HDEL', KEYS[3], group)
+  redis.call('HDEL', KEYS[4], group)
+end
+local function take_bulk()
+  for _ = 1, redis.call('LLEN', KEYS[2]) do
+    local group = redis.call('LINDEX', KEYS[2], 0)
+    if not group then return nil end
+    local list = '{BULK_PREFIX}' .. group
+    local item = redis.call('RPOP', list)
+    if item then
+      if redis.call('LLEN', list) == 0 then
+        forget(group)
+      elseif redis.call('HINCRBY', KEYS[4], group, 1)
+          >= tonumber(redis.call('HGET', KEYS[3], group) or '1') then
+        redis.call('HSET', KEYS[4], group, 0)
+        redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT')
+      end
+      return item, group
+    end
+    forget(group)  -- emptied by a cancel: nothing left to serve
+  end
+  return nil
+end
+-- First a write Redis refuses when out of memory, before anything is popped: a take
+-- that fails does so whole (a message popped and then not recorded would be lost).
+redis.call('SETNX', KEYS[5], 0)
+local bulk_ok = ARGV[2] == '1'
+local item, group = nil, nil
+local bulk_waits = bulk_ok and redis.call('LLEN', KEYS[2]) > 0
+if bulk_waits and tonumber(redis.call('GET', KEYS[5]) or '0') >= {BULK_AFTER} then
+  item, group = take_bulk()
+end
+if item then
+  redis.call('SET', KEYS[5], 0)
+else
+  item = redis.call('RPOP', KEYS[1])
+  if item then
+    if bulk_waits then redis.call('INCR', KEYS[5]) end
+  elseif bulk_ok then
+    item, group = take_bulk()
+    redis.call('SET', KEYS[5], 0)
+  end
+end
+if not item then return false end
+ring(KEYS[6], redis.call('LLEN', KEYS[1]))
+if redis.call('LLEN', KEYS[2]) > 0 then ring(KEYS[7], {BELL_TOKENS}) end
+local message, info, tag = envelope(item)
+if not message then return {{item, false, group or false}} end
+redis.call('ZADD', KEYS[8], ARGV[1], tag)
+redis.call('HSET', KEYS[9], tag,
+  '[' .. item .. ',' .. cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key) .. ']')
+return {{item, tag, group or false}}
+"""
+)
+
+# KEYS: :class:`Keys`. ARGV: the message, its group ('' for interactive), the group's
+# weight. Puts a message that came back at the head of its lane (taken next).
+REQUEUE = (
+    LUA_LANES
+    + """
+if ARGV[2] == '' then
+  add_interactive({ARGV[1]}, false)
+else
+  local list = '"""
+    + BULK_PREFIX
+    + """' .. ARGV[2]
+  redis.call('RPUSH', list, ARGV[1])
+  if redis.call('HSETNX', KEYS[3], ARGV[2], ARGV[3]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[2])
+  end
+  ring(KEYS[7], 1)
+end
+return 1
+"""
+)
+
+# KEYS: :class:`Keys`. ARGV: the group. Drops a bulk group's waiting messages (a batch
+# cancelled); returns how many there were.
+DROP_GROUP = f"""
+local list = '{BULK_PREFIX}' .. ARGV[1]
+local waiting = redis.call('LLEN', list)
+redis.call('DEL', list)
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return waiting
+"""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Messages waiting in the lanes: the interactive lane's, and each bulk group's."""
+
+    interactive: int
+    bulk: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return self.interactive + sum(self.bulk.values())
+
+
+def waiting(redis: Any) -> Waiting:
+    """Return how many messages wait in each lane (two round trips)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.llen(QUEUE)
+    pipe.lrange(RING, 0, -1)
+    interactive, ring = pipe.execute()
+    groups = [g.decode() if isinstance(g, bytes) else str(g) for g in ring]
+    pipe = redis.pipeline(transaction=False)
+    for group in groups:
+        pipe.llen(bulk_list(group))
+    return Waiting(int(interactive), dict(zip(groups, map(int, pipe.execute()), strict=True)))
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A message taken from a lane: its bytes, its delivery tag if it was recorded (an
+    item without an envelope's shape is not), and its bulk group (None: interactive)."""
+
+    item: bytes
+    tag: str | None
+    group: str | None = None
+
+
+_scripts: dict[str, Any] = {}
+
+
+def run_script(client: Any, script: str, keys: list[str], args: list[Any]) -> Any:
+    """Run ``script`` on ``client`` (or a pipeline) by digest, loaded on first use."""
+    runner = _scripts.get(script) or _scripts.setdefault(script, client.register_script(script))
+    return runner(keys=keys, args=args, client=client)
+
+
+def take(client: Any, *, bulk: bool, unacked_index: str, unacked: str) -> Taken | None:
+    """Take the next message for this worker and record it as unacknowledged, atomically.
+
+    ``bulk``: whether this worker may take a bulk message (its bulk share of threads
+    is not full). None when no lane has a message for it.
+    """
+    found = run_script(
+        client,
+        TAKE,
+        [*KEYS.as_list(), unacked_index, unacked],
+        [time.time(), "1" if bulk else "0"],
+    )
+    if not found:
+        return None
+    item, tag, group = found
+    return Taken(
+        item=item,
+        tag=tag.decode() if isinstance(tag, bytes) else None,
+        group=group.decode() if isinstance(group, bytes) else None,
+    )
+
+
+def requeue(client: Any, message: bytes | str, routing: str, weight: int) -> None:
+    """Put a message that came back at the head of the lane ``routing`` names."""
+    group = group_of(routing)
+    run_script(client, REQUEUE, KEYS.as_list(), [message, group or "", max(1, weight)])
+
+
+def drop_group(client: Any, group: str) -> int:
+    """Drop a bulk group's waiting messages (a cancelled batch); return how many."""
+    return int(run_script(client, DROP_GROUP, KEYS.as_list(), [group]))
