@@ -11,6 +11,7 @@ a large batch reads only what is still running.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,7 @@ from worker.jobrecords import (
     batch_jobs_key,
     read_jobs,
 )
+from worker.records import Field as RecordField
 from worker.records import RequestRecord, record_key
 
 BATCH_KEY_PREFIX = "eksops:batch:"
@@ -109,6 +111,9 @@ class BatchStatus(BaseModel):
     jobs_done: bool = False
     failed_jobs: list[FailedJob] = Field(default_factory=list)
     callback_url: str | None = None
+    cancelled_at: str | None = None  # when a cancel of the batch was asked
+    retry_of: str | None = None  # the batch whose failed items this one retries
+    retries: list[str] = Field(default_factory=list)  # batches retrying this one's failures
 
 
 class BatchInterrupted(QueueUnavailable):
@@ -157,10 +162,13 @@ def count_rejected(redis: Any, batch_id: str, rejected: int) -> None:
 #: How many failed items a batch status lists unless asked for more (``counts`` has all).
 FAILED_SHOWN = 100
 #: States that never change again, so a batch remembers them instead of re-reading them.
-_FINAL = frozenset({RequestState.SUCCEEDED.value, RequestState.FAILED.value})
+_FINAL = frozenset(
+    {RequestState.SUCCEEDED.value, RequestState.FAILED.value, RequestState.CANCELLED.value}
+)
 
 
-def _metas(backend: Any, request_ids: list[str]) -> list[dict[str, Any]]:
+def read_metas(backend: Any, request_ids: list[str]) -> list[dict[str, Any]]:
+    """Return the Celery result meta of each request (one pipelined read on Redis)."""
     client: Any = getattr(backend, "client", None)
     key_for = getattr(backend, "get_key_for_task", None)
     if key_for is None or not hasattr(client, "pipeline"):  # a non-Redis result backend
@@ -180,7 +188,7 @@ def _statuses(redis: Any, backend: Any, request_ids: list[str]) -> dict[str, Req
     for rid in request_ids:
         pipe.hgetall(record_key(rid))
     records = [RequestRecord.from_hash(raw) for raw in pipe.execute()]
-    metas = _metas(backend, request_ids)
+    metas = read_metas(backend, request_ids)
     return {
         rid: combine(rid, record, meta)
         for rid, record, meta in zip(request_ids, records, metas, strict=True)
@@ -237,6 +245,9 @@ def read_batch(
         jobs_done=sum(jobs[phase] for phase in ENDED) >= made,
         failed_jobs=_failed_jobs(redis, [_text(key) for key in failed_jobs_raw]),
         callback_url=summary.get("callback"),
+        cancelled_at=summary.get("cancelled_at"),
+        retry_of=summary.get("retry_of"),
+        retries=[rid for rid in (summary.get("retries") or "").split(",") if rid],
     )
 
 
@@ -278,3 +289,59 @@ def _remember_ended(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def batch_request_ids(redis: Any, batch_id: str) -> list[str] | None:
+    """Return a batch's request IDs in submission order; ``None`` if there is no batch."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.exists(batch_key(batch_id))
+    pipe.lrange(batch_items_key(batch_id), 0, -1)
+    exists, items = pipe.execute()
+    return [_text(rid) for rid in items] if exists else None
+
+
+def mark_cancelled(redis: Any, batch_id: str, at: str) -> None:
+    """Note when the batch's cancel was asked (the first time)."""
+    redis.hsetnx(batch_key(batch_id), "cancelled_at", at)
+
+
+def link_retry(redis: Any, batch_id: str, retry_id: str) -> None:
+    """Link a batch retrying ``batch_id``'s failed items to it, both ways."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.hset(batch_key(retry_id), "retry_of", batch_id)
+    pipe.hget(batch_key(batch_id), "retries")
+    _, earlier = pipe.execute()
+    retries = [rid for rid in (_text(earlier) if earlier else "").split(",") if rid]
+    redis.hset(batch_key(batch_id), "retries", ",".join([*retries, retry_id]))
+
+
+def failed_arguments(
+    redis: Any, backend: Any, batch_id: str
+) -> tuple[list[dict[str, Any]], int] | None:
+    """Return the arguments of a batch's failed items, and how many failed without them.
+
+    A failed request keeps its arguments in its record (the worker writes them with the
+    failure); one that failed before a worker could read it (malformed) has none.
+    ``None`` if there is no batch.
+    """
+    request_ids = batch_request_ids(redis, batch_id)
+    if request_ids is None:
+        return None
+    found: list[dict[str, Any]] = []
+    missing = 0
+    for start in range(0, len(request_ids), 1000):
+        part = request_ids[start : start + 1000]
+        failed = [
+            rid
+            for rid, status in _statuses(redis, backend, part).items()
+            if status.state is RequestState.FAILED
+        ]
+        pipe = redis.pipeline(transaction=False)
+        for rid in failed:
+            pipe.hget(record_key(rid), RecordField.ARGUMENTS)
+        for arguments in pipe.execute():
+            if arguments:
+                found.append(json.loads(arguments))
+            else:
+                missing += 1
+    return found, missing

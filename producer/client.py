@@ -39,10 +39,15 @@ from producer.batches import (
     BatchItem,
     BatchStatus,
     BatchSubmission,
+    batch_request_ids,
     count_rejected,
+    failed_arguments,
+    link_retry,
+    mark_cancelled,
     open_batch,
     read_batch,
 )
+from producer.cancel import BatchCancellation, Canceller, job_deletion
 from producer.enqueue import PART, Accepted, Enqueuer, Lane, Outgoing, Reused
 from producer.gc_pause import collector_paused
 from producer.notify import Notifier
@@ -54,6 +59,7 @@ from worker.catalog import spec_of, summarise
 from worker.contracts import TASK_PREFIX, ClusterRef, Operation, RequestState, RequestStatus
 from worker.delivery import lanes
 from worker.errors import (
+    Conflict,
     EksOpsError,
     EnqueueInterrupted,
     InvalidName,
@@ -69,12 +75,16 @@ from worker.events import Event
 from worker.jobrecords import JobRecord
 from worker.logs import bound_request
 from worker.names import new_request_id, normalise_request_id
-from worker.records import read_record
+from worker.records import Cancel, read_record, record_key
+from worker.records import Field as RecordField
 from worker.settings import QueueSettings
 from worker.timestamps import now_iso
 from worker.validation import explain, validate_settings
 
 logger = logging.getLogger(__name__)
+
+#: How long a waiter trusts the publish of a request's end before it reads again anyway.
+_REREAD_SECONDS = 1.0
 
 
 class Submission(BaseModel):
@@ -314,12 +324,7 @@ class EksOps:
 
         ``None`` if the batch is unknown (never submitted, or expired).
         """
-        try:
-            bid = self.request_id_for(batch_id)
-        except InvalidName:
-            raise InvalidName(
-                f"batch ID {batch_id!r} is not a UUID (e.g. 3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c)"
-            ) from None
+        bid = self._batch_id(batch_id)
         with _queue_errors(f"reading batch {bid}"):
             return read_batch(
                 redis=self.redis, backend=self.app.backend, batch_id=bid, failed_limit=failed_limit
@@ -445,16 +450,23 @@ class EksOps:
         )
 
     def wait(self, request_id: str, timeout: float) -> RequestStatus:
-        """Poll until the request ends or ``timeout`` seconds pass; return the last status."""
+        """Wait until the request ends or ``timeout`` seconds pass; return the last status.
+
+        Woken the moment its end is stored: the worker (or a canceller) publishes on the
+        request's channel in the same step, and this subscribes before it reads.
+        """
+        rid = self.request_id_for(request_id)
         deadline = time.monotonic() + min(timeout, self.settings.wait_max_seconds)
-        delay = self.settings.wait_poll_min_seconds
-        while True:
-            status = self.status(request_id)
-            remaining = deadline - time.monotonic()
-            if status.state.is_terminal or remaining <= 0:
-                return status
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, self.settings.wait_poll_max_seconds)
+        with _queue_errors(f"waiting for request {rid}"):
+            subscription = self.notifier.subscribe(events.request_channel(rid))
+        with subscription:
+            while True:
+                status = self.status(rid)
+                remaining = deadline - time.monotonic()
+                if status.state.is_terminal or remaining <= 0:
+                    return status
+                # Bounded too: a publish lost with a broken connection costs a second.
+                subscription.wait(min(remaining, _REREAD_SECONDS))
 
     def result(self, request_id: str, timeout: float) -> dict[str, Any]:
         """Wait for the request and return its result; raise its error if it failed."""
@@ -470,6 +482,119 @@ class EksOps:
         raise StillRunning(
             f"Request {status.request_id} is still {status.state.value} after {timeout}s"
         )
+
+    # --- control: cancel and retry ----------------------------------------------
+
+    @property
+    def canceller(self) -> Canceller:
+        """Return this client's canceller (results in the broker's Redis, or not)."""
+        return Canceller(
+            self.redis,
+            self.app.backend,
+            results_share_redis=str(self.app.conf.result_backend) == str(self.app.conf.broker_url),
+        )
+
+    def cancel(self, request_id: str) -> RequestStatus:
+        """Cancel a request that has not started: it reads ``cancelled`` and never runs.
+
+        A running request finishes, then reads as it ended; an ended one is left as it
+        is. Returns the status after the cancel; UnknownRequest if it was never submitted.
+        """
+        rid = self.request_id_for(request_id)
+        with bound_request(rid), _queue_errors(f"cancelling request {rid}"):
+            (found,) = self.canceller.cancel([rid]).requests
+            if found.found is Cancel.UNKNOWN:
+                raise UnknownRequest(
+                    f"Request {rid} is unknown: never submitted, or its result expired"
+                )
+            logger.info("Cancel of request: %s", found.found.name.lower())
+        return self.status(rid)
+
+    def cancel_batch(
+        self, batch_id: str, *, delete_jobs: bool = False, running_timeout: float = 60.0
+    ) -> BatchCancellation:
+        """Cancel every request of a batch that has not started; drop its messages.
+
+        With ``delete_jobs``, also delete the Jobs the batch created (after waiting up
+        to ``running_timeout`` seconds for its running requests to end), as a new batch
+        of delete-job requests: through the queue and the limiter, like any other.
+        """
+        bid = self._batch_id(batch_id)
+        with bound_request(bid), _queue_errors(f"cancelling batch {bid}"):
+            request_ids = batch_request_ids(self.redis, bid)
+            if request_ids is None:
+                raise UnknownRequest(f"Batch {bid} is unknown: never submitted, or it expired")
+            mark_cancelled(self.redis, bid, now_iso())
+            done = self.canceller.cancel_batch(bid, request_ids)
+            logger.info(
+                "Cancelled batch: %d cancelled, %d running, %d ended, %d messages dropped",
+                done.counts["cancelled"],
+                done.counts["running"],
+                done.counts["ended"],
+                done.dropped_messages,
+            )
+        summary = BatchCancellation(
+            batch_id=bid,
+            cancelled=done.counts["cancelled"],
+            already_cancelled=done.counts["already"],
+            running=done.counts["running"],
+            ended=done.counts["ended"],
+            dropped_messages=done.dropped_messages,
+        )
+        if delete_jobs:
+            running = [c.request_id for c in done.requests if c.found is Cancel.RUNNING]
+            deadline = time.monotonic() + running_timeout
+            for rid in running:
+                self.wait(rid, max(0.0, deadline - time.monotonic()))
+            deletion = self._delete_jobs_of(bid, request_ids)
+            if deletion is not None:
+                summary.deletion_batch_id = deletion.batch_id
+                summary.jobs_deleting = deletion.accepted + deletion.duplicates
+        return summary
+
+    def _delete_jobs_of(self, batch_id: str, request_ids: list[str]) -> BatchSubmission | None:
+        with _queue_errors(f"reading the Jobs of batch {batch_id}"):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in request_ids:
+                pipe.hget(record_key(rid), RecordField.JOB)
+            keys = [key.decode() if isinstance(key, bytes) else key for key in pipe.execute()]
+            default = jobrecords.default_cluster(self.redis)
+        items = [job_deletion(key, default) for key in keys if key]
+        if not items:
+            return None
+        return self.submit_many(Operation.DELETE_JOB, items)
+
+    def retry_failed(self, batch_id: str, *, priority: int = 1) -> BatchSubmission:
+        """Submit a batch's failed requests again, as a new batch linked to it.
+
+        Each gets a new request ID; the new batch's ``retry_of`` names the old one, and
+        the old one lists it in ``retries``. Conflict if nothing failed.
+        """
+        bid = self._batch_id(batch_id)
+        with _queue_errors(f"reading batch {bid}"):
+            status = read_batch(redis=self.redis, backend=self.app.backend, batch_id=bid)
+            found = failed_arguments(self.redis, self.app.backend, bid)
+        if status is None or found is None or status.operation is None:
+            raise UnknownRequest(f"Batch {bid} is unknown: never submitted, or it expired")
+        arguments, missing = found
+        if not arguments:
+            more = f" ({missing} failed before a worker could read them)" if missing else ""
+            raise Conflict(f"Batch {bid} has no failed requests to retry{more}")
+        retry = self.submit_many(Operation(status.operation), arguments, priority=priority)
+        with _queue_errors(f"linking batch {retry.batch_id} to {bid}"):
+            link_retry(self.redis, bid, retry.batch_id)
+        logger.info(
+            "Retrying %d failed requests of batch %s as %s", retry.accepted, bid, retry.batch_id
+        )
+        return retry
+
+    def _batch_id(self, batch_id: str) -> str:
+        try:
+            return self.request_id_for(batch_id)
+        except InvalidName:
+            raise InvalidName(
+                f"batch ID {batch_id!r} is not a UUID (e.g. 3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c)"
+            ) from None
 
     # --- Jobs, as the job tracker records them --------------------------------------
 

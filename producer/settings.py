@@ -16,5 +16,3 @@ class ProducerSettings(SharedSettings):
     """What a producer needs beyond the queue: how long callers may wait."""
 
     wait_max_seconds: float = Field(default=300.0, gt=0, le=3600)
-    wait_poll_min_seconds: float = Field(default=0.01, gt=0)
-    wait_poll_max_seconds: float = Field(default=0.5, gt=0)

@@ -1,7 +1,7 @@
 """Read a request's status: Celery's result meta plus the eksops request record.
 
 Maps Celery states onto the states callers see (queued, started, retrying, succeeded,
-failed, unknown), rebuilds the structured error of a failure, and tells a never
+failed, cancelled, unknown), rebuilds the structured error of a failure, and tells a never
 submitted (or expired) ID apart from a queued one: only submitted IDs have a record.
 Reads Redis only: polling a finished request never reaches Kubernetes.
 """
@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 import worker.errors  # noqa: F401 - Celery rebuilds stored errors from sys.modules
 from worker.contracts import RequestState, RequestStatus
-from worker.errors import EksOpsError, ErrorInfo, QueueUnavailable
+from worker.errors import Cancelled, EksOpsError, ErrorInfo, QueueUnavailable
 from worker.records import RequestRecord, lease_key, read_record
 
 _STATE_BY_CELERY = {
@@ -29,7 +29,7 @@ _STATE_BY_CELERY = {
     states.RETRY: RequestState.RETRYING,
     states.SUCCESS: RequestState.SUCCEEDED,
     states.FAILURE: RequestState.FAILED,
-    states.REVOKED: RequestState.FAILED,
+    states.REVOKED: RequestState.CANCELLED,
     states.REJECTED: RequestState.FAILED,
 }
 
@@ -43,6 +43,12 @@ def error_info(exc: object) -> ErrorInfo:
             code=type(exc).__name__, message=str(exc) or type(exc).__name__, http_status=500
         )
     return ErrorInfo(code="InternalError", message=str(exc), http_status=500)
+
+
+def cancelled_info(request_id: str, at: str | None) -> ErrorInfo:
+    """Return the error a cancelled request reads with."""
+    when = f" at {at}" if at else ""
+    return Cancelled(f"Request {request_id} was cancelled{when} before it ran").to_info()
 
 
 def _iso(value: object) -> str | None:
@@ -103,8 +109,10 @@ def combine(
     if celery_state == states.PENDING and record is None:
         state = RequestState.UNKNOWN
     record = record or RequestRecord()
+    if record.cancelled_at and celery_state not in states.READY_STATES:
+        state = RequestState.CANCELLED  # its REVOKED outcome is not stored (yet)
     if (
-        state is not RequestState.UNKNOWN
+        state not in (RequestState.UNKNOWN, RequestState.CANCELLED)
         and celery_state in (states.PENDING, states.RETRY)
         and (_running_again(record, meta))
     ):
@@ -117,16 +125,18 @@ def combine(
         fields["error"] = lost
     if state is RequestState.SUCCEEDED:
         fields["result"] = result if isinstance(result, dict) else {"value": result}
+    elif state is RequestState.CANCELLED:
+        fields["error"] = cancelled_info(request_id, record.cancelled_at)
     elif (state is RequestState.FAILED or celery_state == states.RETRY) and "error" not in fields:
         fields["error"] = error_info(result)
-    finished = state in (RequestState.SUCCEEDED, RequestState.FAILED)
+    finished = state in (RequestState.SUCCEEDED, RequestState.FAILED, RequestState.CANCELLED)
     return RequestStatus(
         request_id=request_id,
         state=state,
         operation=record.operation or meta.get("name"),
         submitted_at=record.submitted_at,
         started_at=record.started_at,
-        finished_at=_iso(meta.get("date_done")) if finished else None,
+        finished_at=(_iso(meta.get("date_done")) or record.cancelled_at) if finished else None,
         attempts=record.attempts,
         callback_url=record.callback,
         callbacks=record.callbacks,

@@ -279,12 +279,18 @@ class RequestState(enum.StrEnum):
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # cancelled before it ran; it never will
     UNKNOWN = "unknown"
 
     @property
     def is_terminal(self) -> bool:
         """Return whether the request will not change state any more."""
-        return self in (RequestState.SUCCEEDED, RequestState.FAILED, RequestState.UNKNOWN)
+        return self in (
+            RequestState.SUCCEEDED,
+            RequestState.FAILED,
+            RequestState.CANCELLED,
+            RequestState.UNKNOWN,
+        )
 
 
 class CallbackDelivery(_Contract):

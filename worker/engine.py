@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
+import orjson
 from celery import states
 from pydantic import ValidationError
 
@@ -35,7 +36,7 @@ from worker.executions import INFRASTRUCTURE_ERRORS, Execution, until_redis_answ
 from worker.logs import bound_request
 from worker.names import normalise_request_id
 from worker.operations.limiter import BULK_WORK
-from worker.records import next_attempt
+from worker.records import Field, next_attempt
 from worker.retries import log_failure, log_giving_up, log_retry
 from worker.runtime import Runtime
 from worker.validation import explain
@@ -216,17 +217,19 @@ class Engine:
             logger.error("%s failed: %s", spec.task_name, request.invalid.message)
             return request.invalid, states.FAILURE, {}
         assert request.arguments is not None  # a request is either valid or invalid
+        # A failed request keeps its arguments: its batch's failed items can be retried.
+        failed_links = {Field.ARGUMENTS.value: orjson.dumps(request.arguments).decode()}
         try:
             executed = self._attempts(spec, request, execution)
         except EksOpsError as exc:
             log_failure(logger, spec.task_name, exc)
-            return exc, states.FAILURE, {}
+            return exc, states.FAILURE, failed_links
         except INFRASTRUCTURE_ERRORS:
             raise  # not the request's outcome: until_redis_answers starts over
         except Exception as exc:
             logger.exception("%s failed unexpectedly", spec.task_name)
             failure = EksOpsError(f"Internal error: {type(exc).__name__}: {exc}")
-            return failure, states.FAILURE, {}
+            return failure, states.FAILURE, failed_links
         return executed.result, states.SUCCESS, executed.links
 
     def _attempts(self, spec: Spec, request: Request, execution: Execution) -> Executed:

@@ -21,7 +21,7 @@ The tree::
     │   ├── InvalidRequest ── InvalidName, InvalidManifest
     │   ├── Unauthorized, Forbidden ── ProtectedNamespace
     │   ├── NotFound ── ClusterNotFound, UnknownRequest
-    │   ├── Conflict ── RequestIdReused
+    │   ├── Conflict ── RequestIdReused, Cancelled
     │   ├── Gone, Invalid
     │   └── ConfigurationError, ConfigurationInvalid
     └── TransientError
@@ -164,6 +164,12 @@ class RequestIdReused(Conflict):
     default_code = "RequestIdReused"
 
 
+class Cancelled(Conflict):
+    """The outcome of a request cancelled before it ran (it never will)."""
+
+    default_code = "Cancelled"
+
+
 class Gone(PermanentError):
     """Raised when the API reports a resource version that has expired."""
 
@@ -268,6 +274,7 @@ _BY_CODE: dict[str, type[EksOpsError]] = {
         UnknownRequest,
         Conflict,
         RequestIdReused,
+        Cancelled,
         Gone,
         Invalid,
         ConfigurationError,

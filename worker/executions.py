@@ -139,6 +139,8 @@ class Executions:
             meta = dict(self.backend.decode_result(start.stored)) if start.stored else {}
             if start.foreign:
                 by_id[request_id] = Execution(request_id, foreign=True)
+            elif start.cancelled:  # its REVOKED outcome is (being) stored by the canceller
+                by_id[request_id] = Execution(request_id, outcome={"status": states.REVOKED})
             elif start.ended or meta.get("status") in states.READY_STATES:
                 if start.leased:  # stored by an execution that just ended
                     self.leases.release(lease_key(request_id), holder)

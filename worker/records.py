@@ -17,7 +17,9 @@ filled from :class:`Field` by :func:`lua`, and every reader parses a hash with
   nothing), ``started_at``, ``last_started_at``; ``last_retry_at`` when a retry was
   scheduled, so pollers tell "waiting to retry" from "running again"; ``job``, the
   record key of the Job a create-job request made (``worker.jobrecords``), written with
-  its outcome and again by the job tracker.
+  its outcome and again by the job tracker; ``arguments`` of a request that failed, so
+  a batch's failed requests can be retried;
+* written by a canceller (see :func:`cancel_many`): ``cancelled_at``.
 
 Beside it, ``eksops:request:<id>:lease`` names the one execution allowed to run the
 request right now (see ``worker.leases``). Pure redis-py; shared by producers and workers.
@@ -60,6 +62,11 @@ class Field(enum.StrEnum):
     # The request's operation and arguments, hashed (see :func:`fingerprint`): the same
     # request ID with other arguments is a conflict, not a duplicate.
     FINGERPRINT = "fingerprint"
+    # When the request was cancelled before it ran (see :data:`_CANCEL`): no execution
+    # starts it after that.
+    CANCELLED_AT = "cancelled_at"
+    # A failed request's arguments (JSON), so its batch can be retried as a new one.
+    ARGUMENTS = "arguments"
 
 
 def fingerprint(task_name: str, kwargs: Mapping[str, Any]) -> str:
@@ -105,6 +112,8 @@ class RequestRecord:
     last_retry_at: str | None = None
     job: str | None = None
     callback: str | None = None
+    cancelled_at: str | None = None
+    arguments: str | None = None
     callbacks: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -160,6 +169,8 @@ for i = 1, #KEYS, 3 do
     code = 2
   elseif ended then
     code = 3
+  elseif redis.call('HEXISTS', KEYS[i + 1], $cancelled_at) == 1 then
+    code = 4
   elseif holder and holder ~= ARGV[1] then
     code = 0
   else
@@ -202,6 +213,8 @@ class Start:
     foreign: bool = False
     # Its final outcome is stored already (a redelivery): answer with it, count nothing.
     ended: bool = False
+    # It was cancelled before it ran: it never runs.
+    cancelled: bool = False
     batch_id: str | None = None
     callback: str | None = None
 
@@ -252,6 +265,7 @@ class Starter:
                 stored=stored or None,
                 foreign=code == 2,
                 ended=code == 3,
+                cancelled=code == 4,
                 batch_id=_text(batch) if batch else None,
                 callback=_text(callback) if callback else None,
             )
@@ -278,3 +292,84 @@ def next_attempt(redis: Any, request_id: str) -> int:
 def mark_retrying(redis: Any, request_id: str) -> None:
     """Note when a retry was scheduled: Celery's RETRY state carries no timestamp."""
     redis.hset(record_key(request_id), Field.LAST_RETRY_AT, now_iso())
+
+
+class Cancel(enum.IntEnum):
+    """What cancelling a request found (:data:`_CANCEL`'s codes)."""
+
+    UNKNOWN = 0  # never submitted, or expired
+    CANCELLED = 1  # cancelled now: it never runs
+    ALREADY = 2  # cancelled before
+    RUNNING = 3  # an execution holds its lease: it finishes, then reads as it ended
+    ENDED = 4  # its final outcome is stored
+
+
+# KEYS: per request, three: lease, record, stored result ('' when results live in
+# another Redis). ARGV: now. Marks each request that is neither running nor ended as
+# cancelled, in one step with those checks, so no execution can start it in between
+# (the start script refuses a cancelled request). Returns per request: a
+# :class:`Cancel` code, its batch ID (or false), its callback URL, its own or its
+# batch's (or false).
+_CANCEL = lua(
+    """
+local final = {SUCCESS = true, FAILURE = true, REVOKED = true}
+local out = {}
+for i = 1, #KEYS, 3 do
+  local code = 1
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    code = 0
+  elseif redis.call('HEXISTS', KEYS[i + 1], $cancelled_at) == 1 then
+    code = 2
+  else
+    local stored = false
+    if KEYS[i + 2] ~= '' then stored = redis.call('GET', KEYS[i + 2]) end
+    if stored then
+      local ok, meta = pcall(cjson.decode, stored)
+      if ok and type(meta) == 'table' and final[meta.status] == true then code = 4 end
+    end
+    if code == 1 and redis.call('EXISTS', KEYS[i]) == 1 then code = 3 end
+    if code == 1 then redis.call('HSET', KEYS[i + 1], $cancelled_at, ARGV[1]) end
+  end
+  local batch = redis.call('HGET', KEYS[i + 1], $batch_id)
+  local callback = redis.call('HGET', KEYS[i + 1], $callback)
+  if not callback and batch and batch ~= '' then
+    callback = redis.call('HGET', 'eksops:batch:' .. batch, 'callback')
+  end
+  out[#out + 1] = code
+  out[#out + 1] = batch
+  out[#out + 1] = callback
+end
+return out
+"""
+)
+
+
+@dataclass(frozen=True)
+class Cancelling:
+    """One request's answer to a cancel: what was found, and where its end is told."""
+
+    request_id: str
+    found: Cancel
+    batch_id: str | None = None
+    callback: str | None = None
+
+
+def cancel_many(
+    redis: Any, requests: Sequence[tuple[str, bytes | str | None]], *, at: str
+) -> list[Cancelling]:
+    """Cancel each request (ID, result key or None) that has not started, in one trip."""
+    keys: list[Any] = []
+    for request_id, result_key in requests:
+        keys += [lease_key(request_id), record_key(request_id), result_key or ""]
+    replies = redis.register_script(_CANCEL)(keys=keys, args=[at]) if keys else []
+    return [
+        Cancelling(
+            request_id=request_id,
+            found=Cancel(int(code)),
+            batch_id=_text(batch) if batch else None,
+            callback=_text(callback) if callback else None,
+        )
+        for (request_id, _), code, batch, callback in zip(
+            requests, replies[::3], replies[1::3], replies[2::3], strict=True
+        )
+    ]

@@ -49,8 +49,10 @@ def _operation_task(spec: Spec) -> Any:
         ended = engine().run_one(
             str(self.request.id), spec.operation, arguments, bulk=_from_bulk(self)
         )
-        if ended.state == states.IGNORED:
-            raise Ignore  # another message owns the request: its outcome is not ours
+        if ended.state in (states.IGNORED, states.REVOKED):
+            # Another message owns the request, or it was cancelled: its outcome is
+            # stored already, and not this task's to overwrite.
+            raise Ignore
         if ended.state != states.SUCCESS:
             error = ended.outcome
             raise error if isinstance(error, BaseException) else PermanentError(str(error))

@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from producer.batches import FAILED_SHOWN, BatchInterrupted, BatchStatus, BatchSubmission
+from producer.cancel import BatchCancellation
 from producer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -205,6 +206,23 @@ def _batch_exit(status: BatchStatus | None, *, rejected: int = 0, waited: bool) 
     return EXIT_OK
 
 
+def _report_cancel(done: BatchCancellation, *, as_json: bool) -> NoReturn:
+    if as_json:
+        out.print_json(data=done.model_dump())
+        sys.exit(EXIT_OK)
+    out.print(
+        f"batch {done.batch_id} cancelled: {done.cancelled} requests will not run "
+        f"({done.already_cancelled} were cancelled before), {done.running} running finish, "
+        f"{done.ended} had ended"
+    )
+    if done.deletion_batch_id:
+        out.print(
+            f"  deleting the {done.jobs_deleting} Jobs it created: "
+            f"eksops batch {done.deletion_batch_id}"
+        )
+    sys.exit(EXIT_OK)
+
+
 def _report_batch(status: BatchStatus | None, *, as_json: bool, code: int) -> NoReturn:
     if as_json:
         out.print_json(data=status.model_dump() if status else {"state": "unknown"})
@@ -302,10 +320,46 @@ def create_jobs(
     is_flag=True,
     help="Show the batch live (requests and Jobs) until every Job it made has ended.",
 )
+@click.option(
+    "--cancel",
+    is_flag=True,
+    help="Cancel the batch: its requests that have not started never run.",
+)
+@click.option(
+    "--delete-jobs",
+    is_flag=True,
+    help="With --cancel: also delete the Jobs the batch created (through the queue).",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Submit the batch's failed requests again, as a new batch linked to it.",
+)
 @json_option()
-def batch(batch_id: str, wait: float | None, failed_limit: int, watch: bool, as_json: bool) -> None:
-    """Show a batch's requests by state, its Jobs by phase, and what failed."""
+def batch(
+    batch_id: str,
+    wait: float | None,
+    failed_limit: int,
+    watch: bool,
+    cancel: bool,
+    delete_jobs: bool,
+    retry_failed: bool,
+    as_json: bool,
+) -> None:
+    """Show a batch's requests by state, its Jobs by phase, and what failed; cancel it,
+    or retry what failed."""
+    if delete_jobs and not cancel:
+        fail("--delete-jobs goes with --cancel")
+    if cancel and retry_failed:
+        fail("--cancel and --retry-failed cannot go together")
     eksops = client()
+    if cancel:
+        _report_cancel(eksops.cancel_batch(batch_id, delete_jobs=delete_jobs), as_json=as_json)
+    if retry_failed:
+        retry = eksops.retry_failed(batch_id)
+        if not as_json:
+            out.print(f"retrying {retry.accepted} failed requests of batch {batch_id}")
+        batch_id = retry.batch_id
     if watch:
         status = watch_batch(eksops, batch_id, failed_limit=failed_limit, timeout=wait)
     elif wait is None:

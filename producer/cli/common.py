@@ -1,7 +1,8 @@
 """What every eksops command shares: output, exit codes, options, errors, the client.
 
 Exit codes (also in ``eksops --help``): 0 submitted or succeeded, 1 the operation
-failed, 2 invalid input or configuration, 3 still running when ``--wait`` ran out, 4
+failed (or was cancelled), 2 invalid input or configuration (a request ID reused for
+another request too), 3 still running when ``--wait`` ran out, 4
 unknown request or batch ID, 5 eksops could not reach its queue (Redis).
 
 Errors never end in a traceback: every eksops error becomes one line on stderr (or,
@@ -29,6 +30,7 @@ from worker.errors import (
     EksOpsError,
     InvalidRequest,
     QueueUnavailable,
+    RequestIdReused,
     StillRunning,
     UnknownRequest,
 )
@@ -36,9 +38,9 @@ from worker.validation import describe
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PENDING, EXIT_UNKNOWN, EXIT_UNAVAILABLE = range(6)
 EXIT_CODES = (
-    "Exit codes: 0 submitted or succeeded, 1 the operation failed, 2 invalid input or "
-    "configuration, 3 still running when --wait ran out, 4 unknown request or batch ID, "
-    "5 the queue (Redis) is unreachable."
+    "Exit codes: 0 submitted or succeeded, 1 the operation failed or was cancelled, 2 invalid "
+    "input or configuration (or a request ID reused for another request), 3 still running "
+    "when --wait ran out, 4 unknown request or batch ID, 5 the queue (Redis) is unreachable."
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,7 +57,7 @@ def json_mode() -> bool:
 
 def failure_code(error: EksOpsError) -> int:
     """Return the exit code an eksops error ends the command with."""
-    if isinstance(error, InvalidRequest | ConfigurationInvalid):
+    if isinstance(error, InvalidRequest | ConfigurationInvalid | RequestIdReused):
         return EXIT_INVALID
     if isinstance(error, UnknownRequest):
         return EXIT_UNKNOWN
@@ -175,6 +177,7 @@ def _exit_code(status: RequestStatus) -> int:
     return {
         RequestState.SUCCEEDED: EXIT_OK,
         RequestState.FAILED: EXIT_FAILED,
+        RequestState.CANCELLED: EXIT_FAILED,
         RequestState.UNKNOWN: EXIT_UNKNOWN,
     }.get(status.state, EXIT_PENDING)
 

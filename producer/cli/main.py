@@ -44,6 +44,7 @@ for command in (
     *operations.COMMANDS,
     bulk.create_jobs,
     operations.task,
+    operations.cancel,
     bulk.batch,
     operations.doctor,
     operations.worker,

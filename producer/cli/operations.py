@@ -19,11 +19,14 @@ import click
 from producer.cli import jobs
 from producer.cli.common import (
     EXIT_CODES,
+    EXIT_FAILED,
     EXIT_OK,
     client,
     cluster_ref,
+    err,
     json_option,
     load_manifest,
+    out,
     report,
     request_options,
     submit,
@@ -31,7 +34,7 @@ from producer.cli.common import (
 )
 from producer.client import EksOps, Submission
 from worker.catalog import CATALOG, CliInput, Spec
-from worker.contracts import Operation
+from worker.contracts import Operation, RequestState
 
 
 def _parameter(spec: Spec, given: CliInput) -> Callable[[Any], Any]:
@@ -143,6 +146,29 @@ def task(request_id: str, wait: float | None, as_json: bool) -> None:
     eksops = client()
     status = eksops.status(request_id) if wait is None else eksops.wait(request_id, wait)
     report(status, as_json=as_json, waited=wait is not None)
+
+
+@click.command(
+    "cancel",
+    help="Cancel a request that has not started: it never runs. A running one finishes."
+    "\n\nExit codes: 0 cancelled, 1 it had started (it finishes) or ended, 4 unknown request "
+    "ID, 5 the queue (Redis) is unreachable.",
+)
+@click.argument("request_id")
+@json_option()
+def cancel(request_id: str, as_json: bool) -> None:
+    status = client().cancel(request_id)
+    cancelled = status.state is RequestState.CANCELLED
+    if as_json:
+        out.print_json(data={"request_id": status.request_id, "state": status.state.value})
+    elif cancelled:
+        out.print(f"request {status.request_id} cancelled: it will not run")
+    else:
+        err.print(
+            f"request {status.request_id} is {status.state.value}: too late to cancel"
+            + (" (it finishes, then reads as it ended)" if not status.state.is_terminal else "")
+        )
+    sys.exit(EXIT_OK if cancelled else EXIT_FAILED)
 
 
 @click.command("doctor", context_settings={"ignore_unknown_options": True})

@@ -1,4 +1,4 @@
-"""Bulk submission over HTTP: ``POST /api/eks-create-jobs`` and ``GET /api/batches/{id}``.
+"""Bulk submission over HTTP: ``POST /api/eks-create-jobs``, ``/api/batches/{id}`` and its control.
 
 Batch schedulers send thousands of Jobs in one request. Each item is the seed's
 create-job body (``{"job_manifest": ..., "namespace": ...}``), optionally with its own
@@ -7,6 +7,9 @@ come back with their index and the reason, good ones are enqueued (pipelined, se
 ``producer.enqueue``) and each stays pollable at ``/api/tasks/{request_id}``. The
 batch itself is polled at ``/api/batches/{batch_id}``: counts by state and the failed
 items with their errors. Bodies may be larger here (``GATEWAY_MAX_BULK_BYTES``).
+``DELETE /api/batches/{id}`` cancels what of a batch has not started (``?delete_jobs``
+also deletes the Jobs it made); ``POST /api/batches/{id}/retry-failed`` submits its
+failed requests again as a new batch linked to it.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from producer.batches import FAILED_SHOWN, BatchStatus
+from producer.batches import FAILED_SHOWN, BatchStatus, BatchSubmission
+from producer.cancel import BatchCancellation
 from producer.gateway.errors import error_body
 from producer.gateway.params import GatewayDep
 from producer.gateway.routes import read_json
 from producer.gateway.schemas import error_responses, status_url
 from producer.gateway.service import Gateway
 from worker.contracts import Operation
+from worker.delivery import lanes
 from worker.errors import InvalidRequest
 from worker.logs import bound_request
 
@@ -147,6 +152,10 @@ def _submit_jobs(
     submission = service.eksops.submit_many(
         Operation.CREATE_JOB, items, batch_id=batch_id, callback_url=callback_url
     )
+    return _accepted(submission)
+
+
+def _accepted(submission: BatchSubmission) -> JSONResponse:
     answer = BulkAccepted(
         batch_id=submission.batch_id,
         status_url=batch_url(submission.batch_id),
@@ -210,3 +219,52 @@ async def get_batch(
             error_body(f"Batch {bid} not found: never submitted, or it expired"), status_code=404
         )
     return JSONResponse(status.model_dump(mode="json"))
+
+
+@router.delete(
+    BATCHES_PATH + "/{batch_id}",
+    response_model=BatchCancellation,
+    responses=error_responses(404, 422, 503),
+    summary="Cancel a batch: its requests that have not started never run",
+)
+async def cancel_batch(
+    service: GatewayDep,
+    batch_id: Annotated[uuid.UUID, Path(description="The batch ID a bulk submission returned.")],
+    delete_jobs: Annotated[
+        bool,
+        Query(
+            description="Also delete the Jobs the batch created (a new batch of delete-job "
+            "requests, after its running requests end)."
+        ),
+    ] = False,
+) -> JSONResponse:
+    """Cancel the batch; answer how many were cancelled, running, ended."""
+    bid = str(batch_id)
+    logger.info("API request: cancel batch_id=%s delete_jobs=%s", bid, delete_jobs)
+    done = await anyio.to_thread.run_sync(
+        lambda: service.eksops.cancel_batch(bid, delete_jobs=delete_jobs)
+    )
+    return JSONResponse(done.model_dump(mode="json"))
+
+
+@router.post(
+    BATCHES_PATH + "/{batch_id}/retry-failed",
+    status_code=202,
+    response_model=BulkAccepted,
+    responses=error_responses(404, 409, 422, 503),
+    summary="Submit a batch's failed requests again, as a new batch linked to it",
+)
+async def retry_failed(
+    service: GatewayDep,
+    batch_id: Annotated[uuid.UUID, Path(description="The batch ID a bulk submission returned.")],
+    priority: Annotated[
+        int, Query(ge=1, le=lanes.MAX_WEIGHT, description="The new batch's share (1 to 10).")
+    ] = 1,
+) -> JSONResponse:
+    """202 with the new batch (its ``retry_of`` names this one); 409 if nothing failed."""
+    bid = str(batch_id)
+    logger.info("API request: retry_failed batch_id=%s", bid)
+    submission = await anyio.to_thread.run_sync(
+        lambda: service.eksops.retry_failed(bid, priority=priority)
+    )
+    return _accepted(submission)

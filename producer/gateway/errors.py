@@ -47,13 +47,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from producer.batches import BatchInterrupted, BatchSubmission
 from worker.catalog import Spec
-from worker.errors import ErrorInfo, InvalidRequest, RequestIdReused, Unavailable
+from worker.errors import (
+    Cancelled,
+    Conflict,
+    EksOpsError,
+    ErrorInfo,
+    InvalidRequest,
+    NotFound,
+    RequestIdReused,
+    Unavailable,
+)
 from worker.validation import describe
 
 logger = logging.getLogger(__name__)
@@ -113,6 +125,8 @@ def seed_failure(spec: Spec, arguments: Mapping[str, Any], error: ErrorInfo) -> 
         return answer(403, error.message)
     if error.code == "OutcomeUnknown":
         return answer(504, error.message)
+    if error.code == Cancelled.default_code:
+        return answer(409, error.message)
     if is_kubernetes_error(error):
         status = error.http_status
         if status == 404 and spec.seed.not_found:
@@ -180,6 +194,13 @@ async def _request_id_reused(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=409)
 
 
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    # Control calls (cancel, retry) on something missing, or in a state that forbids them.
+    assert isinstance(exc, EksOpsError)
+    logger.warning("Refused: %s", exc.message)
+    return JSONResponse(error_body(exc.message, error=exc.to_info()), status_code=exc.http_status)
+
+
 async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Redis itself, an enqueue it broke off (resubmitting the same ID is safe), or a
     # status read the producer library gave up on.
@@ -202,11 +223,32 @@ async def _bulk_interrupted(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette answers a wrong method with the methods of the first route matching the
+    # path only; a path served by several routes (GET and DELETE of /api/tasks/{id})
+    # must list them all in Allow.
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != 405:
+        return await http_exception_handler(request, exc)
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            allowed |= set(getattr(route, "methods", None) or ())
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))}
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
-    """Answer invalid input 422, a reused request ID 409 and a dead Redis 503."""
+    """Answer invalid input 422, a reused request ID 409, a missing batch or request
+    404, a control call the state forbids 409, and a dead Redis 503."""
     app.add_exception_handler(InvalidRequest, _invalid_request)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(RequestIdReused, _request_id_reused)
+    for refusal in (NotFound, Conflict):
+        app.add_exception_handler(refusal, _refused)
     for unavailable in (RedisError, Unavailable):
         app.add_exception_handler(unavailable, _queue_unavailable)
     app.add_exception_handler(BatchInterrupted, _bulk_interrupted)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

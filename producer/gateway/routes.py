@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 # Final states that carry an error: failed, or started and lost (no outcome stored).
-_ENDED_BADLY = (RequestState.FAILED, RequestState.UNKNOWN)
+_ENDED_BADLY = (RequestState.FAILED, RequestState.CANCELLED, RequestState.UNKNOWN)
 _PARSE_IN_THREAD_BYTES = 256 * 1024
 
 
@@ -117,6 +117,9 @@ async def _run(service: Gateway, call: Call) -> JSONResponse:
     named = spec.with_defaults(call.arguments)
     _log_request(spec, named)
     wait = call.wait
+    default_wait = service.settings.gateway_default_wait_seconds
+    if wait is None and default_wait > 0:  # GATEWAY_DEFAULT_WAIT_SECONDS: the seed's sync API
+        wait = WaitFor(default_wait, call.disconnected)
     if spec.reads_record and call.callback_url is None:
         try:
             recorded = await service.jobs.recorded_status(

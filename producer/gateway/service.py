@@ -67,10 +67,9 @@ class Gateway:
         self.event_streams = EventStreams(async_redis, limit=settings.gateway_max_event_streams)
         self.waiter = Waiter(
             eksops.status,
+            eksops.notifier.subscribe,
             max_seconds=settings.gateway_wait_max_seconds,
             max_waiting=settings.gateway_max_waiting,
-            poll_min_seconds=settings.wait_poll_min_seconds,
-            poll_max_seconds=settings.wait_poll_max_seconds,
         )
 
     async def submit(

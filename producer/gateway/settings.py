@@ -1,7 +1,7 @@
 """Settings of the HTTP gateway, read from the environment (``.env`` honoured).
 
 The gateway is a producer, so it extends :class:`producer.settings.ProducerSettings`
-(logging, request limits, polling pace) with what only an HTTP front door needs: API
+(logging, request limits, how long callers may wait) with what only an HTTP front door needs: API
 keys, a body size limit, how long ``?wait`` may hold a request, and how often health
 checks may ask the broker about workers. Variables are prefixed ``GATEWAY_``; the
 broker and result backend come from :class:`worker.settings.QueueSettings` as in every
@@ -10,9 +10,9 @@ process. :func:`load_settings` fails fast with one line naming what to fix.
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from producer.settings import ProducerSettings
@@ -52,6 +52,10 @@ class GatewaySettings(ProducerSettings):
     gateway_max_bulk_items: int = Field(default=50_000, ge=1, le=1_000_000)
     # Upper bound of ``?wait=SECONDS``; a longer wait is cut to this.
     gateway_wait_max_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # How long the seed's five endpoints wait for the outcome when the caller sends no
+    # ``?wait``: with it set, clients of the synchronous API get its answers unchanged
+    # (a 202 only when the wait runs out). 0, the default: answer 202 at once.
+    gateway_default_wait_seconds: float = Field(default=0.0, ge=0, le=3600)
     # ``?wait`` requests waiting at once; beyond this a request answers 202 at once.
     gateway_max_waiting: int = Field(default=1000, ge=1, le=100_000)
     # ``GET /api/events`` streams open at once; beyond this a stream answers 503.
@@ -84,12 +88,6 @@ class GatewaySettings(ProducerSettings):
                     f"key #{position} is {len(secret)} characters; use at least {MIN_KEY_LENGTH}"
                 )
         return keys
-
-    @model_validator(mode="after")
-    def _wait_fits_polling(self) -> Self:
-        if self.wait_poll_min_seconds > self.wait_poll_max_seconds:
-            raise ValueError("WAIT_POLL_MIN_SECONDS must not exceed WAIT_POLL_MAX_SECONDS")
-        return self
 
     @property
     def api_keys(self) -> tuple[bytes, ...]:

@@ -6,7 +6,8 @@ failed), the seed's result body or the structured error, and timestamps. It read
 Redis only, never the cluster. An ID that was never submitted (or whose result expired)
 is a 404, never "queued"; one that a worker started but whose outcome was never stored
 reads ``unknown`` with an ``OutcomeUnknown`` error (200: the poll itself worked).
-``?wait=SECONDS`` long-polls until the request is final.
+``?wait=SECONDS`` long-polls until the request is final. ``DELETE`` cancels a request
+that has not started: it reads ``cancelled`` and never runs; a running one finishes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import uuid
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
@@ -51,4 +53,21 @@ async def get_task(
     if status.state is RequestState.UNKNOWN and status.error is None:
         detail = f"Request {rid} not found: never submitted, or its result expired"
         return JSONResponse(error_body(detail, request_id=rid), status_code=404)
+    return JSONResponse(status.model_dump(mode="json"))
+
+
+@router.delete(
+    TASKS_PATH + "/{request_id}",
+    response_model=RequestStatus,
+    responses=error_responses(404, 422, 503),
+    summary="Cancel a request that has not started",
+)
+async def cancel_task(
+    service: GatewayDep,
+    request_id: Annotated[uuid.UUID, Path(description="The request ID a submission returned.")],
+) -> JSONResponse:
+    """Cancel the request; answer its status after (``cancelled``, or as it runs or ended)."""
+    rid = str(request_id)
+    logger.info("API request: cancel request_id=%s", rid)
+    status = await anyio.to_thread.run_sync(lambda: service.eksops.cancel(rid))
     return JSONResponse(status.model_dump(mode="json"))

@@ -29,6 +29,9 @@ def test_every_seed_endpoint_and_the_gateways_own_are_documented(schema: dict[st
     assert documented == {
         *SEED_OPERATIONS,
         ("/api/tasks/{request_id}", "get"),
+        ("/api/tasks/{request_id}", "delete"),
+        ("/api/batches/{batch_id}", "delete"),
+        ("/api/batches/{batch_id}/retry-failed", "post"),
         ("/api/eks-create-jobs", "post"),
         ("/api/batches/{batch_id}", "get"),
         ("/api/eks-get-job-logs", "get"),

@@ -117,11 +117,15 @@ def test_a_request_id_repeated_inside_one_chunk_runs_once(
     rid = str(uuid.uuid4())
     batch = [
         {"job_manifest": manifest("first"), "namespace": namespace, "request_id": rid},
+        {"job_manifest": manifest("first"), "namespace": namespace, "request_id": rid},
         {"job_manifest": manifest("second"), "namespace": namespace, "request_id": rid},
-        *items(namespace, 58),
+        *items(namespace, 57),
     ]
     submission = eksops.submit_many(Operation.CREATE_JOB, batch)  # two per message
     assert submission.items[1].duplicate
+    # The same ID with other arguments is not a duplicate: it is refused, by name.
+    assert submission.items[2].error is not None
+    assert "already used for create_job with other arguments" in submission.items[2].error
     stack.worker()
     status = final(eksops, rid)
     assert status.state is RequestState.SUCCEEDED

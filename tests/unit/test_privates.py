@@ -46,8 +46,9 @@ def test_the_layer_uses_no_private_it_does_not_declare() -> None:
     from worker.delivery import results, transport  # noqa: PLC0415
 
     declared = {private.name for private in privates.PRIVATES}
-    own = {"_inbox", "_moving", "_popping", "_inbox_off_until", "_sync_client", "_channel"}
-    own |= {"_take", "_refused", "_forget", "_single_key", "_return_item"}
+    own = {"_popping", "_inbox_off_until", "_sync_client", "_channel", "_transport"}
+    own |= {"_take", "_refused", "_forget", "_return_item", "_taking", "_taking_bulk"}
+    own |= {"_bulk_allowed", "_takes_lanes"}
     used: set[str] = set()
     for module in (transport, results):
         for node in ast.walk(ast.parse(inspect.getsource(module))):

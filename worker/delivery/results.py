@@ -29,22 +29,32 @@ def set_result_meta(
     ``also`` queues further commands on the same pipeline when the backend is Redis;
     returns whether it did (False: the caller sends them itself).
     """
-    encoded = backend.encode_result(outcome, state)  # an error becomes its JSON form
-    meta = backend._get_result_meta(result=encoded, state=state, traceback=None, request=None)
-    meta["task_id"] = request_id
-    key, value = backend.get_key_for_task(request_id), backend.encode(meta)
     client = getattr(backend, "client", None)
     if client is None or not hasattr(client, "pipeline"):  # not Redis: Celery's own path
+        key, value = _encoded(backend, request_id, outcome, state)
         backend._set_with_state(key, value, state)
         return False
-    expires = backend.failure_expires if state == states.FAILURE else backend.expires
     with client.pipeline() as pipe:
-        if expires:
-            pipe.setex(key, expires, value)
-        else:
-            pipe.set(key, value)
-        pipe.publish(key, value)  # as Celery does, for its result consumers
+        queue_result_meta(pipe, backend, request_id, outcome, state)
         if also is not None:
             also(pipe)
         pipe.execute()
     return also is not None
+
+
+def queue_result_meta(pipe: Any, backend: Any, request_id: str, outcome: Any, state: str) -> None:
+    """Queue on ``pipe`` (of a Redis result backend) the store :func:`set_result_meta` does."""
+    key, value = _encoded(backend, request_id, outcome, state)
+    expires = backend.failure_expires if state == states.FAILURE else backend.expires
+    if expires:
+        pipe.setex(key, expires, value)
+    else:
+        pipe.set(key, value)
+    pipe.publish(key, value)  # as Celery does, for its result consumers
+
+
+def _encoded(backend: Any, request_id: str, outcome: Any, state: str) -> tuple[Any, Any]:
+    encoded = backend.encode_result(outcome, state)  # an error becomes its JSON form
+    meta = backend._get_result_meta(result=encoded, state=state, traceback=None, request=None)
+    meta["task_id"] = request_id
+    return backend.get_key_for_task(request_id), backend.encode(meta)

@@ -380,10 +380,13 @@ class SentinelChannel(Channel, redis.SentinelChannel):
     """:class:`Channel` on the master that kombu's Sentinel channel finds (and re-finds).
 
     kombu's Sentinel channel only decides where the connections go; everything the
-    inbox does (move, claim, sweep, heartbeats) runs through the same connections, so
-    on the current master, and a demoted master's connection error is handled like any
-    broker outage.
+    lanes do (take, requeue, sweep) runs through the same connections, so on the
+    current master, and a demoted master's connection error is handled like any broker
+    outage.
     """
+
+    # Sentinel's own options (master_name...) and the lanes' share.
+    from_transport_options = (*redis.SentinelChannel.from_transport_options, "interactive_share")
 
 
 class SentinelTransport(Transport, redis.SentinelTransport):
