@@ -51,6 +51,8 @@ SERVED = f"{QUEUE}.bulk.served"
 SKIPPED = f"{QUEUE}.bulk.skipped"
 INTERACTIVE_BELL = f"{QUEUE}.bell"
 BULK_BELL = f"{QUEUE}.bulk.bell"
+#: A worker channel's own bell (``worker_bell``), rung when its bulk share frees.
+WORKER_BELL_PREFIX = f"{QUEUE}.bell."
 #: Most tokens a bell holds: enough to wake every idle thread of a small fleet at once.
 BELL_TOKENS = 64
 #: While bulk waits, one bulk message is taken after this many interactive ones.
@@ -230,6 +232,20 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 return waiting
 """
+
+
+def worker_bell(channel_id: str) -> str:
+    """Return the bell of one worker channel: only it waits on it."""
+    return WORKER_BELL_PREFIX + channel_id
+
+
+def wake(client: Any, bell: str) -> None:
+    """Ring a worker channel's own bell once (it expires if the channel is gone)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.lpush(bell, "1")
+    pipe.ltrim(bell, 0, 0)
+    pipe.expire(bell, 60)
+    pipe.execute()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 from kombu.transport import redis, virtual
@@ -114,12 +115,17 @@ class QoS(redis.QoS):
             virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        self._transport.bulk.discard(delivery_tag)
+        self._bulk_done(delivery_tag)
         super().ack(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        self._transport.bulk.discard(delivery_tag)
+        self._bulk_done(delivery_tag)
         super().reject(delivery_tag, requeue)
+
+    def _bulk_done(self, delivery_tag: str) -> None:
+        if delivery_tag in self._transport.bulk:
+            self._transport.bulk.discard(delivery_tag)
+            self._channel.bulk_share_freed()
 
     @property
     def _channel(self) -> Channel:
@@ -168,6 +174,10 @@ class Channel(redis.Channel):
     _sync_client: Any = None
     _taking = False  # the command in flight waits on the lanes' bells, not kombu's BRPOP
     _taking_bulk = False  # ...and this take may be a bulk message
+    # The channel waits on the interactive bell only (its bulk share was full): a bulk
+    # message acknowledged meanwhile wakes it through its own bell, not after a poll.
+    _waiting_without_bulk = False
+    _own_bell = ""
     _popping = False  # warned that this channel uses kombu's BRPOP
 
     _inbox_off_until = 0.0  # Redis refused a take (out of memory): kombu's BRPOP until then
@@ -235,7 +245,12 @@ class Channel(redis.Channel):
             super()._brpop_start(timeout)  # type: ignore[misc]
             return
         self._taking_bulk = self._bulk_allowed()
-        bells = [lanes.INTERACTIVE_BELL] + ([lanes.BULK_BELL] if self._taking_bulk else [])
+        if not self._own_bell:
+            self._own_bell = lanes.worker_bell(uuid.uuid4().hex)
+        bells = [lanes.INTERACTIVE_BELL, self._own_bell]
+        if self._taking_bulk:
+            bells.append(lanes.BULK_BELL)
+        self._waiting_without_bulk = not self._taking_bulk
         self._taking = True
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
@@ -258,9 +273,10 @@ class Channel(redis.Channel):
                 self.client.connection.disconnect()  # reconnects on the next poll
                 raise
             try:
+                self._waiting_without_bulk = False
                 taken = take(
                     self._create_client(),
-                    bulk=self._taking_bulk,
+                    bulk=self._bulk_allowed(),
                     unacked_index=self.unacked_index_key,
                     unacked=self.unacked_key,
                 )
@@ -308,6 +324,12 @@ class Channel(redis.Channel):
             raise
         if claimed.tag in self.claimed:  # taken without an ack to wait for
             self._forget(claimed.tag)
+
+    def bulk_share_freed(self) -> None:
+        """A bulk message ended (from a task thread): wake this channel if it waits without bulk."""
+        if self._waiting_without_bulk and self._own_bell:
+            self._waiting_without_bulk = False
+            lanes.wake(self._create_client(), self._own_bell)
 
     def _refused(self, exc: ResponseError) -> None:
         """Use kombu's BRPOP for a while: Redis refuses the take's writes (out of memory)."""
