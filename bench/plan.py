@@ -39,6 +39,10 @@ class Plan:
     tracking_jobs: int = 10_000
     tracking_memory_jobs: int = 100_000
     tracking_seconds: float = 15.0
+    # Flow control, on the burst's workers: singles one at a time (unloaded, then beside
+    # a batch of ``flow_items``), a late batch behind it, then its cancel.
+    flow_singles: int = 200
+    flow_items: int = 10_000
     profile_seconds: float = 8.0
     notes: list[str] = field(default_factory=list)
 
@@ -63,6 +67,8 @@ QUICK = Plan(
     tracking_memory_jobs=3_000,
     tracking_seconds=5.0,
     profile_seconds=4.0,
+    flow_singles=30,
+    flow_items=600,
     notes=[
         "quick run: short windows, one round, 1,000-task drains, a 300-job burst, memory "
         "marks 400 and 800 tasks, 1,000 then 3,000 tracked Jobs (the full run: 3,000-task "

@@ -257,6 +257,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     out += _tracking_rows(results.get("tracking"))
+    out += _flow_rows(results.get("flow"))
     presigns = results.get("presigns")
     if presigns:
         minutes = presigns["run_seconds"] / 60
@@ -284,6 +285,48 @@ def rows(results: dict[str, Any]) -> list[Row]:
             )
         )
     return out
+
+
+def _flow_rows(block: dict[str, Any] | None) -> list[Row]:
+    if not block:
+        return []
+    direct, alone, during = block["direct_ms"], block["eksops_ms"], block["during_burst_ms"]
+    late = block["late_batch_first_start_s"]
+    return [
+        Row(
+            "Flow control",
+            "one create-job at a time, unloaded: direct / eksops p50 (p95)",
+            f"{direct['p50']:.1f} ({direct['p95']:.1f}) / {alone['p50']:.1f} "
+            f"({alone['p95']:.1f}) ms; added p50 {block['added_p50_ms']:.1f} ms",
+            _verdict(block["added_p50_ms"] <= 3.0, "added p50 <= 3 ms"),
+        ),
+        Row(
+            "Flow control",
+            f"a single during a {block['burst_items']:,}-job batch: p50 / p95 / max "
+            f"({int(during['n'])} singles)",
+            f"{during['p50']:.1f} / {during['p95']:.1f} / {during['max']:.1f} ms",
+            _verdict(
+                during["p95"] <= block["interactive_bound_ms"],
+                f"p95 <= 2 x unloaded + 1 slot = {block['interactive_bound_ms']:.0f} ms",
+            ),
+        ),
+        Row(
+            "Flow control",
+            "a 50-job batch behind it: submit -> its first request started",
+            f"{late:.2f}s ({block['large_batch_succeeded_when_late_started']:,} of the large "
+            "batch done by then)",
+            _verdict(late <= 5.0, "within seconds"),
+        ),
+        Row(
+            "Flow control",
+            f"cancel of the {block['burst_items']:,}-job batch part-way",
+            f"call {block['cancel_call_s'] * 1000:.0f} ms, settled in "
+            f"{block['cancel_settled_s']:.2f}s; {block['cancelled']:,} cancelled, "
+            f"{block['running_at_cancel']} running, {block['ended_at_cancel']:,} ended; "
+            f"Jobs created after the cancel {block['created_after_cancel']}",
+            _verdict(block["created_after_cancel"] == 0, "0 created after"),
+        ),
+    ]
 
 
 def _tracking_rows(block: dict[str, Any] | None) -> list[Row]:

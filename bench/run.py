@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import accept, burst, ceiling, costs, direct, e2e, profiling, tracking
+from bench import accept, burst, ceiling, costs, direct, e2e, flow, profiling, tracking
 from bench.loop import LoopResult, percentile
 from bench.plan import Plan
 from bench.procs import CpuMeter, CpuUse, rss_bytes
@@ -169,7 +169,7 @@ class Run:
         self.client = self.clusters[plan.concurrencies[0]].get()
         create_namespaces(
             self.client,
-            ["bench-accept", "bench-burst", "bench-memory", "bench-tracking"]
+            ["bench-accept", "bench-burst", "bench-flow", "bench-memory", "bench-tracking"]
             + [f"bench-{kind}-c{c}" for c in plan.concurrencies for kind in ("direct", "e2e")],
         )
         for name, worker in self.workers.items():
@@ -433,8 +433,6 @@ class Run:
         finally:
             eksops.close()
         use = meter.stop()
-        for index in range(plan.burst_workers):
-            self._stop_worker(f"burst-{index + 1}")
         self.results["burst"] = {
             **{key: getattr(result, key) for key in result.__dataclass_fields__},
             "api_rate": result.api_rate,
@@ -448,6 +446,48 @@ class Run:
             f"burst of {result.accepted:,} drained in {result.drain_seconds:.1f}s "
             f"({result.api_rate:.0f} creates/s, limit {plan.burst_qps:.0f}/s); "
             f"lost {result.lost}, duplicates {result.duplicates}"
+        )
+
+    def run_flow(self) -> None:
+        """Singles beside a large batch, a late batch, a cancel: on the burst's workers."""
+        plan = self.plan
+        eksops = _eksops(self.valkey.url(DB_BURST))
+        try:
+            result = flow.run_flow(
+                eksops,
+                self.client,
+                namespace="bench-flow",
+                singles=plan.flow_singles,
+                burst_items=plan.flow_items,
+                rate_limit=plan.burst_qps,
+            )
+        finally:
+            eksops.close()
+        for index in range(plan.burst_workers):
+            self._stop_worker(f"burst-{index + 1}")
+        self.results["flow"] = {
+            "direct_ms": result.stats(result.unloaded_direct_ms),
+            "eksops_ms": result.stats(result.unloaded_eksops_ms),
+            "during_burst_ms": result.stats(result.during_burst_ms),
+            "added_p50_ms": result.added_p50_ms,
+            "interactive_bound_ms": result.interactive_bound_ms,
+            "burst_items": result.burst_items,
+            "late_batch_first_start_s": result.late_batch_first_start_s,
+            "large_batch_succeeded_when_late_started": (
+                result.large_batch_succeeded_when_late_started
+            ),
+            "cancel_call_s": result.cancel_call_s,
+            "cancel_settled_s": result.cancel_settled_s,
+            "cancelled": result.cancelled,
+            "running_at_cancel": result.running_at_cancel,
+            "ended_at_cancel": result.ended_at_cancel,
+            "created_after_cancel": result.created_after_cancel,
+        }
+        _say(
+            f"flow: added p50 {result.added_p50_ms:.1f} ms; single during batch p95 "
+            f"{percentile(result.during_burst_ms, 0.95):.0f} ms; late batch started after "
+            f"{result.late_batch_first_start_s:.2f}s; {result.created_after_cancel} created "
+            "after the cancel"
         )
 
     def run_tracking(self) -> None:
@@ -536,6 +576,7 @@ class Run:
                 self._stop_worker(f"e2e-c{concurrency}")
         self.run_costs()
         self.run_burst()
+        self.run_flow()
         self.run_tokens()
         self.results["wall_seconds"] = time.perf_counter() - self._t0
         return self.results

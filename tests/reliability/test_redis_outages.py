@@ -28,28 +28,38 @@ pytestmark = pytest.mark.integration
 def test_a_redis_restart_mid_batch_loses_nothing_and_runs_nothing_twice(
     make_stack: Callable[..., Stack], kube: ClusterClient, namespace: str
 ) -> None:
+    # Three lanes busy across the restart: two batches (two bulk groups) and singles.
     stack = make_stack()
     worker = stack.worker()
     eksops = stack.client()
     stack.sim.admin.add_fault("latency", ms=60, verb="create", resource="jobs")
-    submission = eksops.submit_many(
-        Operation.CREATE_JOB,
-        [{"job_manifest": manifest(), "namespace": namespace} for _ in range(60)],
-    )
-    assert submission.accepted == 60
+    batches = [
+        eksops.submit_many(
+            Operation.CREATE_JOB,
+            [{"job_manifest": manifest(), "namespace": namespace} for _ in range(size)],
+        )
+        for size in (60, 30)
+    ]
+    singles = [eksops.create_job(manifest(), namespace).request_id for _ in range(5)]
+    assert [b.accepted for b in batches] == [60, 30]
 
-    wait_until(lambda: (s := eksops.batch(submission.batch_id)) and s.counts["succeeded"] >= 10)
+    wait_until(lambda: (s := eksops.batch(batches[0].batch_id)) and s.counts["succeeded"] >= 10)
     stack.broker.restart(down_for=2.0)
+    singles += [eksops.create_job(manifest(), namespace).request_id for _ in range(5)]
 
-    status = wait_until(
-        lambda: (s := batch_when_readable(eksops, submission.batch_id)) and s.done and s,
-        timeout=120,
-        interval=0.5,
-    )
-    assert status.counts["succeeded"] == 60
-    assert status.counts["failed"] == 0
+    for submission in batches:
+        status = wait_until(
+            lambda s=submission: (b := batch_when_readable(eksops, s.batch_id)) and b.done and b,
+            timeout=120,
+            interval=0.5,
+        )
+        assert status.counts["succeeded"] == submission.accepted
+        assert status.counts["failed"] == 0
+    for rid in singles:
+        assert final(eksops, rid).state is RequestState.SUCCEEDED
     jobs = jobs_by_request(kube, namespace)
-    assert sorted(jobs) == sorted(item.request_id for item in submission.items if item.request_id)
+    expected = [i.request_id for b in batches for i in b.items if i.request_id] + singles
+    assert sorted(jobs) == sorted(expected)
     assert all(len(created) == 1 for created in jobs.values())
     assert worker.alive
 
