@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bench.loop import percentile
 from bench.workload import manifest, validated_manifest
@@ -29,6 +29,16 @@ from worker.names import new_request_id
 from worker.operations import ClusterClient
 from worker.operations.jobs import build_job_body, job_name
 from worker.records import read_record
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Where one unloaded single's time went: submit call, queue, run, the wake-up."""
+
+    submit_ms: float
+    queued_ms: float
+    run_ms: float
+    notify_ms: float
 
 
 @dataclass
@@ -48,6 +58,14 @@ class FlowResult:
     ended_at_cancel: int
     created_after_cancel: int
     rate_limit: float
+    stages: list[Stages] = field(default_factory=list, repr=False)
+
+    def stage_p50(self) -> dict[str, float]:
+        """Return the median of each stage of the unloaded singles."""
+        return {
+            name: percentile([getattr(s, f"{name}_ms") for s in self.stages], 0.5)
+            for name in ("submit", "queued", "run", "notify")
+        }
 
     def stats(self, values: list[float]) -> dict[str, float]:
         return {
@@ -82,13 +100,26 @@ def _direct(client: ClusterClient, namespace: str, count: int) -> list[float]:
     return took
 
 
-def _single(eksops: EksOps, namespace: str) -> float:
+def _single(eksops: EksOps, namespace: str, stages: list[Stages] | None = None) -> float:
     began = time.perf_counter()
     submission = eksops.create_job(manifest(), namespace)
+    submitted = time.perf_counter()
     status = eksops.wait(submission.request_id, 60)
+    woken = datetime.now(UTC)
+    took = (time.perf_counter() - began) * 1000
     if status.state is not RequestState.SUCCEEDED:
         raise RuntimeError(f"a single create-job ended {status.state.value}: {status.error}")
-    return (time.perf_counter() - began) * 1000
+    if stages is not None and status.submitted_at and status.started_at and status.finished_at:
+        at = datetime.fromisoformat
+        stages.append(
+            Stages(
+                submit_ms=(submitted - began) * 1000,
+                queued_ms=(at(status.started_at) - at(status.submitted_at)).total_seconds() * 1000,
+                run_ms=(at(status.finished_at) - at(status.started_at)).total_seconds() * 1000,
+                notify_ms=(woken - at(status.finished_at)).total_seconds() * 1000,
+            )
+        )
+    return took
 
 
 def _first_start(eksops: EksOps, request_ids: list[str]) -> datetime | None:
@@ -113,7 +144,8 @@ def run_flow(
     for _ in range(5):  # warm connections and caches
         _single(eksops, namespace)
     direct = _direct(client, namespace, singles)
-    unloaded = [_single(eksops, namespace) for _ in range(singles)]
+    stages: list[Stages] = []
+    unloaded = [_single(eksops, namespace, stages) for _ in range(singles)]
 
     large = eksops.submit_many(
         Operation.CREATE_JOB,
@@ -170,4 +202,5 @@ def run_flow(
         ended_at_cancel=done.ended,
         created_after_cancel=max(0, ran - done.ended - done.running),
         rate_limit=rate_limit,
+        stages=stages,
     )

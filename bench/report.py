@@ -302,6 +302,14 @@ def _flow_rows(block: dict[str, Any] | None) -> list[Row]:
         ),
         Row(
             "Flow control",
+            "unloaded single, eksops p50 by stage",
+            " | ".join(
+                f"{name} {value:.1f}" for name, value in block["eksops_stages_p50_ms"].items()
+            )
+            + " ms",
+        ),
+        Row(
+            "Flow control",
             f"a single during a {block['burst_items']:,}-job batch: p50 / p95 / max "
             f"({int(during['n'])} singles)",
             f"{during['p50']:.1f} / {during['p95']:.1f} / {during['max']:.1f} ms",

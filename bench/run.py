@@ -468,6 +468,7 @@ class Run:
         self.results["flow"] = {
             "direct_ms": result.stats(result.unloaded_direct_ms),
             "eksops_ms": result.stats(result.unloaded_eksops_ms),
+            "eksops_stages_p50_ms": result.stage_p50(),
             "during_burst_ms": result.stats(result.during_burst_ms),
             "added_p50_ms": result.added_p50_ms,
             "interactive_bound_ms": result.interactive_bound_ms,

@@ -16,8 +16,9 @@ the next worker.
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,10 +56,18 @@ class Cancellation:
 class Canceller:
     """Cancels requests in the broker's Redis, and stores their end in the result backend."""
 
-    def __init__(self, redis: Any, backend: Any, *, results_share_redis: bool) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        backend: Any,
+        *,
+        results_share_redis: bool,
+        announce: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self._redis = redis
         self._backend = backend
         self._shared = results_share_redis
+        self._announce = announce
 
     def cancel(self, request_ids: Sequence[str]) -> Cancellation:
         """Cancel each of ``request_ids`` that has not started."""
@@ -99,6 +108,8 @@ class Canceller:
         cancelled = [item for item in found if item.found is Cancel.CANCELLED]
         if cancelled:
             self._store_ends(cancelled, at)
+            if self._announce is not None:
+                self._announce([item.request_id for item in cancelled])
         by_id = {item.request_id: item for item in found} | ended
         return [by_id[rid] for rid in request_ids]
 
@@ -166,3 +177,29 @@ def job_deletion(job_key: str, default_cluster: str | None) -> dict[str, Any]:
         if region != "kubeconfig":
             arguments["cluster"]["region"] = region
     return arguments
+
+
+def announce_revoked(app: Any, request_ids: list[str]) -> None:
+    """Send Celery's ``task-revoked`` event for each cancelled request, as Flower reads.
+
+    Buffered: one publish carries up to 500 events (Celery's receivers, Flower's
+    included, take a list of events in one message).
+    """
+    with app.amqp.producer_pool.acquire(block=True) as producer:
+        dispatcher = app.events.Dispatcher(
+            producer.connection,
+            hostname=CANCELLER_HOSTNAME,
+            channel=producer.channel,
+            buffer_group=["task"],
+            buffer_limit=500,
+        )
+        with dispatcher:
+            for rid in request_ids:
+                dispatcher.send(
+                    "task-revoked", uuid=rid, terminated=False, signum=None, expired=False
+                )
+            dispatcher.flush()
+
+
+#: The node name the canceller's events carry (Flower shows it as the task's worker).
+CANCELLER_HOSTNAME = f"eksops-canceller@{socket.gethostname()}"

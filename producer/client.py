@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 from celery import Celery
@@ -47,7 +48,7 @@ from producer.batches import (
     open_batch,
     read_batch,
 )
-from producer.cancel import BatchCancellation, Canceller, job_deletion
+from producer.cancel import BatchCancellation, Canceller, announce_revoked, job_deletion
 from producer.enqueue import PART, Accepted, Enqueuer, Lane, Outgoing, Reused
 from producer.gc_pause import collector_paused
 from producer.notify import Notifier
@@ -488,10 +489,12 @@ class EksOps:
     @property
     def canceller(self) -> Canceller:
         """Return this client's canceller (results in the broker's Redis, or not)."""
+        events = bool(self.app.conf.worker_send_task_events)
         return Canceller(
             self.redis,
             self.app.backend,
             results_share_redis=str(self.app.conf.result_backend) == str(self.app.conf.broker_url),
+            announce=partial(announce_revoked, self.app) if events else None,
         )
 
     def cancel(self, request_id: str) -> RequestStatus:

@@ -4,6 +4,9 @@ linked batch."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -92,6 +95,34 @@ def test_a_queued_batch_cancelled_leaves_the_lane_and_nothing_runs(
     assert list(jobs_by_request(kube, namespace)) == [after]
     with pytest.raises(NotFound):
         eksops.cancel_batch(str(uuid.uuid4()))
+
+
+@pytest.mark.timeout(120)
+def test_cancelled_requests_are_revoked_tasks_for_flower(
+    make_stack: Callable[..., Stack], namespace: str
+) -> None:
+    stack = make_stack()
+    eksops = stack.client()
+    batch = eksops.submit_many(Operation.CREATE_JOB, items(namespace, 40))
+    revoked: list[str] = []
+    listening = threading.Event()
+
+    def listen() -> None:
+        with eksops.app.connection_for_read() as connection:
+            receiver = eksops.app.events.Receiver(
+                connection, handlers={"task-revoked": lambda event: revoked.append(event["uuid"])}
+            )
+            listening.set()
+            with contextlib.suppress(TimeoutError, OSError):
+                receiver.capture(limit=40, timeout=10)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert listening.wait(10)
+    time.sleep(0.5)  # the receiver's queue is bound once capture starts consuming
+    assert eksops.cancel_batch(batch.batch_id).cancelled == 40
+    thread.join(15)
+    assert sorted(revoked) == sorted(i.request_id for i in batch.items if i.request_id)
 
 
 @pytest.mark.timeout(180)
