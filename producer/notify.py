@@ -132,7 +132,8 @@ class Notifier:
                     message = self._pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":
                         self._deliver(message["channel"])
-            except (redis_lib.RedisError, OSError, ValueError) as exc:
+            except (redis_lib.RedisError, OSError, ValueError, AttributeError) as exc:
+                # AttributeError: redis-py's reader, when close() raced this read.
                 if self._closed:
                     return
                 logger.warning("Lost the notification connection (%s); reconnecting", exc)

@@ -123,8 +123,13 @@ class QoS(redis.QoS):
         super().reject(delivery_tag, requeue)
 
     def _bulk_done(self, delivery_tag: str) -> None:
-        if delivery_tag in self._transport.bulk:
-            self._transport.bulk.discard(delivery_tag)
+        transport = self.channel.connection
+        if not isinstance(transport, Transport):
+            # A channel of a connection collected after an outage: kombu's ack raises the
+            # connection error Celery handles; the new connection started its count afresh.
+            return
+        if delivery_tag in transport.bulk:
+            transport.bulk.discard(delivery_tag)
             self._channel.bulk_share_freed()
 
     @property
