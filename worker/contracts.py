@@ -31,6 +31,7 @@ TASK_PREFIX = "eksops."
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "eksops"
 REQUEST_ID_LABEL = "eksops.io/request-id"
+TENANT_LABEL = "eksops.io/tenant"
 
 _CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9\-_]{0,99}")
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
@@ -320,3 +321,4 @@ class RequestStatus(_Contract):
     attempts: int = Field(default=0, ge=0)
     callback_url: str | None = None
     callbacks: dict[Literal["request", "job"], CallbackDelivery] = Field(default_factory=dict)
+    tenant: str | None = None  # the tenant that submitted it (none: a trusted producer)
