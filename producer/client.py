@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from typing import Any
 
 from celery import Celery
@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from producer import jobs
+from producer.admission import Admission, applies_to, check_request
 from producer.batches import (
     FAILED_SHOWN,
     BatchInterrupted,
@@ -52,6 +53,7 @@ from producer.enqueue import PART, Accepted, Enqueuer, Lane, Outgoing, Reused
 from producer.gc_pause import collector_paused
 from producer.notify import Notifier
 from producer.queue import make_app, make_redis
+from producer.quotas import Quotas
 from producer.settings import ProducerSettings
 from producer.status import read_status
 from worker import callbacks, events, jobrecords
@@ -62,10 +64,12 @@ from worker.errors import (
     Conflict,
     EksOpsError,
     EnqueueInterrupted,
+    Forbidden,
     InvalidName,
     InvalidRequest,
     NotFound,
     QueueUnavailable,
+    QuotaExceeded,
     RequestIdReused,
     StillRunning,
     UnknownRequest,
@@ -78,6 +82,7 @@ from worker.names import new_request_id, normalise_request_id
 from worker.records import Cancel, read_record, record_key
 from worker.records import Field as RecordField
 from worker.settings import QueueSettings
+from worker.tenants import Tenant
 from worker.timestamps import now_iso
 from worker.validation import explain, validate_settings
 
@@ -106,8 +111,13 @@ class EksOps:
         queue: QueueSettings | None = None,
         app: Celery | None = None,
         redis: Any = None,
+        tenant: Tenant | str | None = None,
     ) -> None:
+        """``tenant``: whom submissions are made for (scope, Job policy, quotas, the
+        request record and audit); a name alone attributes without limiting. Callers
+        with Redis access are trusted: the tenant is theirs to state."""
         self.settings = settings or validate_settings(ProducerSettings)
+        self.tenant = Tenant(name=tenant) if isinstance(tenant, str) else tenant
         self.queue = queue or validate_settings(QueueSettings)
         self.queue.require_urls()
         self.app = app or make_app(self.queue)
@@ -118,6 +128,9 @@ class EksOps:
             self.app, self.redis, record_ttl_seconds=self.queue.result_expires_seconds
         )
         self._notifier: Notifier | None = None
+        self.admission = Admission(
+            Quotas(self.redis, self.app.backend, ttl_seconds=self.queue.result_expires_seconds)
+        )
 
     # --- validation and submission ------------------------------------------------
 
@@ -152,22 +165,31 @@ class EksOps:
         *,
         request_id: str | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | None = None,
     ) -> Submission:
         """Validate and enqueue one operation; return its request ID.
 
         With ``callback_url``, the request's end (and a created Job's end) is POSTed
         there, signed (see ``worker.callbacks``); the request's status shows how each
-        delivery went.
+        delivery went. ``tenant`` (default: this client's) is checked first: scope,
+        Job policy, quotas (see ``producer.admission``).
         """
         rid = self.request_id_for(request_id)
+        tenant = tenant or self.tenant
         with bound_request(rid), _queue_errors(f"submitting {operation.value}"):
             kwargs = self.validate(operation, arguments)
             callback = self.callback_for(callback_url)
+            owner = ""
+            if tenant is not None and applies_to(tenant):
+                kwargs = check_request(tenant, operation, kwargs)
+                self.admission.single(tenant, rid)
+                owner = tenant.name
             submitted_at = now_iso()
             (accepted,) = self._enqueuer.enqueue(
                 [Outgoing(rid, operation.task_name, kwargs)],
                 submitted_at=submitted_at,
                 callback=callback or "",
+                tenant=owner,
             )
             if isinstance(accepted, Reused):
                 raise reused(rid, accepted)
@@ -190,6 +212,7 @@ class EksOps:
         durable: bool = True,
         callback_url: str | None = None,
         priority: int = 1,
+        tenant: Tenant | None = None,
     ) -> BatchSubmission:
         """Validate and enqueue many operations at once, as one batch.
 
@@ -205,8 +228,18 @@ class EksOps:
         A batch travels in the bulk lane, beside the other batches (served round robin)
         and behind single submissions. ``priority`` (1 to 10) is how many turns in a row
         the batch takes when its turn comes: 2 gets twice the share of a batch at 1.
+        ``tenant`` (default: this client's): each item is checked against its scope and
+        Job policy (refused items reported each on its own), the call against its bulk
+        size and rate quotas, and each part against its in-flight quota.
         """
         callback = self.callback_for(callback_url)
+        tenant = tenant or self.tenant
+        if tenant is not None and not applies_to(tenant):
+            tenant = None
+        if tenant is not None:
+            size = len(items) if isinstance(items, Sized) else None
+            with _queue_errors("submitting a batch"):
+                self.admission.bulk(tenant, size)
         if not isinstance(priority, int) or not 1 <= priority <= lanes.MAX_WEIGHT:
             raise InvalidRequest(
                 f"Invalid priority {priority!r}: give an integer from 1 to {lanes.MAX_WEIGHT}"
@@ -219,6 +252,7 @@ class EksOps:
                 durable=durable,
                 callback=callback,
                 priority=priority,
+                tenant=tenant,
             )
 
     def _submit_many(
@@ -230,9 +264,23 @@ class EksOps:
         durable: bool,
         callback: str | None,
         priority: int,
+        tenant: Tenant | None = None,
     ) -> BatchSubmission:
         bid = self.request_id_for(batch_id)
         outcomes: list[BatchItem] = []
+
+        def admitted(part: list[Outgoing]) -> list[Outgoing]:
+            if tenant is None:
+                return part
+            try:
+                self.admission.part(tenant, [item.request_id for item in part])
+            except QuotaExceeded as exc:
+                refused = {item.request_id for item in part}
+                for outcome in outcomes:
+                    if outcome.request_id in refused:
+                        outcome.request_id, outcome.error = None, exc.message
+                return []
+            return part
 
         def validated_parts() -> Iterator[list[Outgoing]]:
             # Validation runs lazily, part by part, while earlier parts are sent.
@@ -247,21 +295,30 @@ class EksOps:
                     arguments = dict(item)
                     rid = self.request_id_for(arguments.pop("request_id", None))
                     kwargs = self.validate(operation, arguments)
-                except InvalidRequest as exc:
+                    if tenant is not None:
+                        kwargs = check_request(tenant, operation, kwargs)
+                except (InvalidRequest, Forbidden) as exc:
                     outcomes.append(BatchItem(index=index, error=str(exc)))
                     continue
                 outcomes.append(BatchItem(index=index, request_id=rid))
                 part.append(Outgoing(rid, operation.task_name, kwargs))
                 if len(part) == PART:
-                    yield part
+                    yield admitted(part)
                     part = []
             if part:
-                yield part
+                yield admitted(part)
 
         now = now_iso()
         ttl = self.queue.result_expires_seconds
+        owner = tenant.name if tenant is not None else None
         open_batch(
-            self.redis, bid, operation=operation.value, created_at=now, ttl=ttl, callback=callback
+            self.redis,
+            bid,
+            operation=operation.value,
+            created_at=now,
+            ttl=ttl,
+            callback=callback,
+            tenant=owner,
         )
         try:
             accepted = self._enqueuer.enqueue_parts(
@@ -270,6 +327,7 @@ class EksOps:
                 batch_id=bid,
                 fsync=durable,
                 lane=Lane(group=bid, weight=priority),
+                tenant=owner or "",
             )
         except EnqueueInterrupted as exc:
             raise self._interrupted(bid, operation, outcomes, exc) from exc
@@ -511,7 +569,12 @@ class EksOps:
         return self.status(rid)
 
     def cancel_batch(
-        self, batch_id: str, *, delete_jobs: bool = False, running_timeout: float = 60.0
+        self,
+        batch_id: str,
+        *,
+        delete_jobs: bool = False,
+        running_timeout: float = 60.0,
+        tenant: Tenant | None = None,
     ) -> BatchCancellation:
         """Cancel every request of a batch that has not started; drop its messages.
 
@@ -546,13 +609,15 @@ class EksOps:
             deadline = time.monotonic() + running_timeout
             for rid in running:
                 self.wait(rid, max(0.0, deadline - time.monotonic()))
-            deletion = self._delete_jobs_of(bid, request_ids)
+            deletion = self._delete_jobs_of(bid, request_ids, tenant)
             if deletion is not None:
                 summary.deletion_batch_id = deletion.batch_id
                 summary.jobs_deleting = deletion.accepted + deletion.duplicates
         return summary
 
-    def _delete_jobs_of(self, batch_id: str, request_ids: list[str]) -> BatchSubmission | None:
+    def _delete_jobs_of(
+        self, batch_id: str, request_ids: list[str], tenant: Tenant | None
+    ) -> BatchSubmission | None:
         with _queue_errors(f"reading the Jobs of batch {batch_id}"):
             pipe = self.redis.pipeline(transaction=False)
             for rid in request_ids:
@@ -562,9 +627,11 @@ class EksOps:
         items = [job_deletion(key, default) for key in keys if key]
         if not items:
             return None
-        return self.submit_many(Operation.DELETE_JOB, items)
+        return self.submit_many(Operation.DELETE_JOB, items, tenant=tenant)
 
-    def retry_failed(self, batch_id: str, *, priority: int = 1) -> BatchSubmission:
+    def retry_failed(
+        self, batch_id: str, *, priority: int = 1, tenant: Tenant | None = None
+    ) -> BatchSubmission:
         """Submit a batch's failed requests again, as a new batch linked to it.
 
         Each gets a new request ID; the new batch's ``retry_of`` names the old one, and
@@ -580,7 +647,9 @@ class EksOps:
         if not arguments:
             more = f" ({missing} failed before a worker could read them)" if missing else ""
             raise Conflict(f"Batch {bid} has no failed requests to retry{more}")
-        retry = self.submit_many(Operation(status.operation), arguments, priority=priority)
+        retry = self.submit_many(
+            Operation(status.operation), arguments, priority=priority, tenant=tenant
+        )
         with _queue_errors(f"linking batch {retry.batch_id} to {bid}"):
             link_retry(self.redis, bid, retry.batch_id)
         logger.info(
