@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from producer.cli import bulk, operations
+from producer.cli import bulk, keys, operations
 from producer.cli.common import EXIT_CODES, EXIT_FAILED, err, fail
 from producer.settings import ProducerSettings
 from worker.errors import EksOpsError
@@ -47,6 +47,7 @@ for command in (
     operations.cancel,
     bulk.batch,
     operations.doctor,
+    keys.keys,
     operations.worker,
 ):
     cli.add_command(command)
