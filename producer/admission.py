@@ -8,7 +8,9 @@ cheapest refusal comes first and a refused request costs no quota:
 2. Job policy (:func:`worker.policy.apply`) for create-job: a violation raises
    ``PolicyViolation`` naming the field; defaults (``ttlSecondsAfterFinished``) are
    filled in, and the Job and its pods get the ``eksops.io/tenant`` label (a label the
-   caller set is overwritten: a tenant cannot pass its Jobs off as another's);
+   caller set is overwritten: a tenant cannot pass its Jobs off as another's). The
+   request's ``tenant`` argument is set (the worker labels the namespaces it creates
+   with it, and answers NotFound for objects labelled for another tenant);
 3. quotas (:class:`producer.quotas.Quotas`): rate, then requests in flight.
 
 For a bulk submission, 1 and 2 run per item (each refused item reported on its own),
@@ -48,7 +50,7 @@ def check_request(
 ) -> dict[str, Any]:
     """Return validated ``kwargs`` as the tenant's policy makes them, or raise why not."""
     tenant.scope.check(operation, kwargs)
-    checked = dict(kwargs)
+    checked = {**kwargs, "tenant": tenant.name}  # the caller's own "tenant" never counts
     if operation is Operation.CREATE_JOB:
         manifest = apply(tenant.policy, checked["job_manifest"])
         checked["job_manifest"] = label_manifest(manifest, tenant.name)

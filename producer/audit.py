@@ -74,3 +74,18 @@ class Auditor:
         except OSError as exc:
             logger.error("Audit line not written to %s: %s", self._path, exc)
         return line
+
+
+def target_of(arguments: dict[str, Any]) -> str:
+    """Return an operation's target for the trail: ``cluster/namespace[/job]``."""
+    cluster = arguments.get("cluster")
+    name = cluster.get("name") if isinstance(cluster, dict) else None
+    namespace = arguments.get("namespace_name") or arguments.get("namespace") or "default"
+    parts = [str(name or "default"), str(namespace)]
+    if arguments.get("job_name"):
+        parts.append(str(arguments["job_name"]))
+    elif isinstance(arguments.get("job_manifest"), dict):
+        metadata = arguments["job_manifest"].get("metadata") or {}
+        if isinstance(metadata, dict) and metadata.get("name"):
+            parts.append(str(metadata["name"]))
+    return "/".join(parts)

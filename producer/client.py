@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from producer import jobs
 from producer.admission import Admission, applies_to, check_request
+from producer.audit import Auditor, target_of
 from producer.batches import (
     FAILED_SHOWN,
     BatchInterrupted,
@@ -117,7 +118,9 @@ class EksOps:
         request record and audit); a name alone attributes without limiting. Callers
         with Redis access are trusted: the tenant is theirs to state."""
         self.settings = settings or validate_settings(ProducerSettings)
-        self.tenant = Tenant(name=tenant) if isinstance(tenant, str) else tenant
+        self.tenant = as_tenant(tenant)
+        # A library caller that names a tenant is audited; the gateway audits its own calls.
+        self.auditor = Auditor(self.settings.audit_sink) if self.tenant is not None else None
         self.queue = queue or validate_settings(QueueSettings)
         self.queue.require_urls()
         self.app = app or make_app(self.queue)
@@ -165,7 +168,7 @@ class EksOps:
         *,
         request_id: str | None = None,
         callback_url: str | None = None,
-        tenant: Tenant | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Validate and enqueue one operation; return its request ID.
 
@@ -175,7 +178,46 @@ class EksOps:
         Job policy, quotas (see ``producer.admission``).
         """
         rid = self.request_id_for(request_id)
-        tenant = tenant or self.tenant
+        tenant = as_tenant(tenant) or self.tenant
+        try:
+            submission = self._submit(operation, arguments, rid, callback_url, tenant)
+        except EksOpsError as exc:
+            self._audit(tenant, operation.value, arguments, rid, outcome="refused", reason=exc.code)
+            raise
+        self._audit(tenant, operation.value, arguments, rid, outcome="accepted")
+        return submission
+
+    def _audit(
+        self,
+        tenant: Tenant | None,
+        operation: str,
+        arguments: Mapping[str, Any],
+        request_id: str,
+        *,
+        outcome: str,
+        reason: str | None = None,
+    ) -> None:
+        """Write the audit line of a library call made for a tenant (see producer.audit)."""
+        if self.auditor is None or tenant is None:
+            return
+        self.auditor.record(
+            tenant=tenant.name,
+            source="library",
+            operation=operation,
+            target=target_of(dict(arguments)),
+            request_id=request_id,
+            outcome=outcome,
+            reason=reason,
+        )
+
+    def _submit(
+        self,
+        operation: Operation,
+        arguments: Mapping[str, Any],
+        rid: str,
+        callback_url: str | None,
+        tenant: Tenant | None,
+    ) -> Submission:
         with bound_request(rid), _queue_errors(f"submitting {operation.value}"):
             kwargs = self.validate(operation, arguments)
             callback = self.callback_for(callback_url)
@@ -212,7 +254,7 @@ class EksOps:
         durable: bool = True,
         callback_url: str | None = None,
         priority: int = 1,
-        tenant: Tenant | None = None,
+        tenant: Tenant | str | None = None,
     ) -> BatchSubmission:
         """Validate and enqueue many operations at once, as one batch.
 
@@ -233,7 +275,7 @@ class EksOps:
         size and rate quotas, and each part against its in-flight quota.
         """
         callback = self.callback_for(callback_url)
-        tenant = tenant or self.tenant
+        tenant = as_tenant(tenant) or self.tenant
         if tenant is not None and not applies_to(tenant):
             tenant = None
         if tenant is not None:
@@ -245,7 +287,7 @@ class EksOps:
                 f"Invalid priority {priority!r}: give an integer from 1 to {lanes.MAX_WEIGHT}"
             )
         with collector_paused(), _queue_errors("submitting a batch"):
-            return self._submit_many(
+            summary = self._submit_many(
                 operation,
                 items,
                 batch_id=batch_id,
@@ -254,6 +296,16 @@ class EksOps:
                 priority=priority,
                 tenant=tenant,
             )
+        if self.auditor is not None and tenant is not None:
+            self.auditor.record(
+                tenant=tenant.name,
+                source="library",
+                operation=f"{operation.value} (bulk)",
+                target=f"batch {summary.batch_id} ({summary.accepted} accepted, "
+                f"{summary.rejected} refused)",
+                outcome="accepted" if summary.accepted or summary.duplicates else "refused",
+            )
+        return summary
 
     def _submit_many(
         self,
@@ -396,6 +448,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit the creation of a Job (namespace created if missing)."""
         return self.submit(
@@ -403,6 +456,7 @@ class EksOps:
             _with_cluster({"job_manifest": job_manifest, "namespace": namespace}, cluster),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def get_job_status(
@@ -413,6 +467,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit a read of a Job's state."""
         return self.submit(
@@ -420,6 +475,7 @@ class EksOps:
             _with_cluster({"job_name": job_name, "namespace": namespace}, cluster),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def delete_job(
@@ -430,6 +486,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit the deletion of a Job and its pods."""
         return self.submit(
@@ -437,6 +494,7 @@ class EksOps:
             _with_cluster({"job_name": job_name, "namespace": namespace}, cluster),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def create_namespace(
@@ -446,6 +504,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit the creation of a Namespace."""
         return self.submit(
@@ -453,6 +512,7 @@ class EksOps:
             _with_cluster({"namespace_name": namespace_name}, cluster),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def delete_namespace(
@@ -463,6 +523,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit the deletion of a Namespace (never a protected one)."""
         return self.submit(
@@ -472,6 +533,7 @@ class EksOps:
             ),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def get_job_logs(
@@ -483,6 +545,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit a read of the last lines of each container of a Job's newest pods."""
         return self.submit(
@@ -492,6 +555,7 @@ class EksOps:
             ),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     # --- polling ------------------------------------------------------------------
@@ -827,6 +891,16 @@ class EksOps:
             self._notifier.close()
         self.redis.close()
         self.app.close()
+
+
+def as_tenant(tenant: Tenant | str | None) -> Tenant | None:
+    """Return ``tenant`` as a Tenant: a name alone attributes without limiting."""
+    if isinstance(tenant, str):
+        try:
+            return Tenant(name=tenant)
+        except ValidationError as exc:
+            raise InvalidRequest(explain(exc, what="tenant")) from None
+    return tenant
 
 
 @contextlib.contextmanager

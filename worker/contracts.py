@@ -24,7 +24,12 @@ from pydantic import (
 
 from worker.errors import ErrorInfo, InvalidManifest, InvalidName
 from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES, validate_job_manifest
-from worker.names import check_dns1123_label, normalise_request_id, protection_reason
+from worker.names import (
+    check_dns1123_label,
+    check_tenant_name,
+    normalise_request_id,
+    protection_reason,
+)
 
 QUEUE = "eksops"
 TASK_PREFIX = "eksops."
@@ -104,8 +109,18 @@ class ClusterRef(_Contract):
         return value
 
 
+def _tenant(value: str) -> str:
+    try:
+        return check_tenant_name(value)
+    except InvalidName as exc:
+        raise ValueError(str(exc)) from None
+
+
 class _Request(_Contract):
     cluster: ClusterRef | None = None
+    # The tenant the request is made for (set by producers, see ``worker.tenants``):
+    # what it creates is labelled with it, another tenant's objects read as not found.
+    tenant: Annotated[str, AfterValidator(_tenant)] | None = None
 
 
 class CreateJobRequest(_Request):

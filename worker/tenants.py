@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from worker.contracts import Operation
 from worker.errors import OutOfScope
+from worker.names import check_tenant_name
 from worker.policy import JobPolicy
 
 #: The tenant of ``GATEWAY_API_KEYS`` (and of a gateway without keys): unrestricted.
@@ -30,18 +31,7 @@ UNRESTRICTED = "default"
 #: What a request without ``cluster`` targets: the worker's own cluster.
 DEFAULT_CLUSTER = "default"
 
-_TENANT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PATTERN = re.compile(r"\*|[a-z0-9]([-a-z0-9]*[a-z0-9-])?\*?")
-
-
-def check_tenant_name(name: str) -> str:
-    """Return ``name`` if it is a tenant name (an RFC 1123 label: it becomes a label value)."""
-    if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
-        raise ValueError(
-            f"tenant name {name!r} must be 1-63 lowercase letters, digits or '-', "
-            "starting and ending with a letter or digit"
-        )
-    return name
 
 
 TenantName = Annotated[str, AfterValidator(check_tenant_name)]

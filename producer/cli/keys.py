@@ -15,7 +15,8 @@ import click
 
 from producer.cli.common import fail, out
 from producer.gateway.keyring import KeyEntry, describe_key_entry
-from worker.tenants import UNRESTRICTED, check_tenant_name
+from worker.names import check_tenant_name
+from worker.tenants import UNRESTRICTED
 
 KEY_BYTES = 32
 

@@ -32,7 +32,15 @@ from worker.validation import validate_settings
     show_default=True,
     help="Log level on stderr.",
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "--tenant",
+    envvar="EKSOPS_TENANT",
+    help="Submit for this tenant: its scope, Job policy and quotas (from GATEWAY_KEYS_FILE, "
+    "when set) apply, and requests and audit lines name it.",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, tenant: str | None) -> None:
+    ctx.obj = {"tenant": tenant}
     try:
         settings = validate_settings(ProducerSettings, log_level=log_level)
     except EksOpsError as exc:

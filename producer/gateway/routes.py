@@ -24,6 +24,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from producer.audit import target_of
 from producer.gateway.errors import error_body, seed_failure
 from producer.gateway.params import (
     QUERY_PARAMETERS,
@@ -36,7 +37,6 @@ from producer.gateway.params import (
 )
 from producer.gateway.schemas import Accepted, error_responses, status_url
 from producer.gateway.service import Gateway
-from producer.gateway.trail import target_of
 from producer.gateway.waiting import WaitFor
 from worker.catalog import CATALOG, Spec
 from worker.contracts import Operation, RequestState

@@ -79,18 +79,3 @@ def _target(scope: Scope) -> str | None:
         if name in params:
             return f"{name.removesuffix('_id')} {params[name]}"
     return None
-
-
-def target_of(arguments: dict[str, Any]) -> str:
-    """Return an operation's target for the trail: ``cluster/namespace[/job]``."""
-    cluster = arguments.get("cluster")
-    name = cluster.get("name") if isinstance(cluster, dict) else None
-    namespace = arguments.get("namespace_name") or arguments.get("namespace") or "default"
-    parts = [str(name or "default"), str(namespace)]
-    if arguments.get("job_name"):
-        parts.append(str(arguments["job_name"]))
-    elif isinstance(arguments.get("job_manifest"), dict):
-        metadata = arguments["job_manifest"].get("metadata") or {}
-        if isinstance(metadata, dict) and metadata.get("name"):
-            parts.append(str(metadata["name"]))
-    return "/".join(parts)
