@@ -14,7 +14,8 @@ import secrets
 import click
 
 from producer.cli.common import fail, out
-from producer.gateway.keyring import KeyEntry, describe_key_entry
+from producer.gateway.keyring import describe_key_entry
+from worker.keysfile import KeyEntry
 from worker.names import check_tenant_name
 from worker.tenants import UNRESTRICTED
 

@@ -144,7 +144,7 @@ def test_a_rotated_key_works_beside_the_old_and_a_revoked_one_stops(
 def test_a_bad_reload_keeps_the_last_good_file_and_logs_why(
     gw: TestClient, keys_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="producer.gateway.keyring"):
+    with caplog.at_level(logging.ERROR, logger="worker.keysfile"):
         touch(keys_file, "tenants: [not, a, mapping")
         assert gw.post("/api/eks-create-job", json=job("team-a"), headers=A).status_code == 202
     assert "Keys file not reloaded, keeping the last good one" in caplog.text

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from producer.cli.main import cli
-from producer.gateway.keyring import Keyring, key_hash, parse_keys_file
+from producer.gateway.keyring import Keyring, key_hash
 from worker.contracts import Operation
 from worker.errors import ConfigurationInvalid, OutOfScope
+from worker.keysfile import parse_keys_file
 from worker.tenants import Scope, matches
 
 KEY = "a-key-of-team-a-0123456789"
@@ -118,8 +119,8 @@ def test_keys_new_prints_a_key_whose_hash_is_the_line(tmp_path: Path) -> None:
     digest = hashlib.sha256(key.encode()).hexdigest()
     assert entry_line == f"  - {{id: a-2027, sha256: {digest}}}"
     text = f"tenants:\n  team-a:\n    keys:\n    {entry_line.strip()}\n"
-    principals = parse_keys_file(text, source="f")
-    assert principals[digest].key_id == "a-2027"
+    tenant, key_id = parse_keys_file(text, source="f").by_hash[digest]
+    assert (tenant.name, key_id) == ("team-a", "a-2027")
 
 
 def test_keys_new_refuses_a_bad_tenant_name() -> None:
