@@ -378,7 +378,8 @@ class EksOps:
                 submitted_at=now,
                 batch_id=bid,
                 fsync=durable,
-                lane=Lane(group=bid, weight=priority),
+                # Fair share by tenant when one is known, else by batch.
+                lane=Lane(group=lanes.tenant_group(owner) if owner else bid, weight=priority),
                 tenant=owner or "",
             )
         except EnqueueInterrupted as exc:
