@@ -129,7 +129,7 @@ async def _run(service: Gateway, call: Call) -> JSONResponse:
     if spec.reads_record and call.callback_url is None:
         try:
             recorded = await service.jobs.recorded_status(
-                named["job_name"], named["namespace"], call.arguments.get("cluster")
+                named["job_name"], named["namespace"], call.arguments.get("cluster"), call.tenant
             )
         except NotFound as exc:
             logger.info("Job %s was deleted before it ended", named["job_name"])

@@ -41,18 +41,21 @@ class AuditTrail:
         if scope["type"] != "http" or path.startswith(_QUIET):
             await self.app(scope, receive, send)
             return
-        status = 500
+        recorded = False
 
         async def noting_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            # Written before the answer leaves: a caller that got it finds its line.
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                self._record(scope, message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, noting_send)
         finally:
-            self._record(scope, status)
+            if not recorded:
+                self._record(scope, 500)
 
     def _record(self, scope: Scope, status: int) -> None:
         state: dict[str, Any] = scope.get("state") or {}

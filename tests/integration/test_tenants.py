@@ -20,7 +20,7 @@ import pytest
 from producer.gateway.keyring import key_hash
 from tests.integration.conftest import Target, job_manifest
 from tests.integration.test_gateway import GatewayProcess, poll
-from tests.support.processes import WorkerProcess
+from tests.support.processes import WorkerProcess, run_cli
 from worker.contracts import TENANT_LABEL
 from worker.operations import ClusterClient
 
@@ -50,13 +50,13 @@ def tenant_gateway(
         "tenants": {
             "team-a": {
                 "keys": [{"id": "a-1", "sha256": key_hash(KEY_A)}],
-                "scope": {"namespaces": [f"{prefix}-a", f"{prefix}-a-*"]},
+                "scope": {"namespaces": [f"{prefix}-a", f"{prefix}-a-*", f"{prefix}-shared"]},
                 "quotas": {"in_flight": 50, "max_bulk_items": 5},
                 "policy": {"pod_security": "baseline", "default_ttl_seconds_after_finished": 600},
             },
             "team-b": {
                 "keys": [{"id": "b-1", "sha256": key_hash(KEY_B)}],
-                "scope": {"namespaces": [f"{prefix}-b"]},
+                "scope": {"namespaces": [f"{prefix}-b", f"{prefix}-shared"]},
             },
         }
     }
@@ -70,7 +70,7 @@ def tenant_gateway(
     for name in ("EKS_CLUSTER_NAME", "EKS_REGION"):
         if name in target.env:
             env[name] = target.env[name]
-    for name in (f"{prefix}-a", f"{prefix}-a-x", f"{prefix}-b"):
+    for name in (f"{prefix}-a", f"{prefix}-a-x", f"{prefix}-b", f"{prefix}-shared"):
         target.namespaces.add(name)
     process = GatewayProcess(env, folder / "gateway.log").start()
     yield process
@@ -146,3 +146,54 @@ def test_two_tenants_share_the_stack_and_neither_sees_the_other(
     everything = audit_path.read_text() + tenant_gateway.log()
     assert KEY_A not in everything
     assert KEY_B not in everything
+
+
+def test_in_a_namespace_both_scopes_share_a_tenants_job_is_not_found_by_the_other(
+    http: httpx.Client, kube: ClusterClient, prefix: str
+) -> None:
+    shared = f"{prefix}-shared"
+    with as_tenant(http, A) as client_a:
+        made = poll(client_a, client_a.post("/api/eks-create-job", json=body(shared, "mine")))
+    assert made["state"] == "succeeded", made
+    seed_404 = {"detail": f"Job mine not found in namespace {shared}"}
+    with as_tenant(http, B) as client_b:
+        read = client_b.get(
+            "/api/eks-get-job-status", params={"job_name": "mine", "namespace": shared}
+        )
+        assert read.status_code == 404, read.text
+        assert read.json()["detail"] == seed_404["detail"]
+        deleted = client_b.delete(
+            "/api/eks-delete-job", params={"job_name": "mine", "namespace": shared, "wait": 30}
+        )
+        assert deleted.status_code == 404, deleted.text
+        assert deleted.json()["detail"] == seed_404["detail"]
+        logs = client_b.get(
+            "/api/eks-get-job-logs", params={"job_name": "mine", "namespace": shared, "wait": 30}
+        )
+        assert logs.status_code == 404, logs.text
+    assert kube.call(kube.batch.read_namespaced_job, name="mine", namespace=shared)
+    with as_tenant(http, A) as client_a:
+        mine = client_a.get(
+            "/api/eks-get-job-status", params={"job_name": "mine", "namespace": shared}
+        )
+        assert mine.status_code == 200, mine.text
+
+
+def test_the_cli_submits_for_a_tenant_with_its_scope_and_shows_it(
+    tenant_gateway: GatewayProcess, cli_env: dict[str, str], prefix: str
+) -> None:
+    env = {**cli_env, "GATEWAY_KEYS_FILE": tenant_gateway.env["GATEWAY_KEYS_FILE"]}
+    refused = run_cli(["--tenant", "team-a", "create-namespace", f"{prefix}-b"], env)
+    assert refused.returncode == 2, refused.stderr
+    assert f"Namespace {prefix}-b is outside this tenant's scope" in refused.stderr
+    done = run_cli(
+        ["--tenant", "team-a", "create-namespace", f"{prefix}-a", "--wait", "30", "--json"], env
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["tenant"] == "team-a"
+    shown = run_cli(["task", answer["request_id"]], env)
+    assert "tenant: team-a" in shown.stdout
+    unknown = run_cli(["--tenant", "nobody", "create-namespace", f"{prefix}-a"], env)
+    assert unknown.returncode == 2
+    assert "tenant 'nobody' is not in GATEWAY_KEYS_FILE" in unknown.stderr
