@@ -16,12 +16,17 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from producer import EksOps
 from producer.audit import AUDIT_LOGGER
 from producer.gateway.keyring import key_hash
 from producer.quotas import open_key
+from producer.settings import ProducerSettings
 from tests.gateway.conftest import JOB_CREATED, JOB_MANIFEST, Worker, new_id
 from worker.contracts import TENANT_LABEL
+from worker.errors import OutOfScope
 from worker.records import record_key
+from worker.settings import QueueSettings
+from worker.tenants import Scope, Tenant
 
 KEY_A = "team-a-key-0123456789abcdef"
 KEY_A2 = "team-a-key-rotated-0123456789"
@@ -392,3 +397,42 @@ def test_every_call_is_audited_and_no_key_is_in_any_log(
     assert lines[0]["source"]
     for secret in (KEY_A, KEY_B, LEGACY, "wrong" * 5):
         assert secret not in caplog.text
+
+
+def test_bulk_items_beyond_the_in_flight_quota_are_refused_each(
+    tenants_app: Callable[..., TestClient], keys_file: Path, redis: fakeredis.FakeRedis
+) -> None:
+    keys_file.write_text(keys_yaml(quotas={"in_flight": 3}))
+    with tenants_app() as gw:
+        assert gw.post("/api/eks-create-job", json=job("team-a"), headers=A).status_code == 202
+        answer = gw.post("/api/eks-create-jobs", json={"jobs": [job("team-a")] * 4}, headers=A)
+    assert answer.status_code == 422  # nothing of the batch fit
+    items = answer.json()["items"]
+    assert all("quotas.in_flight" in (item["error"] or "") for item in items)
+    assert redis.zcard(open_key("team-a")) == 1
+    assert len(redis.keys("eksops:request:*")) == 1
+
+
+def test_a_library_caller_naming_a_tenant_is_checked_and_audited(
+    redis: fakeredis.FakeRedis,
+    celery_app: Any,
+    audit: Callable[[], list[dict[str, Any]]],
+) -> None:
+    tenant = Tenant(name="team-a", scope=Scope(namespaces=("team-a",)))
+    eksops = EksOps(
+        settings=ProducerSettings(),
+        queue=QueueSettings(redis_url="redis://unused:6379/0"),
+        app=celery_app,
+        redis=redis,
+        tenant=tenant,
+    )
+    sub = eksops.create_namespace("team-a")
+    assert eksops.status(sub.request_id).tenant == "team-a"
+    with pytest.raises(OutOfScope):
+        eksops.create_namespace("team-b")
+    lines = audit()
+    assert [(x["tenant"], x["source"], x["outcome"], x["reason"]) for x in lines] == [
+        ("team-a", "library", "accepted", None),
+        ("team-a", "library", "refused", "OutOfScope"),
+    ]
+    assert lines[1]["target"] == "default/team-b"
