@@ -140,10 +140,14 @@ def test_a_rotated_key_works_beside_the_old_and_a_revoked_one_stops(
     for key in (KEY_A, KEY_A2):
         response = gw.post("/api/eks-create-job", json=job("team-a"), headers={"X-API-Key": key})
         assert response.status_code == 202
+    in_flight = gw.post("/api/eks-create-job", json=job("team-a"), headers=A).json()["request_id"]
     touch(keys_file, keys_yaml(keys=keys[1:]))
     assert gw.post("/api/eks-create-job", json=job("team-a"), headers=A).status_code == 401
+    assert gw.get(f"/api/tasks/{in_flight}", headers=A).status_code == 401
     rotated = {"X-API-Key": KEY_A2}
     assert gw.post("/api/eks-create-job", json=job("team-a"), headers=rotated).status_code == 202
+    # What the revoked key submitted stays the tenant's: queued, readable with its new key.
+    assert gw.get(f"/api/tasks/{in_flight}", headers=rotated).json()["state"] == "queued"
 
 
 def test_a_bad_reload_keeps_the_last_good_file_and_logs_why(
