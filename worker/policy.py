@@ -251,10 +251,11 @@ def _check_baseline(body: Mapping[str, Any], pod: Mapping[str, Any]) -> None:
             )
     annotations = ((pod_template(body)).get("metadata") or {}).get("annotations") or {}
     for key, value in annotations.items():
-        if key.startswith(_APPARMOR_ANNOTATION) and value == "unconfined":
+        allowed = value == "runtime/default" or str(value).startswith("localhost/")
+        if key.startswith(_APPARMOR_ANNOTATION) and not allowed:
             raise PolicyViolation(
-                f"spec.template.metadata.annotations[{key}]: unconfined AppArmor is not "
-                "allowed (Pod Security baseline)"
+                f"spec.template.metadata.annotations[{key}]: {value!r} is not allowed; "
+                "runtime/default or localhost/* (Pod Security baseline)"
             )
     for path, container in _containers(pod):
         _check_baseline_container(path, container)
@@ -282,9 +283,27 @@ def _check_baseline_container(path: str, container: Mapping[str, Any]) -> None:
             )
     if security.get("procMount") not in (None, "Default"):
         raise PolicyViolation(f"{where}.procMount: must be Default (Pod Security baseline)")
+    _check_probe_hosts(path, container)
     _check_seccomp(where, security, required=False)
     _check_selinux(where, security)
     _check_apparmor(where, security)
+
+
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+_HOOKS = ("postStart", "preStop")
+
+
+def _check_probe_hosts(path: str, container: Mapping[str, Any]) -> None:
+    """Probes and lifecycle hooks may not name a host (upstream baseline, v1.34+)."""
+    handlers = [(f"{path}.{probe}", container.get(probe)) for probe in _PROBES]
+    lifecycle = container.get("lifecycle") or {}
+    handlers += [(f"{path}.lifecycle.{hook}", lifecycle.get(hook)) for hook in _HOOKS]
+    for where, handler in handlers:
+        for action in ("httpGet", "tcpSocket"):
+            if ((handler or {}).get(action) or {}).get("host"):
+                raise PolicyViolation(
+                    f"{where}.{action}.host: must not be set (Pod Security baseline)"
+                )
 
 
 def pod_template(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -341,10 +360,12 @@ def _check_restricted(pod: Mapping[str, Any]) -> None:
             f"{TEMPLATE}.securityContext.runAsUser: must not be 0 (Pod Security restricted)"
         )
     pod_seccomp = (pod_security.get("seccompProfile") or {}).get("type") in _SECCOMP_ALLOWED
+    # Upstream relaxes privilege escalation, seccomp and capabilities for Windows pods.
+    linux = (pod.get("os") or {}).get("name") != "windows"
     for path, container in _containers(pod):
         security = _security(container)
         where = f"{path}.securityContext"
-        if security.get("allowPrivilegeEscalation") is not False:
+        if linux and security.get("allowPrivilegeEscalation") is not False:
             raise PolicyViolation(
                 f"{where}.allowPrivilegeEscalation: must be false (Pod Security restricted)"
             )
@@ -356,8 +377,10 @@ def _check_restricted(pod: Mapping[str, Any]) -> None:
             )
         if security.get("runAsUser") == 0:
             raise PolicyViolation(f"{where}.runAsUser: must not be 0 (Pod Security restricted)")
-        if not pod_seccomp:
+        if linux and not pod_seccomp:
             _check_seccomp(where, security, required=True)
+        if not linux:
+            continue
         capabilities = security.get("capabilities") or {}
         if "ALL" not in (capabilities.get("drop") or []):
             raise PolicyViolation(

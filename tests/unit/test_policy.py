@@ -106,6 +106,14 @@ RESTRICTED = JobPolicy(pod_security=PodSecurity.RESTRICTED)
             container(securityContext={"appArmorProfile": {"type": "Unconfined"}}),
             f"{C0}.securityContext.appArmorProfile.type",
         ),
+        (
+            container(livenessProbe={"httpGet": {"port": 80, "host": "169.254.169.254"}}),
+            f"{C0}.livenessProbe.httpGet.host",
+        ),
+        (
+            container(lifecycle={"preStop": {"tcpSocket": {"port": 1, "host": "10.0.0.1"}}}),
+            f"{C0}.lifecycle.preStop.tcpSocket.host",
+        ),
     ],
 )
 def test_baseline_refuses_each_privilege_naming_the_field(body: dict[str, Any], field: str) -> None:
@@ -210,3 +218,21 @@ def test_service_accounts_are_limited() -> None:
         f"{POD}.serviceAccountName: 'default' is not allowed (allowed: runner)"
     )
     assert apply(policy, manifest(serviceAccountName="runner"))
+
+
+def test_apparmor_annotations_allow_only_the_default_or_a_local_profile() -> None:
+    key = "container.apparmor.security.beta.kubernetes.io/c"
+    for value, allowed in (("runtime/default", True), ("localhost/mine", True), ("x", False)):
+        body = copy.deepcopy(BASE)
+        body["spec"]["template"]["metadata"] = {"annotations": {key: value}}
+        if allowed:
+            assert apply(BASELINE, body) == body
+        else:
+            assert refused(BASELINE, body).startswith(f"spec.template.metadata.annotations[{key}]")
+
+
+def test_restricted_relaxes_the_linux_only_rules_for_windows_pods() -> None:
+    body = manifest(os={"name": "windows"}, securityContext={"runAsNonRoot": True})
+    assert apply(RESTRICTED, body) == body
+    linux = manifest(securityContext={"runAsNonRoot": True})
+    assert "allowPrivilegeEscalation" in refused(RESTRICTED, linux)
