@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from producer.status import combine
 from worker.contracts import RequestState, RequestStatus
-from worker.errors import ErrorInfo, QueueUnavailable
+from worker.errors import Conflict, ErrorInfo, QueueUnavailable
 from worker.jobrecords import (
     ENDED,
     PHASES,
@@ -114,6 +114,7 @@ class BatchStatus(BaseModel):
     cancelled_at: str | None = None  # when a cancel of the batch was asked
     retry_of: str | None = None  # the batch whose failed items this one retries
     retries: list[str] = Field(default_factory=list)  # batches retrying this one's failures
+    tenant: str | None = None  # the tenant that submitted it (none: a trusted producer)
 
 
 class BatchInterrupted(QueueUnavailable):
@@ -137,20 +138,33 @@ def open_batch(
     created_at: str,
     ttl: int,
     callback: str | None = None,
+    tenant: str | None = None,
 ) -> None:
     """Store the batch summary before its items (a batch may grow over several submits).
 
     ``callback`` is where the ends of the batch's requests and Jobs are POSTed; the
-    latest submit that names one sets it for the whole batch.
+    latest submit that names one sets it for the whole batch. ``tenant``: who submits
+    it; a batch ID already used by another tenant (or by none) raises Conflict.
     """
     key = batch_key(batch_id)
     pipe = redis.pipeline(transaction=False)
     pipe.hsetnx(key, "created_at", created_at)
     pipe.hsetnx(key, "operation", operation)
+    pipe.hsetnx(key, "tenant", tenant or "")
+    pipe.hget(key, "tenant")
     if callback:
         pipe.hset(key, "callback", callback)
     pipe.expire(key, ttl)
-    pipe.execute()
+    owner = pipe.execute()[3]
+    owner = owner.decode() if isinstance(owner, bytes) else owner
+    if (owner or "") != (tenant or ""):
+        raise Conflict(f"Batch ID {batch_id} is in use; submit with another batch_id")
+
+
+def batch_owner(redis: Any, batch_id: str) -> tuple[bool, str | None]:
+    """Return whether a batch exists, and the tenant that submitted it (None: no tenant)."""
+    created, tenant = redis.hmget(batch_key(batch_id), "created_at", "tenant")
+    return created is not None, (_text(tenant) or None) if tenant else None
 
 
 def count_rejected(redis: Any, batch_id: str, rejected: int) -> None:
@@ -248,6 +262,7 @@ def read_batch(
         cancelled_at=summary.get("cancelled_at"),
         retry_of=summary.get("retry_of"),
         retries=[rid for rid in (summary.get("retries") or "").split(",") if rid],
+        tenant=summary.get("tenant") or None,
     )
 
 

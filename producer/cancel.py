@@ -16,6 +16,7 @@ the next worker.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import states
+from kombu.exceptions import OperationalError
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 
 from producer.batches import read_metas
 from worker import callbacks, events, jobrecords
@@ -32,6 +35,8 @@ from worker.delivery.results import queue_result_meta
 from worker.errors import Cancelled
 from worker.records import Cancel, Cancelling, cancel_many
 from worker.timestamps import now_iso
+
+logger = logging.getLogger(__name__)
 
 #: Requests cancelled per round trip.
 PART = 500
@@ -109,7 +114,11 @@ class Canceller:
         if cancelled:
             self._store_ends(cancelled, at)
             if self._announce is not None:
-                self._announce([item.request_id for item in cancelled])
+                try:
+                    self._announce([item.request_id for item in cancelled])
+                except (OperationalError, RedisError, OSError) as exc:
+                    # Flower's view only: the cancel itself is done and recorded.
+                    logger.warning("Could not send the cancelled requests' events: %s", exc)
         by_id = {item.request_id: item for item in found} | ended
         return [by_id[rid] for rid in request_ids]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from functools import partial
 from typing import Any
 
@@ -34,6 +34,8 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from producer import jobs
+from producer.admission import Admission, applies_to, check_request
+from producer.audit import Auditor, target_of
 from producer.batches import (
     FAILED_SHOWN,
     BatchInterrupted,
@@ -53,6 +55,7 @@ from producer.enqueue import PART, Accepted, Enqueuer, Lane, Outgoing, Reused
 from producer.gc_pause import collector_paused
 from producer.notify import Notifier
 from producer.queue import make_app, make_redis
+from producer.quotas import Quotas
 from producer.settings import ProducerSettings
 from producer.status import read_status
 from worker import callbacks, events, jobrecords
@@ -63,10 +66,12 @@ from worker.errors import (
     Conflict,
     EksOpsError,
     EnqueueInterrupted,
+    Forbidden,
     InvalidName,
     InvalidRequest,
     NotFound,
     QueueUnavailable,
+    QuotaExceeded,
     RequestIdReused,
     StillRunning,
     UnknownRequest,
@@ -79,6 +84,7 @@ from worker.names import new_request_id, normalise_request_id
 from worker.records import Cancel, read_record, record_key
 from worker.records import Field as RecordField
 from worker.settings import QueueSettings
+from worker.tenants import Tenant
 from worker.timestamps import now_iso
 from worker.validation import explain, validate_settings
 
@@ -107,8 +113,15 @@ class EksOps:
         queue: QueueSettings | None = None,
         app: Celery | None = None,
         redis: Any = None,
+        tenant: Tenant | str | None = None,
     ) -> None:
+        """``tenant``: whom submissions are made for (scope, Job policy, quotas, the
+        request record and audit); a name alone attributes without limiting. Callers
+        with Redis access are trusted: the tenant is theirs to state."""
         self.settings = settings or validate_settings(ProducerSettings)
+        self.tenant = as_tenant(tenant)
+        # A library caller that names a tenant is audited; the gateway audits its own calls.
+        self.auditor = Auditor(self.settings.audit_sink) if self.tenant is not None else None
         self.queue = queue or validate_settings(QueueSettings)
         self.queue.require_urls()
         self.app = app or make_app(self.queue)
@@ -119,6 +132,9 @@ class EksOps:
             self.app, self.redis, record_ttl_seconds=self.queue.result_expires_seconds
         )
         self._notifier: Notifier | None = None
+        self.admission = Admission(
+            Quotas(self.redis, self.app.backend, ttl_seconds=self.queue.result_expires_seconds)
+        )
 
     # --- validation and submission ------------------------------------------------
 
@@ -153,22 +169,70 @@ class EksOps:
         *,
         request_id: str | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Validate and enqueue one operation; return its request ID.
 
         With ``callback_url``, the request's end (and a created Job's end) is POSTed
         there, signed (see ``worker.callbacks``); the request's status shows how each
-        delivery went.
+        delivery went. ``tenant`` (default: this client's) is checked first: scope,
+        Job policy, quotas (see ``producer.admission``).
         """
         rid = self.request_id_for(request_id)
+        tenant = as_tenant(tenant) or self.tenant
+        try:
+            submission = self._submit(operation, arguments, rid, callback_url, tenant)
+        except EksOpsError as exc:
+            self._audit(tenant, operation.value, arguments, rid, outcome="refused", reason=exc.code)
+            raise
+        self._audit(tenant, operation.value, arguments, rid, outcome="accepted")
+        return submission
+
+    def _audit(
+        self,
+        tenant: Tenant | None,
+        operation: str,
+        arguments: Mapping[str, Any],
+        request_id: str,
+        *,
+        outcome: str,
+        reason: str | None = None,
+    ) -> None:
+        """Write the audit line of a library call made for a tenant (see producer.audit)."""
+        if self.auditor is None or tenant is None:
+            return
+        self.auditor.record(
+            tenant=tenant.name,
+            source="library",
+            operation=operation,
+            target=target_of(dict(arguments)),
+            request_id=request_id,
+            outcome=outcome,
+            reason=reason,
+        )
+
+    def _submit(
+        self,
+        operation: Operation,
+        arguments: Mapping[str, Any],
+        rid: str,
+        callback_url: str | None,
+        tenant: Tenant | None,
+    ) -> Submission:
         with bound_request(rid), _queue_errors(f"submitting {operation.value}"):
             kwargs = self.validate(operation, arguments)
             callback = self.callback_for(callback_url)
+            owner = ""
+            if tenant is not None and applies_to(tenant):
+                kwargs = check_request(tenant, operation, kwargs)
+                self.admission.single(tenant, rid)
+                owner = tenant.name
             submitted_at = now_iso()
             (accepted,) = self._enqueuer.enqueue(
                 [Outgoing(rid, operation.task_name, kwargs)],
                 submitted_at=submitted_at,
                 callback=callback or "",
+                tenant=owner,
             )
             if isinstance(accepted, Reused):
                 raise reused(rid, accepted)
@@ -191,6 +255,7 @@ class EksOps:
         durable: bool = True,
         callback_url: str | None = None,
         priority: int = 1,
+        tenant: Tenant | str | None = None,
     ) -> BatchSubmission:
         """Validate and enqueue many operations at once, as one batch.
 
@@ -206,21 +271,42 @@ class EksOps:
         A batch travels in the bulk lane, beside the other batches (served round robin)
         and behind single submissions. ``priority`` (1 to 10) is how many turns in a row
         the batch takes when its turn comes: 2 gets twice the share of a batch at 1.
+        ``tenant`` (default: this client's): each item is checked against its scope and
+        Job policy (refused items reported each on its own), the call against its bulk
+        size and rate quotas, and each part against its in-flight quota.
         """
         callback = self.callback_for(callback_url)
+        tenant = as_tenant(tenant) or self.tenant
+        if tenant is not None and not applies_to(tenant):
+            tenant = None
+        if tenant is not None:
+            size = len(items) if isinstance(items, Sized) else None
+            with _queue_errors("submitting a batch"):
+                self.admission.bulk(tenant, size)
         if not isinstance(priority, int) or not 1 <= priority <= lanes.MAX_WEIGHT:
             raise InvalidRequest(
                 f"Invalid priority {priority!r}: give an integer from 1 to {lanes.MAX_WEIGHT}"
             )
         with collector_paused(), _queue_errors("submitting a batch"):
-            return self._submit_many(
+            summary = self._submit_many(
                 operation,
                 items,
                 batch_id=batch_id,
                 durable=durable,
                 callback=callback,
                 priority=priority,
+                tenant=tenant,
             )
+        if self.auditor is not None and tenant is not None:
+            self.auditor.record(
+                tenant=tenant.name,
+                source="library",
+                operation=f"{operation.value} (bulk)",
+                target=f"batch {summary.batch_id} ({summary.accepted} accepted, "
+                f"{summary.rejected} refused)",
+                outcome="accepted" if summary.accepted or summary.duplicates else "refused",
+            )
+        return summary
 
     def _submit_many(
         self,
@@ -231,9 +317,23 @@ class EksOps:
         durable: bool,
         callback: str | None,
         priority: int,
+        tenant: Tenant | None = None,
     ) -> BatchSubmission:
         bid = self.request_id_for(batch_id)
         outcomes: list[BatchItem] = []
+
+        def admitted(part: list[Outgoing]) -> list[Outgoing]:
+            if tenant is None:
+                return part
+            try:
+                self.admission.part(tenant, [item.request_id for item in part])
+            except QuotaExceeded as exc:
+                refused = {item.request_id for item in part}
+                for outcome in outcomes:
+                    if outcome.request_id in refused:
+                        outcome.request_id, outcome.error = None, exc.message
+                return []
+            return part
 
         def validated_parts() -> Iterator[list[Outgoing]]:
             # Validation runs lazily, part by part, while earlier parts are sent.
@@ -248,21 +348,30 @@ class EksOps:
                     arguments = dict(item)
                     rid = self.request_id_for(arguments.pop("request_id", None))
                     kwargs = self.validate(operation, arguments)
-                except InvalidRequest as exc:
+                    if tenant is not None:
+                        kwargs = check_request(tenant, operation, kwargs)
+                except (InvalidRequest, Forbidden) as exc:
                     outcomes.append(BatchItem(index=index, error=str(exc)))
                     continue
                 outcomes.append(BatchItem(index=index, request_id=rid))
                 part.append(Outgoing(rid, operation.task_name, kwargs))
                 if len(part) == PART:
-                    yield part
+                    yield admitted(part)
                     part = []
             if part:
-                yield part
+                yield admitted(part)
 
         now = now_iso()
         ttl = self.queue.result_expires_seconds
+        owner = tenant.name if tenant is not None else None
         open_batch(
-            self.redis, bid, operation=operation.value, created_at=now, ttl=ttl, callback=callback
+            self.redis,
+            bid,
+            operation=operation.value,
+            created_at=now,
+            ttl=ttl,
+            callback=callback,
+            tenant=owner,
         )
         try:
             accepted = self._enqueuer.enqueue_parts(
@@ -270,7 +379,9 @@ class EksOps:
                 submitted_at=now,
                 batch_id=bid,
                 fsync=durable,
-                lane=Lane(group=bid, weight=priority),
+                # Fair share by tenant when one is known, else by batch.
+                lane=Lane(group=lanes.tenant_group(owner) if owner else bid, weight=priority),
+                tenant=owner or "",
             )
         except EnqueueInterrupted as exc:
             raise self._interrupted(bid, operation, outcomes, exc) from exc
@@ -339,6 +450,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit the creation of a Job (namespace created if missing)."""
         return self.submit(
@@ -346,6 +458,7 @@ class EksOps:
             _with_cluster({"job_manifest": job_manifest, "namespace": namespace}, cluster),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def get_job_status(
@@ -356,6 +469,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit a read of a Job's state."""
         return self.submit(
@@ -363,6 +477,7 @@ class EksOps:
             _with_cluster({"job_name": job_name, "namespace": namespace}, cluster),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def delete_job(
@@ -373,6 +488,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit the deletion of a Job and its pods."""
         return self.submit(
@@ -380,6 +496,7 @@ class EksOps:
             _with_cluster({"job_name": job_name, "namespace": namespace}, cluster),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def create_namespace(
@@ -389,6 +506,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit the creation of a Namespace."""
         return self.submit(
@@ -396,6 +514,7 @@ class EksOps:
             _with_cluster({"namespace_name": namespace_name}, cluster),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def delete_namespace(
@@ -406,6 +525,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit the deletion of a Namespace (never a protected one)."""
         return self.submit(
@@ -415,6 +535,7 @@ class EksOps:
             ),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     def get_job_logs(
@@ -426,6 +547,7 @@ class EksOps:
         request_id: str | None = None,
         cluster: ClusterRef | None = None,
         callback_url: str | None = None,
+        tenant: Tenant | str | None = None,
     ) -> Submission:
         """Submit a read of the last lines of each container of a Job's newest pods."""
         return self.submit(
@@ -435,6 +557,7 @@ class EksOps:
             ),
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
 
     # --- polling ------------------------------------------------------------------
@@ -514,7 +637,12 @@ class EksOps:
         return self.status(rid)
 
     def cancel_batch(
-        self, batch_id: str, *, delete_jobs: bool = False, running_timeout: float = 60.0
+        self,
+        batch_id: str,
+        *,
+        delete_jobs: bool = False,
+        running_timeout: float = 60.0,
+        tenant: Tenant | None = None,
     ) -> BatchCancellation:
         """Cancel every request of a batch that has not started; drop its messages.
 
@@ -549,13 +677,15 @@ class EksOps:
             deadline = time.monotonic() + running_timeout
             for rid in running:
                 self.wait(rid, max(0.0, deadline - time.monotonic()))
-            deletion = self._delete_jobs_of(bid, request_ids)
+            deletion = self._delete_jobs_of(bid, request_ids, tenant)
             if deletion is not None:
                 summary.deletion_batch_id = deletion.batch_id
                 summary.jobs_deleting = deletion.accepted + deletion.duplicates
         return summary
 
-    def _delete_jobs_of(self, batch_id: str, request_ids: list[str]) -> BatchSubmission | None:
+    def _delete_jobs_of(
+        self, batch_id: str, request_ids: list[str], tenant: Tenant | None
+    ) -> BatchSubmission | None:
         with _queue_errors(f"reading the Jobs of batch {batch_id}"):
             pipe = self.redis.pipeline(transaction=False)
             for rid in request_ids:
@@ -565,9 +695,11 @@ class EksOps:
         items = [job_deletion(key, default) for key in keys if key]
         if not items:
             return None
-        return self.submit_many(Operation.DELETE_JOB, items)
+        return self.submit_many(Operation.DELETE_JOB, items, tenant=tenant)
 
-    def retry_failed(self, batch_id: str, *, priority: int = 1) -> BatchSubmission:
+    def retry_failed(
+        self, batch_id: str, *, priority: int = 1, tenant: Tenant | None = None
+    ) -> BatchSubmission:
         """Submit a batch's failed requests again, as a new batch linked to it.
 
         Each gets a new request ID; the new batch's ``retry_of`` names the old one, and
@@ -583,7 +715,9 @@ class EksOps:
         if not arguments:
             more = f" ({missing} failed before a worker could read them)" if missing else ""
             raise Conflict(f"Batch {bid} has no failed requests to retry{more}")
-        retry = self.submit_many(Operation(status.operation), arguments, priority=priority)
+        retry = self.submit_many(
+            Operation(status.operation), arguments, priority=priority, tenant=tenant
+        )
         with _queue_errors(f"linking batch {retry.batch_id} to {bid}"):
             link_retry(self.redis, bid, retry.batch_id)
         logger.info(
@@ -761,6 +895,16 @@ class EksOps:
             self._notifier.close()
         self.redis.close()
         self.app.close()
+
+
+def as_tenant(tenant: Tenant | str | None) -> Tenant | None:
+    """Return ``tenant`` as a Tenant: a name alone attributes without limiting."""
+    if isinstance(tenant, str):
+        try:
+            return Tenant(name=tenant)
+        except ValidationError as exc:
+            raise InvalidRequest(explain(exc, what="tenant")) from None
+    return tenant
 
 
 @contextlib.contextmanager

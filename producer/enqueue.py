@@ -38,7 +38,8 @@ from worker.records import REQUEST_KEY_PREFIX, fingerprint, lua, record_key
 # TTL; ARGV[2]: submitted_at; ARGV[3]: batch ID ('' for none); ARGV[4]: task name of
 # the operation; ARGV[5]: number of messages; ARGV[6]: the callback URL of these
 # requests ('' for none; a batch keeps its own in its summary); ARGV[7]: the bulk
-# group the messages go to ('' for the interactive lane); ARGV[8]: its weight; then per
+# group the messages go to ('' for the interactive lane); ARGV[8]: its weight; ARGV[9]:
+# the tenant that submits them ('' for none); then per
 # message: its ID, how many requests it carries, its bytes, and each request's
 # fingerprint (``worker.records.fingerprint``). A request ID is its record key's
 # suffix. Each new request is recorded with the ID of the message that owns it and its
@@ -57,7 +58,7 @@ local prefix = string.len('"""
     + REQUEST_KEY_PREFIX
     + """') + 1
 local accepted, messages, ids = {}, {}, {}
-local key, at = 9, 9
+local key, at = 9, 10
 for _ = 1, tonumber(ARGV[5]) do
   local owner, count, body = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2]
   at = at + 3
@@ -72,6 +73,7 @@ for _ = 1, tonumber(ARGV[5]) do
       redis.call('HSET', KEYS[key], $operation, ARGV[4], $batch_id, batch, $message, owner,
         $fingerprint, fp)
       if ARGV[6] ~= '' then redis.call('HSET', KEYS[key], $callback, ARGV[6]) end
+      if ARGV[9] ~= '' then redis.call('HSET', KEYS[key], $tenant, ARGV[9]) end
       redis.call('EXPIRE', KEYS[key], ttl)
       ids[#ids + 1] = string.sub(KEYS[key], prefix)
       accepted[#accepted + 1] = 1
@@ -258,6 +260,7 @@ class Enqueuer:
         fsync: bool = False,
         callback: str = "",
         lane: Lane = INTERACTIVE,
+        tenant: str = "",
     ) -> list[Accepted]:
         """Enqueue ``items``; return, per item, whether it was new (see :data:`Accepted`)."""
         parts = (items[start : start + PART] for start in range(0, len(items), PART))
@@ -268,6 +271,7 @@ class Enqueuer:
             fsync=fsync,
             callback=callback,
             lane=lane,
+            tenant=tenant,
         )
 
     def enqueue_parts(
@@ -279,6 +283,7 @@ class Enqueuer:
         fsync: bool = False,
         callback: str = "",
         lane: Lane = INTERACTIVE,
+        tenant: str = "",
     ) -> list[Accepted]:
         """Enqueue parts as they come; return, per item in order, whether it was new.
 
@@ -299,7 +304,9 @@ class Enqueuer:
                 connection.send_command("SCRIPT", "LOAD", _SUBMIT_SCRIPT)
                 for part in parts:
                     if part:
-                        keys, args = self._prepare(part, submitted_at, batch_id, callback, lane)
+                        keys, args = self._prepare(
+                            part, submitted_at, batch_id, callback, lane, tenant
+                        )
                         connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
                         sizes.append(len(part))
                 connection.read_response()
@@ -339,13 +346,14 @@ class Enqueuer:
             raise EnqueueInterrupted(accepted, failure)
         return [flag for flag in accepted if flag is not None]
 
-    def _prepare(
+    def _prepare(  # noqa: PLR0917 - one call site, the script's argument order
         self,
         items: Sequence[Outgoing],
         submitted_at: str,
         batch_id: str,
         callback: str = "",
         lane: Lane = INTERACTIVE,
+        tenant: str = "",
     ) -> tuple[list[str], list[Any]]:
         if len({item.task_name for item in items}) > 1:
             raise ValueError("one part carries one operation")
@@ -366,6 +374,7 @@ class Enqueuer:
             callback,
             lane.group or "",
             lane.weight,
+            tenant,
         ]
         for group in groups:
             if len(group) == 1:

@@ -139,6 +139,7 @@ def combine(
         finished_at=(_iso(meta.get("date_done")) or record.cancelled_at) if finished else None,
         attempts=record.attempts,
         callback_url=record.callback,
+        tenant=record.tenant,
         callbacks=record.callbacks,
         **fields,
     )

@@ -24,13 +24,19 @@ from pydantic import (
 
 from worker.errors import ErrorInfo, InvalidManifest, InvalidName
 from worker.manifests import DEFAULT_MAX_MANIFEST_BYTES, validate_job_manifest
-from worker.names import check_dns1123_label, normalise_request_id, protection_reason
+from worker.names import (
+    check_dns1123_label,
+    check_tenant_name,
+    normalise_request_id,
+    protection_reason,
+)
 
 QUEUE = "eksops"
 TASK_PREFIX = "eksops."
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "eksops"
 REQUEST_ID_LABEL = "eksops.io/request-id"
+TENANT_LABEL = "eksops.io/tenant"
 
 _CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9\-_]{0,99}")
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
@@ -103,8 +109,18 @@ class ClusterRef(_Contract):
         return value
 
 
+def _tenant(value: str) -> str:
+    try:
+        return check_tenant_name(value)
+    except InvalidName as exc:
+        raise ValueError(str(exc)) from None
+
+
 class _Request(_Contract):
     cluster: ClusterRef | None = None
+    # The tenant the request is made for (set by producers, see ``worker.tenants``):
+    # what it creates is labelled with it, another tenant's objects read as not found.
+    tenant: Annotated[str, AfterValidator(_tenant)] | None = None
 
 
 class CreateJobRequest(_Request):
@@ -320,3 +336,4 @@ class RequestStatus(_Contract):
     attempts: int = Field(default=0, ge=0)
     callback_url: str | None = None
     callbacks: dict[Literal["request", "job"], CallbackDelivery] = Field(default_factory=dict)
+    tenant: str | None = None  # the tenant that submitted it (none: a trusted producer)

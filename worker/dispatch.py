@@ -1,7 +1,9 @@
 """From a request's arguments to one operation call, as ``worker.catalog`` declares it.
 
 Validates the arguments with the same contracts producers used (a message can reach
-the queue by other means), resolves the request's cluster, calls the operation's
+the queue by other means), checks a tenant's scope and Job policy again when the
+worker has the keys file and messages are signed (:func:`recheck_tenant`: a message
+written by hand cannot widen a scope), resolves the request's cluster, calls the operation's
 function with the keywords its declaration binds, and returns its result as JSON-ready
 data. The engine (``worker.engine``) is the only caller.
 """
@@ -16,8 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from worker import policy
 from worker.catalog import Run, Spec
-from worker.errors import InvalidRequest
+from worker.contracts import Operation
+from worker.errors import InvalidRequest, OutOfScope
 from worker.runtime import Runtime
 from worker.validation import explain
 
@@ -38,6 +42,28 @@ def parse(runtime: Runtime, spec: Spec, arguments: dict[str, Any]) -> Any:
         raise InvalidRequest(explain(exc, what=f"{spec.task_name} request")) from None
 
 
+def recheck_tenant(runtime: Runtime, spec: Spec, request: Any) -> None:
+    """Raise OutOfScope or PolicyViolation if the request's tenant may not do this.
+
+    Only with the keys file (signing on): a request naming no tenant comes from a
+    trusted producer; one naming a tenant the file does not know is refused.
+    """
+    watch = runtime.tenants
+    name = getattr(request, "tenant", None)
+    if watch is None or name is None:
+        return
+    tenant = watch.current().by_name.get(name)
+    if tenant is None:
+        raise OutOfScope(
+            f"Tenant {name} is not in the keys file; {spec.operation.value} refused",
+            details={"scope": "tenant", "value": name},
+        )
+    arguments = request.model_dump(exclude_none=True)
+    tenant.scope.check(spec.operation, arguments)
+    if spec.operation is Operation.CREATE_JOB:
+        policy.apply(tenant.policy, arguments["job_manifest"])
+
+
 @dataclass(frozen=True)
 class Executed:
     """An operation's result (the seed's body) and what it links the request to."""
@@ -51,6 +77,7 @@ def execute(
 ) -> Executed:
     """Run ``spec``'s operation for one request; return the seed's body and its links."""
     request = parse(runtime, spec, arguments)
+    recheck_tenant(runtime, spec, request)
     run = Run(
         request_id=request_id,
         attempt=attempt,

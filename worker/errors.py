@@ -19,10 +19,10 @@ The tree::
     EksOpsError
     ├── PermanentError
     │   ├── InvalidRequest ── InvalidName, InvalidManifest
-    │   ├── Unauthorized, Forbidden ── ProtectedNamespace
+    │   ├── Unauthorized, Forbidden ── ProtectedNamespace, OutOfScope, PolicyViolation
     │   ├── NotFound ── ClusterNotFound, UnknownRequest
     │   ├── Conflict ── RequestIdReused, Cancelled
-    │   ├── Gone, Invalid
+    │   ├── Gone, Invalid, QuotaExceeded
     │   └── ConfigurationError, ConfigurationInvalid
     └── TransientError
         ├── Throttled, StillRunning
@@ -130,6 +130,25 @@ class ProtectedNamespace(Forbidden):
     """Raised when a request would delete a namespace eksops must never delete."""
 
     default_code = "ProtectedNamespace"
+
+
+class OutOfScope(Forbidden):
+    """Raised when a tenant asks for a cluster, namespace or operation outside its scope."""
+
+    default_code = "OutOfScope"
+
+
+class PolicyViolation(Forbidden):
+    """Raised when a Job breaks its tenant's Job policy; the message names the field."""
+
+    default_code = "PolicyViolation"
+
+
+class QuotaExceeded(PermanentError):
+    """Raised when a tenant is over a quota (rate, in flight, bulk size); retry after."""
+
+    default_code = "QuotaExceeded"
+    default_http_status = 429
 
 
 class NotFound(PermanentError):
@@ -269,6 +288,9 @@ _BY_CODE: dict[str, type[EksOpsError]] = {
         Unauthorized,
         Forbidden,
         ProtectedNamespace,
+        OutOfScope,
+        PolicyViolation,
+        QuotaExceeded,
         NotFound,
         ClusterNotFound,
         UnknownRequest,

@@ -72,6 +72,19 @@ def protection_reason(name: str, extra: Iterable[str] = ()) -> str | None:
     return None
 
 
+_TENANT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def check_tenant_name(name: object) -> str:
+    """Return ``name`` if it is a tenant name (an RFC 1123 label: it becomes a label value)."""
+    if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
+        raise InvalidName(
+            f"tenant name {name!r} must be 1-63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
 def new_request_id() -> str:
     """Return a new random request ID (a version 4 UUID in canonical form).
 

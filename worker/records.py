@@ -9,7 +9,7 @@ filled from :class:`Field` by :func:`lua`, and every reader parses a hash with
 :meth:`RequestRecord.from_hash`, so a field has one spelling everywhere.
 
 * written by the producer in the same atomic step that enqueues the message (see
-  ``producer.enqueue``): ``submitted_at``, ``operation``, ``batch_id``, ``message`` —
+  ``producer.enqueue``): ``submitted_at``, ``operation``, ``batch_id``, ``tenant``, ``message`` —
   the ID of the message that carries the request (its own, or the chunk of a bulk
   submission), the only one allowed to run it;
 * written by the worker when an execution starts (see :class:`Starter`): ``attempts``
@@ -67,6 +67,8 @@ class Field(enum.StrEnum):
     CANCELLED_AT = "cancelled_at"
     # A failed request's arguments (JSON), so its batch can be retried as a new one.
     ARGUMENTS = "arguments"
+    # The tenant that submitted the request (``worker.tenants``); absent: no tenant.
+    TENANT = "tenant"
 
 
 def fingerprint(task_name: str, kwargs: Mapping[str, Any]) -> str:
@@ -114,6 +116,7 @@ class RequestRecord:
     callback: str | None = None
     cancelled_at: str | None = None
     arguments: str | None = None
+    tenant: str | None = None
     callbacks: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

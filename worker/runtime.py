@@ -16,6 +16,7 @@ from worker.contracts import Limits as RequestLimits
 from worker.delivery.connections import redis_client
 from worker.executions import Executions
 from worker.jobrecords import register_cluster
+from worker.keysfile import KeysFileWatch
 from worker.leases import LeaseKeeper
 from worker.operations import Clusters, ClusterTarget
 from worker.operations.limiter import Limiter, Limits, RedisLimiter, Unlimited
@@ -35,6 +36,8 @@ class Runtime:
     redis: Any
     leases: LeaseKeeper
     executions: Executions
+    # With signing on and GATEWAY_KEYS_FILE set: the tenants whose scope is checked again.
+    tenants: KeysFileWatch | None = None
 
     @property
     def limits(self) -> RequestLimits:
@@ -74,6 +77,9 @@ class Runtime:
                 shared_redis=queue.broker_url == queue.result_backend,
                 record_ttl_seconds=queue.result_expires_seconds,
             ),
+            tenants=KeysFileWatch(queue.gateway_keys_file)
+            if queue.signing and queue.gateway_keys_file is not None
+            else None,
         )
 
 

@@ -78,6 +78,10 @@ class QueueSettings(_Settings):
                 raise ValueError(f"{path} is not a file")
         return self
 
+    # The gateway's keys file: with signing on, workers check a tenant's scope and Job
+    # policy again before any API call (``worker.keysfile``).
+    gateway_keys_file: Path | None = None
+
     @property
     def signing(self) -> bool:
         """Return whether task messages are signed and only signed ones accepted."""

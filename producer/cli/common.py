@@ -1,8 +1,9 @@
 """What every eksops command shares: output, exit codes, options, errors, the client.
 
 Exit codes (also in ``eksops --help``): 0 submitted or succeeded, 1 the operation
-failed (or was cancelled), 2 invalid input or configuration (a request ID reused for
-another request too), 3 still running when ``--wait`` ran out, 4
+failed (or was cancelled, or a tenant quota refused it), 2 invalid input or
+configuration (a request ID reused for another request, or outside the tenant's scope
+or Job policy, too), 3 still running when ``--wait`` ran out, 4
 unknown request or batch ID, 5 eksops could not reach its queue (Redis).
 
 Errors never end in a traceback: every eksops error becomes one line on stderr (or,
@@ -12,6 +13,7 @@ with ``--json``, one ``{"error": {...}}`` object on stdout) and its exit code, i
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +26,20 @@ from rich.console import Console
 from rich.markup import escape
 
 from producer.client import EksOps, Submission
+from producer.gateway.keyring import Keyring
 from worker.contracts import ClusterRef, RequestState, RequestStatus
 from worker.errors import (
     ConfigurationInvalid,
     EksOpsError,
     InvalidRequest,
+    OutOfScope,
+    PolicyViolation,
     QueueUnavailable,
     RequestIdReused,
     StillRunning,
     UnknownRequest,
 )
+from worker.tenants import Tenant
 from worker.validation import describe
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PENDING, EXIT_UNKNOWN, EXIT_UNAVAILABLE = range(6)
@@ -57,7 +63,8 @@ def json_mode() -> bool:
 
 def failure_code(error: EksOpsError) -> int:
     """Return the exit code an eksops error ends the command with."""
-    if isinstance(error, InvalidRequest | ConfigurationInvalid | RequestIdReused):
+    refused = InvalidRequest | ConfigurationInvalid | RequestIdReused | OutOfScope | PolicyViolation
+    if isinstance(error, refused):
         return EXIT_INVALID
     if isinstance(error, UnknownRequest):
         return EXIT_UNKNOWN
@@ -81,11 +88,30 @@ def fail(message: str | EksOpsError, code: int | None = None) -> NoReturn:
 
 
 def client() -> EksOps:
-    """Return the library, configured from the environment."""
+    """Return the library, configured from the environment (and ``--tenant``)."""
     try:
-        return EksOps()
+        return EksOps(tenant=tenant_of(_tenant_option()))
     except ConfigurationInvalid as exc:
         fail(f"invalid configuration: {exc.message}", EXIT_INVALID)
+
+
+def _tenant_option() -> str | None:
+    context = click.get_current_context(silent=True)
+    obj = context.find_root().obj if context is not None else None
+    return obj.get("tenant") if isinstance(obj, dict) else None
+
+
+def tenant_of(name: str | None) -> Tenant | str | None:
+    """Return the tenant named by ``--tenant``: as the keys file has it, or by name alone."""
+    if name is None:
+        return None
+    path = os.environ.get("GATEWAY_KEYS_FILE")
+    if not path:
+        return name
+    known = Keyring(keys_file=Path(path)).tenants()
+    if name not in known:
+        raise ConfigurationInvalid(f"tenant {name!r} is not in GATEWAY_KEYS_FILE {path}")
+    return known[name]
 
 
 def _remember_json(_context: click.Context, _parameter: click.Parameter, value: bool) -> bool:
@@ -153,6 +179,8 @@ def cluster_ref(name: str | None, region: str | None) -> ClusterRef | None:
 
 def _status_json(status: RequestStatus) -> dict[str, Any]:
     payload: dict[str, Any] = {"request_id": status.request_id, "state": status.state.value}
+    if status.tenant is not None:
+        payload["tenant"] = status.tenant
     if status.error is not None:
         payload["error"] = status.error.model_dump(exclude_none=True)
     else:
@@ -210,6 +238,8 @@ def report(status: RequestStatus, *, as_json: bool, waited: bool) -> NoReturn:
     else:
         out.print(f"request {status.request_id} is {status.state.value}")
         out.print(f"  poll with: eksops task {status.request_id} --wait 60")
+    if status.tenant is not None:
+        out.print(f"  tenant: {status.tenant}")
     _print_callbacks(status)
     sys.exit(code)
 

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from producer.cli import bulk, operations
+from producer.cli import bulk, keys, operations
 from producer.cli.common import EXIT_CODES, EXIT_FAILED, err, fail
 from producer.settings import ProducerSettings
 from worker.errors import EksOpsError
@@ -32,7 +32,15 @@ from worker.validation import validate_settings
     show_default=True,
     help="Log level on stderr.",
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "--tenant",
+    envvar="EKSOPS_TENANT",
+    help="Submit for this tenant: its scope, Job policy and quotas (from GATEWAY_KEYS_FILE, "
+    "when set) apply, and requests and audit lines name it.",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, tenant: str | None) -> None:
+    ctx.obj = {"tenant": tenant}
     try:
         settings = validate_settings(ProducerSettings, log_level=log_level)
     except EksOpsError as exc:
@@ -47,6 +55,7 @@ for command in (
     operations.cancel,
     bulk.batch,
     operations.doctor,
+    keys.keys,
     operations.worker,
 ):
     cli.add_command(command)

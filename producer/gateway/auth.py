@@ -1,10 +1,12 @@
 """Optional API-key authentication for every route but ``/health``.
 
-Off when ``GATEWAY_API_KEYS`` is empty (then no route declares a security scheme in
-OpenAPI). On, a request must carry one of the keys in ``X-API-Key`` or as
-``Authorization: Bearer <key>``; anything else is a 401. Keys are compared in constant
-time against every configured key (no early exit that would reveal which one nearly
-matched), and never logged.
+Off when neither ``GATEWAY_API_KEYS`` nor ``GATEWAY_KEYS_FILE`` is set (then no route
+declares a security scheme in OpenAPI, and every caller is the unrestricted tenant).
+On, a request must carry a known key in ``X-API-Key`` or as ``Authorization: Bearer
+<key>``; anything else is a 401. The key's principal (tenant and key ID, see
+:mod:`producer.gateway.keyring`) is put on ``request.state.principal`` for the routes.
+Keys are compared in constant time against every known one (no early exit that would
+reveal which one nearly matched), and never logged.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import HTTPException, Security
+from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from producer.gateway.keyring import ANONYMOUS, Keyring, Principal
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +58,30 @@ def require_api_key(keys: tuple[bytes, ...]) -> Callable[..., Awaitable[None]]:
             raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
     return check
+
+
+def require_principal(keyring: Keyring) -> Callable[..., Awaitable[None]]:
+    """Return the dependency that admits a known key and records whose it is."""
+
+    async def check(
+        request: Request,
+        api_key: Annotated[str | None, Security(_api_key_header)] = None,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    ) -> None:
+        presented = api_key or (bearer.credentials if bearer else None)
+        principal = keyring.principal(presented)
+        if principal is None:
+            logger.warning(
+                "Rejected request: %s", "no API key" if not presented else "wrong API key"
+            )
+            request.state.refused = "unauthenticated"
+            raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        request.state.principal = principal
+
+    return check
+
+
+def principal_of(request: Request) -> Principal:
+    """Return the caller's principal (the anonymous unrestricted one without keys)."""
+    principal: Principal = getattr(request.state, "principal", ANONYMOUS)
+    return principal

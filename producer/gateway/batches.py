@@ -26,7 +26,8 @@ from pydantic import BaseModel, Field
 from producer.batches import FAILED_SHOWN, BatchStatus, BatchSubmission
 from producer.cancel import BatchCancellation
 from producer.gateway.errors import error_body
-from producer.gateway.params import GatewayDep
+from producer.gateway.ownership import owns_batch, require_batch
+from producer.gateway.params import GatewayDep, PrincipalDep
 from producer.gateway.routes import read_json
 from producer.gateway.schemas import error_responses, status_url
 from producer.gateway.service import Gateway
@@ -34,6 +35,7 @@ from worker.contracts import Operation
 from worker.delivery import lanes
 from worker.errors import InvalidRequest
 from worker.logs import bound_request
+from worker.tenants import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +116,9 @@ class BulkCreateJobs(BaseModel):
     },
     summary="Create many Jobs at once, as one batch",
 )
-async def create_jobs(request: Request, service: GatewayDep) -> JSONResponse:
+async def create_jobs(
+    request: Request, service: GatewayDep, principal: PrincipalDep
+) -> JSONResponse:
     """Body: ``{"jobs": [{"job_manifest": {...}, "namespace": "..."}, ...]}``."""
     body = await read_json(request)
     unknown = set(body) - set(BulkCreateJobs.model_fields)
@@ -142,16 +146,30 @@ async def create_jobs(request: Request, service: GatewayDep) -> JSONResponse:
     # Submitting and building the answer (tens of thousands of items) happen off the
     # event loop, which keeps serving polls, waits and health checks meanwhile.
     return await anyio.to_thread.run_sync(
-        lambda: _submit_jobs(service, items, batch_id, callback_url)
+        lambda: _submit_jobs(
+            service,
+            items,
+            batch_id=batch_id,
+            callback_url=callback_url,
+            tenant=principal.tenant,
+            request=request,
+        )
     )
 
 
 def _submit_jobs(
-    service: Gateway, items: list[Any], batch_id: Any, callback_url: str | None
+    service: Gateway,
+    items: list[Any],
+    *,
+    batch_id: Any,
+    callback_url: str | None,
+    tenant: Tenant,
+    request: Request,
 ) -> JSONResponse:
     submission = service.eksops.submit_many(
-        Operation.CREATE_JOB, items, batch_id=batch_id, callback_url=callback_url
+        Operation.CREATE_JOB, items, batch_id=batch_id, callback_url=callback_url, tenant=tenant
     )
+    request.state.target = f"batch {submission.batch_id} ({len(items)} items)"
     return _accepted(submission)
 
 
@@ -208,12 +226,19 @@ async def get_batch(
             "counts.failed is the total.",
         ),
     ] = FAILED_SHOWN,
+    *,
+    principal: PrincipalDep,
 ) -> JSONResponse:
-    """Return the batch's counts by state; 404 if it was never submitted or has expired."""
+    """Return the batch's counts by state; 404 if it was never submitted or has expired.
+
+    Another tenant's batch answers the same 404.
+    """
     bid = str(batch_id)
-    status = await anyio.to_thread.run_sync(
-        lambda: service.eksops.batch(bid, failed_limit=failed_limit)
-    )
+    status = None
+    if await owns_batch(service, principal.tenant, bid):
+        status = await anyio.to_thread.run_sync(
+            lambda: service.eksops.batch(bid, failed_limit=failed_limit)
+        )
     if status is None:
         return JSONResponse(
             error_body(f"Batch {bid} not found: never submitted, or it expired"), status_code=404
@@ -237,12 +262,15 @@ async def cancel_batch(
             "requests, after its running requests end)."
         ),
     ] = False,
+    *,
+    principal: PrincipalDep,
 ) -> JSONResponse:
     """Cancel the batch; answer how many were cancelled, running, ended."""
     bid = str(batch_id)
     logger.info("API request: cancel batch_id=%s delete_jobs=%s", bid, delete_jobs)
+    await require_batch(service, principal.tenant, bid)
     done = await anyio.to_thread.run_sync(
-        lambda: service.eksops.cancel_batch(bid, delete_jobs=delete_jobs)
+        lambda: service.eksops.cancel_batch(bid, delete_jobs=delete_jobs, tenant=principal.tenant)
     )
     return JSONResponse(done.model_dump(mode="json"))
 
@@ -260,11 +288,14 @@ async def retry_failed(
     priority: Annotated[
         int, Query(ge=1, le=lanes.MAX_WEIGHT, description="The new batch's share (1 to 10).")
     ] = 1,
+    *,
+    principal: PrincipalDep,
 ) -> JSONResponse:
     """202 with the new batch (its ``retry_of`` names this one); 409 if nothing failed."""
     bid = str(batch_id)
     logger.info("API request: retry_failed batch_id=%s", bid)
+    await require_batch(service, principal.tenant, bid)
     submission = await anyio.to_thread.run_sync(
-        lambda: service.eksops.retry_failed(bid, priority=priority)
+        lambda: service.eksops.retry_failed(bid, priority=priority, tenant=principal.tenant)
     )
     return _accepted(submission)

@@ -34,8 +34,10 @@ its own status (409, 422, 400) with the Kubernetes message, since the caller can
 and a 500 would invite a useless retry.
 
 Errors of the gateway itself: invalid input 422 (nothing enqueued), body too large 413,
-missing or wrong API key 401, a request ID reused for another operation 409, Redis
-unreachable 503. Every body is ``{"detail": "<one sentence>"}``.
+missing or wrong API key 401, outside the tenant's scope or against its Job policy 403
+(the detail names the scope or the field), over a tenant quota 429 with
+``Retry-After``, a request ID reused for another operation 409, Redis unreachable 503.
+Every body is ``{"detail": "<one sentence>"}``.
 """
 
 from __future__ import annotations
@@ -61,8 +63,10 @@ from worker.errors import (
     Conflict,
     EksOpsError,
     ErrorInfo,
+    Forbidden,
     InvalidRequest,
     NotFound,
+    QuotaExceeded,
     RequestIdReused,
     Unavailable,
 )
@@ -177,6 +181,7 @@ def describe_validation(exc: RequestValidationError) -> str:
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InvalidRequest)
     logger.warning("Rejected request: %s", exc.message)
+    request.state.refused = exc.code
     return JSONResponse(error_body(exc.message), status_code=422)
 
 
@@ -184,12 +189,14 @@ async def _invalid_parameters(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = describe_validation(exc)
     logger.warning("Rejected request: %s", detail)
+    request.state.refused = "BadRequest"
     return JSONResponse(error_body(detail), status_code=422)
 
 
 async def _request_id_reused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestIdReused)
     logger.warning("Rejected request: %s", exc)
+    request.state.refused = exc.code
     body = error_body(exc.message, request_id=exc.details.get("request_id"), error=exc.to_info())
     return JSONResponse(body, status_code=409)
 
@@ -198,7 +205,18 @@ async def _refused(request: Request, exc: Exception) -> JSONResponse:
     # Control calls (cancel, retry) on something missing, or in a state that forbids them.
     assert isinstance(exc, EksOpsError)
     logger.warning("Refused: %s", exc.message)
+    request.state.refused = exc.code
     return JSONResponse(error_body(exc.message, error=exc.to_info()), status_code=exc.http_status)
+
+
+async def _tenant_refusal(request: Request, exc: Exception) -> JSONResponse:
+    # Out of scope, against the Job policy (403), or over a quota (429, Retry-After).
+    assert isinstance(exc, EksOpsError)
+    logger.warning("Refused: %s", exc.message)
+    request.state.refused = exc.code
+    headers = {"Retry-After": str(int(exc.retry_after or 1))} if exc.http_status == 429 else None
+    body = error_body(exc.message, error=exc.to_info())
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
 async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -248,6 +266,8 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestIdReused, _request_id_reused)
     for refusal in (NotFound, Conflict):
         app.add_exception_handler(refusal, _refused)
+    for tenant_refusal in (Forbidden, QuotaExceeded):
+        app.add_exception_handler(tenant_refusal, _tenant_refusal)
     for unavailable in (RedisError, Unavailable):
         app.add_exception_handler(unavailable, _queue_unavailable)
     app.add_exception_handler(BatchInterrupted, _bulk_interrupted)

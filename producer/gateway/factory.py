@@ -28,16 +28,19 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from producer import jobs
+from producer.audit import Auditor
 from producer.client import EksOps
 from producer.gateway import batches, events, health, routes, tasks
-from producer.gateway.auth import require_api_key
+from producer.gateway.auth import require_principal
 from producer.gateway.errors import install_handlers
 from producer.gateway.health import HealthMonitor
+from producer.gateway.keyring import Keyring
 from producer.gateway.middleware import RequestContext
 from producer.gateway.openapi import install_openapi
 from producer.gateway.schemas import error_responses
 from producer.gateway.service import Gateway, connect
 from producer.gateway.settings import GatewaySettings, load_settings
+from producer.gateway.trail import AuditTrail
 from worker import fleet
 from worker.errors import ConfigurationInvalid
 from worker.logs import configure_logging, log_banner, safe_url
@@ -79,6 +82,7 @@ def create_app(
     if eksops is None:
         eksops = connect(settings, queue or QueueSettings())
     gateway = Gateway(eksops, settings, async_redis=async_redis)
+    keyring = Keyring(api_keys=settings.api_keys, keys_file=settings.gateway_keys_file)
     monitor = HealthMonitor(
         ping_redis=eksops.redis.ping,
         count_workers=count_workers
@@ -106,17 +110,18 @@ def create_app(
         version=VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
-        openapi_url=None if settings.api_keys else "/openapi.json",
+        openapi_url=None if keyring.enabled else "/openapi.json",
         docs_url=None,
         redoc_url=None,
     )
     app.state.gateway = gateway
     app.state.health = monitor
+    app.state.keyring = keyring
     install_handlers(app)
     guarded: dict[str, Any] = {}
-    if settings.api_keys:
+    if keyring.enabled:
         guarded = {
-            "dependencies": [Depends(require_api_key(settings.api_keys))],
+            "dependencies": [Depends(require_principal(keyring))],
             "responses": error_responses(401),
         }
     app.include_router(routes.router, **guarded)
@@ -124,6 +129,7 @@ def create_app(
     app.include_router(batches.router, **guarded)
     app.include_router(events.router, **guarded)
     app.include_router(health.router)
+    app.add_middleware(AuditTrail, auditor=Auditor(settings.audit_sink))
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.gateway_max_body_bytes,

@@ -24,6 +24,8 @@ from worker import jobrecords
 from worker.contracts import ClusterRef
 from worker.errors import NotFound
 from worker.jobrecords import JobRecord
+from worker.records import read_record
+from worker.tenants import Tenant
 
 
 class JobWaits:
@@ -33,23 +35,34 @@ class JobWaits:
         self.eksops = eksops
 
     async def recorded_status(
-        self, job_name: str, namespace: str, cluster: dict[str, Any] | None
+        self,
+        job_name: str,
+        namespace: str,
+        cluster: dict[str, Any] | None,
+        tenant: Tenant | None = None,
     ) -> dict[str, Any] | None:
         """Return the Job's status from its record; None when a queued read must answer.
 
-        Raises NotFound (the seed's text) for a Job the tracker saw deleted.
+        Raises NotFound (the seed's text) for a Job the tracker saw deleted, and for a
+        Job another tenant's request made (as the worker answers for its label).
         """
         ref = ClusterRef.model_validate(cluster) if cluster else None
 
-        def read() -> tuple[bool, JobRecord | None]:
+        def read() -> tuple[bool, JobRecord | None, bool]:
             key = jobs.cluster_key(self.eksops.redis, ref)
             covered = jobs.coverage(self.eksops.redis, key).current
             record = jobs.job_record(self.eksops.redis, key, namespace, job_name) if key else None
-            return covered, record
+            hidden = False
+            if record is not None and tenant is not None and record.request_id:
+                maker = read_record(self.eksops.redis, record.request_id)
+                hidden = maker is not None and not tenant.may_see(maker.tenant)
+            return covered, record, hidden
 
-        covered, record = await anyio.to_thread.run_sync(read)
+        covered, record, hidden = await anyio.to_thread.run_sync(read)
         if not covered or record is None:
             return None
+        if hidden:
+            raise NotFound(f"Job {job_name} not found in namespace {namespace}")
         if record.phase == "deleted":
             raise NotFound(
                 f"Job {job_name} not found in namespace {namespace}",

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request
 
+from producer.gateway.auth import principal_of
+from producer.gateway.keyring import Principal
 from producer.gateway.service import Gateway
 from producer.gateway.waiting import WaitFor
 
@@ -27,6 +29,8 @@ def request_id(request: Request) -> str:
 
 
 GatewayDep = Annotated[Gateway, Depends(gateway)]
+#: Who is calling: tenant and key ID (the unrestricted tenant when keys are off).
+PrincipalDep = Annotated[Principal, Depends(principal_of)]
 RequestIdDep = Annotated[str, Depends(request_id)]
 Wait = Annotated[
     float | None,

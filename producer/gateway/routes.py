@@ -24,11 +24,13 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from producer.audit import target_of
 from producer.gateway.errors import error_body, seed_failure
 from producer.gateway.params import (
     QUERY_PARAMETERS,
     CallbackUrl,
     GatewayDep,
+    PrincipalDep,
     RequestIdDep,
     WaitDep,
     WaitForJob,
@@ -39,6 +41,7 @@ from producer.gateway.waiting import WaitFor
 from worker.catalog import CATALOG, Spec
 from worker.contracts import Operation, RequestState
 from worker.errors import ErrorInfo, InvalidRequest, NotFound
+from worker.tenants import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +112,7 @@ class Call:
     wait_for: str | None
     disconnected: Callable[[], Awaitable[bool]]
     callback_url: str | None = None
+    tenant: Tenant | None = None
 
 
 async def _run(service: Gateway, call: Call) -> JSONResponse:
@@ -116,6 +120,8 @@ async def _run(service: Gateway, call: Call) -> JSONResponse:
     # What the seed's texts name: the arguments, their defaults filled in.
     named = spec.with_defaults(call.arguments)
     _log_request(spec, named)
+    if call.tenant is not None:  # before any read or enqueue: out of scope is a 403
+        call.tenant.scope.check(spec.operation, named)
     wait = call.wait
     default_wait = service.settings.gateway_default_wait_seconds
     if wait is None and default_wait > 0:  # GATEWAY_DEFAULT_WAIT_SECONDS: the seed's sync API
@@ -123,7 +129,7 @@ async def _run(service: Gateway, call: Call) -> JSONResponse:
     if spec.reads_record and call.callback_url is None:
         try:
             recorded = await service.jobs.recorded_status(
-                named["job_name"], named["namespace"], call.arguments.get("cluster")
+                named["job_name"], named["namespace"], call.arguments.get("cluster"), call.tenant
             )
         except NotFound as exc:
             logger.info("Job %s was deleted before it ended", named["job_name"])
@@ -133,7 +139,11 @@ async def _run(service: Gateway, call: Call) -> JSONResponse:
         # As the synchronous API did: answer with the status, not a 202 to poll.
         wait = wait or WaitFor(service.settings.gateway_wait_max_seconds, call.disconnected)
     submission = await service.submit(
-        spec.operation, call.arguments, request_id=call.rid, callback_url=call.callback_url
+        spec.operation,
+        call.arguments,
+        request_id=call.rid,
+        callback_url=call.callback_url,
+        tenant=call.tenant,
     )
     if wait is None:
         return accepted(submission.request_id)
@@ -217,12 +227,23 @@ def _body_endpoint(spec: Spec) -> Callable[..., Any]:
         service: GatewayDep,
         rid: RequestIdDep,
         wait: WaitDep,
+        principal: PrincipalDep,
         *,
         callback_url: CallbackUrl = None,
         wait_for: WaitForJob = None,
     ) -> JSONResponse:
         arguments = await read_json(request)
-        call = Call(spec, arguments, rid, wait, wait_for, request.is_disconnected, callback_url)
+        request.state.target = target_of(arguments)
+        call = Call(
+            spec,
+            arguments,
+            rid,
+            wait,
+            wait_for,
+            request.is_disconnected,
+            callback_url,
+            principal.tenant,
+        )
         return await _run(service, call)
 
     return _without_wait_for(endpoint, spec)
@@ -246,16 +267,27 @@ def _query_endpoint(spec: Spec) -> Callable[..., Any]:
         service: GatewayDep,
         rid: RequestIdDep,
         wait: WaitDep,
+        principal: PrincipalDep,
         *,
         callback_url: CallbackUrl = None,
         wait_for: WaitForJob = None,
         **query: Any,
     ) -> JSONResponse:
         arguments = {name: query[name] for name in names}
-        call = Call(spec, arguments, rid, wait, wait_for, request.is_disconnected, callback_url)
+        request.state.target = target_of(arguments)
+        call = Call(
+            spec,
+            arguments,
+            rid,
+            wait,
+            wait_for,
+            request.is_disconnected,
+            callback_url,
+            principal.tenant,
+        )
         return await _run(service, call)
 
-    fixed = list(inspect.signature(endpoint).parameters.values())[:6]
+    fixed = list(inspect.signature(endpoint).parameters.values())[:7]
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [
         inspect.Parameter(name, keyword, annotation=QUERY_PARAMETERS[name][0], default=default)

@@ -24,6 +24,7 @@ from producer.queue import make_app, make_redis
 from worker.contracts import Operation, RequestStatus
 from worker.delivery.connections import async_redis_client
 from worker.settings import QueueSettings
+from worker.tenants import Tenant
 
 
 def connect(settings: GatewaySettings, queue: QueueSettings) -> EksOps:
@@ -79,14 +80,19 @@ class Gateway:
         *,
         request_id: str,
         callback_url: str | None = None,
+        tenant: Tenant | None = None,
     ) -> Submission:
-        """Validate and enqueue (a request ID reused for another request: RequestIdReused)."""
+        """Validate, check the tenant's scope, policy and quotas, and enqueue.
+
+        A request ID reused for another request raises RequestIdReused.
+        """
         submit = partial(
             self.eksops.submit,
             operation,
             arguments,
             request_id=request_id,
             callback_url=callback_url,
+            tenant=tenant,
         )
         return await anyio.to_thread.run_sync(submit)
 

@@ -10,11 +10,13 @@ process. :func:`load_settings` fails fast with one line naming what to fix.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from producer.gateway.keyring import Keyring
 from producer.settings import ProducerSettings
 from worker.settings import QueueSettings
 from worker.validation import CommaList, validate_settings
@@ -45,6 +47,8 @@ class GatewaySettings(ProducerSettings):
 
     # Comma-separated; empty disables authentication (every endpoint open).
     gateway_api_keys: Annotated[tuple[SecretStr, ...], NoDecode, CommaList] = ()
+    # YAML of tenants: key hashes, scope, quotas, Job policy (producer.gateway.keyring).
+    gateway_keys_file: Path | None = None
     # Largest request body accepted, in bytes (checked before the body is read).
     gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Largest body of POST /api/eks-create-jobs, and the most jobs it may carry.
@@ -98,9 +102,11 @@ class GatewaySettings(ProducerSettings):
 def load_settings() -> tuple[GatewaySettings, QueueSettings]:
     """Return the gateway's settings, or raise ConfigurationInvalid with one line.
 
-    A bad API key is named by its position, never quoted.
+    A bad API key is named by its position, never quoted; a bad keys file by its path
+    and the problem.
     """
     settings = validate_settings(GatewaySettings)
+    Keyring(api_keys=settings.api_keys, keys_file=settings.gateway_keys_file)
     queue = validate_settings(QueueSettings)
     queue.require_urls()
     return settings, queue

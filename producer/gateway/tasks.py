@@ -21,7 +21,8 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from producer.gateway.errors import error_body
-from producer.gateway.params import GatewayDep, WaitDep
+from producer.gateway.ownership import owns_request, require_request
+from producer.gateway.params import GatewayDep, PrincipalDep, WaitDep
 from producer.gateway.schemas import TASKS_PATH, error_responses
 from worker.contracts import RequestState, RequestStatus
 from worker.logs import bound_request
@@ -41,9 +42,15 @@ async def get_task(
     service: GatewayDep,
     request_id: Annotated[uuid.UUID, Path(description="The request ID a submission returned.")],
     wait: WaitDep,
+    principal: PrincipalDep,
 ) -> JSONResponse:
-    """Return the request's status; 404 if the ID was never submitted or has expired."""
+    """Return the request's status; 404 if the ID was never submitted or has expired.
+
+    Another tenant's request answers the same 404.
+    """
     rid = str(request_id)
+    if not await owns_request(service, principal.tenant, rid):
+        return _not_found(rid)
     if wait is None:
         status = await service.status(rid)
     else:
@@ -51,9 +58,13 @@ async def get_task(
     with bound_request(rid):
         logger.debug("Polled: %s", status.state.value)
     if status.state is RequestState.UNKNOWN and status.error is None:
-        detail = f"Request {rid} not found: never submitted, or its result expired"
-        return JSONResponse(error_body(detail, request_id=rid), status_code=404)
+        return _not_found(rid)
     return JSONResponse(status.model_dump(mode="json"))
+
+
+def _not_found(rid: str) -> JSONResponse:
+    detail = f"Request {rid} not found: never submitted, or its result expired"
+    return JSONResponse(error_body(detail, request_id=rid), status_code=404)
 
 
 @router.delete(
@@ -65,9 +76,11 @@ async def get_task(
 async def cancel_task(
     service: GatewayDep,
     request_id: Annotated[uuid.UUID, Path(description="The request ID a submission returned.")],
+    principal: PrincipalDep,
 ) -> JSONResponse:
     """Cancel the request; answer its status after (``cancelled``, or as it runs or ended)."""
     rid = str(request_id)
     logger.info("API request: cancel request_id=%s", rid)
+    await require_request(service, principal.tenant, rid)
     status = await anyio.to_thread.run_sync(lambda: service.eksops.cancel(rid))
     return JSONResponse(status.model_dump(mode="json"))

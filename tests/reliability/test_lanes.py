@@ -21,8 +21,10 @@ import redis
 from kombu import Connection, Consumer, Queue
 from kombu.message import Message
 
+from producer import EksOps
 from producer.enqueue import INTERACTIVE, Enqueuer, Lane, Outgoing
 from producer.queue import make_app
+from producer.settings import ProducerSettings
 from tests.reliability.conftest import Stack, final, jobs_by_request, manifest
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.delivery import lanes
@@ -142,6 +144,28 @@ def test_a_late_batch_is_served_beside_a_large_one_and_priority_buys_turns(
     # Round robin over the ring (large, late, urgent), urgent taking two turns in a row.
     assert served == ["large", "late", "urgent", "urgent"] * 3
     assert lanes.waiting(broker.broker.client()).bulk == {"large": 37, "late": 1}
+
+
+def test_the_bulk_lane_shares_by_tenant_whatever_number_of_batches_each_submits(
+    broker: Stack, connection: Connection
+) -> None:
+    eksops = EksOps(settings=ProducerSettings(), queue=QueueSettings(redis_url=broker.broker.url))
+    items = [{"namespace_name": f"ns-{i}"} for i in range(6)]
+
+    def batch(tenant: str, count: int) -> list[str]:
+        submitted = eksops.submit_many(Operation.CREATE_NAMESPACE, items[:count], tenant=tenant)
+        return [item.request_id for item in submitted.items if item.request_id]
+
+    first, second = batch("team-a", 6), batch("team-a", 6)
+    other = batch("team-b", 3)
+    owner = {**dict.fromkeys(first, "a1"), **dict.fromkeys(second, "a2")}
+    owner |= dict.fromkeys(other, "b")
+    served = [owner[request_id(message)] for message in consume(connection, expect=6)]
+    # team-b gets every other turn although team-a has two batches; team-a's batches
+    # follow one another within its share.
+    assert served == ["a1", "b"] * 3
+    assert lanes.waiting(broker.broker.client()).bulk == {"tenant.team-a": 9}
+    eksops.close()
 
 
 def test_a_workers_bulk_work_stays_within_its_share_of_threads(

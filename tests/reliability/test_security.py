@@ -15,7 +15,7 @@ from producer.settings import ProducerSettings
 from tests.reliability.conftest import Stack, final, manifest
 from tests.support.processes import WorkerProcess, run_cli
 from tests.support.redis_servers import RedisServer, system_redis
-from worker.contracts import RequestState
+from worker.contracts import Operation, RequestState
 from worker.settings import QueueSettings
 
 pytestmark = pytest.mark.integration
@@ -134,3 +134,42 @@ def test_no_token_presigned_url_or_aws_secret_appears_in_any_log(
     assert secret not in logs
     for pattern in SECRET_PATTERNS:
         assert not pattern.search(logs), pattern.pattern
+
+
+@pytest.mark.timeout(90)
+def test_with_signing_a_message_naming_a_tenant_cannot_widen_its_scope(
+    make_stack: Callable[..., Stack], namespace: str, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(
+        "tenants:\n"
+        "  team-a:\n"
+        f"    keys: [{{id: a-1, sha256: {'a' * 64}}}]\n"
+        f"    scope: {{namespaces: [{namespace}-a-*]}}\n"
+    )
+    stack = make_stack()
+    trusted = signing_files(tmp_path / "trusted", "producer")
+    worker = stack.worker(**trusted, GATEWAY_KEYS_FILE=str(keys))
+    # A signed producer that checks nothing (as a message written by hand would be)
+    # names team-a and a namespace outside its scope, and a tenant the file lacks.
+    producer = client_with(stack, trusted)
+    wide = producer.submit(
+        Operation.CREATE_NAMESPACE, {"namespace_name": f"{namespace}-b", "tenant": "team-a"}
+    )
+    ghost = producer.submit(
+        Operation.CREATE_NAMESPACE, {"namespace_name": f"{namespace}-a-1", "tenant": "ghost"}
+    )
+    inside = producer.submit(
+        Operation.CREATE_NAMESPACE, {"namespace_name": f"{namespace}-a-2", "tenant": "team-a"}
+    )
+    refused = final(producer, wide.request_id)
+    assert refused.state is RequestState.FAILED
+    assert refused.error is not None
+    assert refused.error.code == "OutOfScope"
+    assert refused.error.message.startswith(f"Namespace {namespace}-b is outside")
+    unknown = final(producer, ghost.request_id)
+    assert unknown.error is not None
+    assert unknown.error.message == "Tenant ghost is not in the keys file; create_namespace refused"
+    assert final(producer, inside.request_id).state is RequestState.SUCCEEDED
+    assert stack.sim.admin.count("create", "namespaces") == 1
+    assert worker.alive

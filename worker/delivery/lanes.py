@@ -4,10 +4,13 @@ Two lanes share the workers:
 
 * **interactive**: the list ``eksops`` (:data:`~worker.contracts.QUEUE`), single
   submissions, and anything published to the queue by kombu itself;
-* **bulk**: one list per *group* (a batch, by default), ``eksops.bulk.<group>``, served
-  round robin through a ring of the groups that have messages, each group taking as
-  many turns in a row as its weight (a batch's priority, 1 to 10). A batch submitted
-  after a 50,000-item one is served from its first turn, not after it.
+* **bulk**: one list per *group*, ``eksops.bulk.<group>``, served round robin through
+  a ring of the groups that have messages, each group taking as many turns in a row as
+  its weight (a batch's priority, 1 to 10). A group is a batch, or, for a batch
+  submitted for a tenant, the tenant (:func:`tenant_group`): the fair share is then
+  between tenants, whatever number of batches each submits, and a tenant's batches
+  follow one another. A batch submitted after a 50,000-item one is served from its
+  first turn, not after it.
 
 A worker takes its next message with :data:`TAKE`, one script that picks the lane
 (interactive first; one bulk message after :data:`BULK_AFTER` interactive ones while
@@ -58,6 +61,11 @@ BELL_TOKENS = 64
 #: While bulk waits, one bulk message is taken after this many interactive ones.
 BULK_AFTER = 4
 MAX_WEIGHT = 10
+
+
+def tenant_group(tenant: str) -> str:
+    """Return the bulk group of a tenant's batches (never a batch ID: those are UUIDs)."""
+    return f"tenant.{tenant}"
 
 
 def bulk_list(group: str) -> str:

@@ -19,6 +19,7 @@ from worker.logs import log_operation
 from worker.names import job_name_for_request
 from worker.operations.clients import ClusterClient
 from worker.operations.namespaces import FOREGROUND, auto_create_namespace, managed_labels
+from worker.operations.ownership import refuse_foreign
 from worker.timestamps import iso_timestamp
 
 logger = logging.getLogger(__name__)
@@ -40,18 +41,24 @@ def job_name(manifest: dict[str, Any], request_id: str) -> str:
 
 
 def build_job_body(
-    manifest: dict[str, Any], *, name: str, namespace: str, request_id: str
+    manifest: dict[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    request_id: str,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
-    """Return the manifest with its final name, namespace and eksops labels."""
+    """Return the manifest with its final name, namespace and eksops labels (tenant's too)."""
     body = copy.deepcopy(manifest)
     metadata = body.setdefault("metadata", {})
     metadata.pop("generateName", None)
     metadata["name"] = name
     metadata["namespace"] = namespace
-    metadata["labels"] = {**(metadata.get("labels") or {}), **managed_labels(request_id)}
+    labels = managed_labels(request_id, tenant)
+    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
     # The pods carry them too: the job tracker's one pod watch selects them by label.
     template = body["spec"].setdefault("template", {}).setdefault("metadata", {})
-    template["labels"] = {**(template.get("labels") or {}), **managed_labels(request_id)}
+    template["labels"] = {**(template.get("labels") or {}), **labels}
     return body
 
 
@@ -60,13 +67,20 @@ def _is_missing_namespace(error: NotFound) -> bool:
 
 
 def create_job(
-    *, cluster: ClusterClient, request_id: str, manifest: dict[str, Any], namespace: str
+    *,
+    cluster: ClusterClient,
+    request_id: str,
+    manifest: dict[str, Any],
+    namespace: str,
+    tenant: str | None = None,
 ) -> JobCreated:
     """Create the Job of ``manifest`` in ``namespace`` (created first if missing)."""
     name = job_name(manifest, request_id)
     with log_operation(logger, "create_job", job=name, namespace=namespace):
         logger.debug("Step 1: Building job manifest for %s", name)
-        body = build_job_body(manifest, name=name, namespace=namespace, request_id=request_id)
+        body = build_job_body(
+            manifest, name=name, namespace=namespace, request_id=request_id, tenant=tenant
+        )
         logger.debug("Job manifest built with spec keys: %s", sorted(body["spec"]))
         logger.debug("Step 2: Sending create_namespaced_job request to Kubernetes API")
         try:
@@ -74,7 +88,7 @@ def create_job(
         except NotFound as error:
             if not _is_missing_namespace(error):
                 raise
-            auto_create_namespace(cluster, namespace, request_id)
+            auto_create_namespace(cluster, namespace, request_id, tenant)
             logger.debug("Step 2 (again): Sending create_namespaced_job request to Kubernetes API")
             job = _create_or_adopt(cluster, body, name, namespace, request_id)
         metadata = job.get("metadata") or {}
@@ -123,12 +137,15 @@ def job_state(job: dict[str, Any]) -> JobState:
     return "unknown"
 
 
-def get_job_status(*, cluster: ClusterClient, name: str, namespace: str) -> JobStatus:
+def get_job_status(
+    *, cluster: ClusterClient, name: str, namespace: str, tenant: str | None = None
+) -> JobStatus:
     """Read Job ``name`` and report its state and counters."""
     with log_operation(logger, "get_job_status", job=name, namespace=namespace):
         logger.debug("Step 1: Sending read_namespaced_job request to Kubernetes API")
         try:
             job = cluster.request("GET", jobs_path(namespace, name))
+            refuse_foreign(job, tenant=tenant, kind="jobs", name=name)
         except NotFound:
             logger.warning("Job %s not found in namespace %s", name, namespace)
             raise
@@ -158,11 +175,24 @@ def get_job_status(*, cluster: ClusterClient, name: str, namespace: str) -> JobS
         return result
 
 
-def delete_job(*, cluster: ClusterClient, name: str, namespace: str, attempt: int = 1) -> Deleted:
-    """Delete Job ``name`` with Foreground propagation, so its pods go too."""
+def delete_job(
+    *,
+    cluster: ClusterClient,
+    name: str,
+    namespace: str,
+    attempt: int = 1,
+    tenant: str | None = None,
+) -> Deleted:
+    """Delete Job ``name`` with Foreground propagation, so its pods go too.
+
+    For a tenant, the Job is read first: one labelled for another tenant is not found.
+    """
     with log_operation(logger, "delete_job", job=name, namespace=namespace):
         logger.debug("Step 1: Sending delete_namespaced_job request to Kubernetes API")
         try:
+            if tenant is not None:
+                job = cluster.request("GET", jobs_path(namespace, name))
+                refuse_foreign(job, tenant=tenant, kind="jobs", name=name)
             cluster.request("DELETE", jobs_path(namespace, name), query=FOREGROUND)
         except NotFound:
             if attempt == 1:

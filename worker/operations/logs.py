@@ -19,6 +19,7 @@ from worker.errors import EksOpsError, NotFound
 from worker.logs import log_operation
 from worker.operations.clients import ClusterClient
 from worker.operations.jobs import jobs_path
+from worker.operations.ownership import refuse_foreign
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,14 @@ def _log(
     )
 
 
-def get_job_logs(*, cluster: ClusterClient, name: str, namespace: str, tail_lines: int) -> JobLogs:
+def get_job_logs(
+    *,
+    cluster: ClusterClient,
+    name: str,
+    namespace: str,
+    tail_lines: int,
+    tenant: str | None = None,
+) -> JobLogs:
     """Return the last ``tail_lines`` of every container of Job ``name``'s newest pods."""
     with log_operation(logger, "get_job_logs", job=name, namespace=namespace):
         listed = cluster.request(
@@ -69,8 +77,11 @@ def get_job_logs(*, cluster: ClusterClient, name: str, namespace: str, tail_line
             key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp") or "",
             reverse=True,
         )[:MAX_PODS]
+        for pod in pods:  # another tenant's Job reads as missing, as in get_job_status
+            refuse_foreign(pod, tenant=tenant, kind="jobs", name=name)
         if not pods:
-            cluster.request("GET", jobs_path(namespace, name))  # a missing Job is NotFound
+            job = cluster.request("GET", jobs_path(namespace, name))  # a missing Job: NotFound
+            refuse_foreign(job, tenant=tenant, kind="jobs", name=name)
             raise NotFound(
                 f"Job {name} in namespace {namespace} has no pods (removed after it ended, "
                 "or none started yet)",

@@ -24,6 +24,7 @@ from worker.errors import Conflict, Forbidden, NotFound, ProtectedNamespace
 from worker.logs import log_operation
 from worker.names import protection_reason
 from worker.operations.clients import ClusterClient
+from worker.operations.ownership import refuse_foreign, tenant_labels
 from worker.timestamps import iso_timestamp
 
 logger = logging.getLogger(__name__)
@@ -38,20 +39,26 @@ def namespaces_path(name: str | None = None) -> str:
     return f"/api/v1/namespaces/{quote(name, safe='')}" if name else "/api/v1/namespaces"
 
 
-def managed_labels(request_id: str) -> dict[str, str]:
-    """Return the labels eksops puts on every object it creates."""
-    return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, REQUEST_ID_LABEL: request_id}
+def managed_labels(request_id: str, tenant: str | None = None) -> dict[str, str]:
+    """Return the labels eksops puts on every object it creates (the tenant's, if any)."""
+    return {
+        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+        REQUEST_ID_LABEL: request_id,
+        **tenant_labels(tenant),
+    }
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("labels") or {})
 
 
-def _create(cluster: ClusterClient, name: str, request_id: str) -> dict[str, Any]:
+def _create(
+    cluster: ClusterClient, name: str, request_id: str, tenant: str | None = None
+) -> dict[str, Any]:
     body = {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": name, "labels": managed_labels(request_id)},
+        "metadata": {"name": name, "labels": managed_labels(request_id, tenant)},
     }
     logger.debug("Namespace manifest created with name=%s", name)
     try:
@@ -66,12 +73,14 @@ def _create(cluster: ClusterClient, name: str, request_id: str) -> dict[str, Any
         return existing
 
 
-def create_namespace(*, cluster: ClusterClient, request_id: str, name: str) -> NamespaceCreated:
-    """Create namespace ``name`` labelled with the request ID."""
+def create_namespace(
+    *, cluster: ClusterClient, request_id: str, name: str, tenant: str | None = None
+) -> NamespaceCreated:
+    """Create namespace ``name`` labelled with the request ID (and the tenant)."""
     with log_operation(logger, "create_namespace", namespace=name):
         logger.debug("Step 1: Building namespace manifest for %s", name)
         logger.debug("Step 2: Sending create_namespace request to Kubernetes API")
-        namespace = _create(cluster, name, request_id)
+        namespace = _create(cluster, name, request_id, tenant)
         metadata = namespace.get("metadata") or {}
         logger.debug("Kubernetes API returned response with metadata: %s", metadata.get("name"))
         logger.debug("Step 3: Formatting response")
@@ -81,12 +90,14 @@ def create_namespace(*, cluster: ClusterClient, request_id: str, name: str) -> N
         )
 
 
-def auto_create_namespace(cluster: ClusterClient, name: str, request_id: str) -> None:
+def auto_create_namespace(
+    cluster: ClusterClient, name: str, request_id: str, tenant: str | None = None
+) -> None:
     """Create ``name`` for a Job whose namespace is missing; a concurrent create is fine."""
     logger.warning("Namespace %s not found. Creating it.", name)
     with log_operation(logger, "create_namespace", namespace=name, auto_created="true"):
         try:
-            _create(cluster, name, request_id)
+            _create(cluster, name, request_id, tenant)
         except Conflict:
             logger.debug("Namespace %s appeared concurrently; using it", name)
 
@@ -98,6 +109,7 @@ def delete_namespace(
     allow_unmanaged: bool,
     protected: Iterable[str] = (),
     attempt: int = 1,
+    tenant: str | None = None,
 ) -> Deleted:
     """Delete namespace ``name`` with Foreground propagation, after the safety checks."""
     with log_operation(logger, "delete_namespace", namespace=name):
@@ -117,6 +129,7 @@ def delete_namespace(
                 )
                 return deleted
             raise
+        refuse_foreign(namespace, tenant=tenant, kind="namespaces", name=name)
         if not allow_unmanaged and _labels(namespace).get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
             raise Forbidden(
                 f"Namespace {name} was not created by eksops (no label "

@@ -1,0 +1,84 @@
+"""The gateway's audit trail: one :mod:`producer.audit` line per call, after its answer.
+
+A pure ASGI middleware inside :class:`~producer.gateway.middleware.RequestContext`
+(so the request ID is assigned) and around the routes. It reads what authentication
+and the route left on the request's state: the principal (tenant and key ID), the
+target the route named, and why a call was refused; the operation is the route's
+endpoint name (``create_job``, ``get_task``, ``create_jobs``, ...). ``/health`` and the
+docs' static assets are not audited: probes, not calls. A 413 or malformed
+``X-Request-ID`` is answered by ``RequestContext`` before it reaches this layer (and
+logged there). The key itself is never in a line: only its ID.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from producer.audit import Auditor
+from producer.gateway.keyring import ANONYMOUS, Principal
+
+_QUIET = ("/health", "/docs/assets")
+
+
+def outcome_of(status: int) -> str:
+    """Return the audit outcome of an HTTP status."""
+    if status < 400:
+        return "accepted"
+    return "refused" if status < 500 else "failed"
+
+
+class AuditTrail:
+    """Write one audit line per HTTP call."""
+
+    def __init__(self, app: ASGIApp, *, auditor: Auditor) -> None:
+        self.app = app
+        self.auditor = auditor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(_QUIET):
+            await self.app(scope, receive, send)
+            return
+        recorded = False
+
+        async def noting_send(message: Message) -> None:
+            # Written before the answer leaves: a caller that got it finds its line.
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                self._record(scope, message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_send)
+        finally:
+            if not recorded:
+                self._record(scope, 500)
+
+    def _record(self, scope: Scope, status: int) -> None:
+        state: dict[str, Any] = scope.get("state") or {}
+        principal: Principal = state.get("principal", ANONYMOUS)
+        endpoint = scope.get("endpoint")
+        client = scope.get("client")
+        path = scope.get("path", "")
+        self.auditor.record(
+            tenant=principal.tenant.name if state.get("refused") != "unauthenticated" else None,
+            key_id=principal.key_id if "principal" in state else None,
+            source=f"{client[0]}:{client[1]}" if client else None,
+            operation=getattr(endpoint, "__name__", None) or f"{scope.get('method')} {path}",
+            target=state.get("target") or _target(scope),
+            request_id=state.get("request_id"),
+            outcome=outcome_of(status),
+            status=status,
+            reason=state.get("refused") if status >= 400 else None,
+        )
+
+
+def _target(scope: Scope) -> str | None:
+    params = scope.get("path_params") or {}
+    for name in ("batch_id", "request_id"):
+        if name in params:
+            return f"{name.removesuffix('_id')} {params[name]}"
+    return None
