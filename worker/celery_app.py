@@ -4,8 +4,9 @@
 the settings are read once, when the worker starts (one clear line and exit code 2 if
 they are wrong), logging is configured once in the seed format, a startup banner shows
 what the worker will talk to, and each process (a forked pool child included) builds
-its :class:`~worker.engine.Engine` with the dependencies it needs. Tasks reach the
-engine through :func:`engine`; everything below it receives its dependencies.
+its :class:`~worker.engine.Engine` with the dependencies it needs. When ready, the
+worker announces itself as live (``worker.presence``). Tasks reach the engine through
+:func:`engine`; everything below it receives its dependencies.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from celery import Celery, signals
 from kombu.serialization import register as register_serializer
 
 import celeryconfig
-from worker import operations, preflight
+from worker import operations, preflight, presence
 from worker.callbacks import Sender, SenderSettings
 from worker.delivery.config import enable_signing
 from worker.engine import Engine
@@ -49,6 +50,7 @@ class _Process:
     queue: QueueSettings | None = None
     engine: Engine | None = None
     pid: int | None = None
+    hostname: str | None = None  # the worker's node name, once Celery has set it up
 
 
 def queue_settings() -> QueueSettings:
@@ -174,7 +176,12 @@ def _keep_checking(**_: Any) -> None:
         preflight.keep_checking(engine().runtime, _preflight_stop)
 
 
-_background: list[Supervisor | Sender] = []
+@signals.celeryd_after_setup.connect
+def _remember_hostname(sender: str, **_: Any) -> None:
+    _Process.hostname = sender
+
+
+_background: list[Supervisor | Sender | presence.Announcer] = []
 
 
 @signals.worker_ready.connect
@@ -182,6 +189,8 @@ def _start_background(**_: Any) -> None:
     """Compete for the clusters' tracker leases; send callbacks from the outbox."""
     settings, _queue = load_settings()
     runtime = engine().runtime
+    if _Process.hostname is not None:
+        _background.append(presence.Announcer(runtime.redis, _Process.hostname))
     if settings.job_tracking:
         _background.append(Supervisor(runtime))
     key = settings.callback_signing_key

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from producer.cli import bulk, operations
+from producer.cli import bulk, operations, queue
 from producer.cli.common import EXIT_CODES, EXIT_FAILED, err, fail
 from producer.settings import ProducerSettings
 from worker.errors import EksOpsError
@@ -45,6 +45,7 @@ for command in (
     bulk.create_jobs,
     operations.task,
     bulk.batch,
+    queue.queue,
     operations.doctor,
     operations.worker,
 ):

@@ -38,7 +38,7 @@ from producer.gateway.openapi import install_openapi
 from producer.gateway.schemas import error_responses
 from producer.gateway.service import Gateway, connect
 from producer.gateway.settings import GatewaySettings, load_settings
-from worker import fleet
+from worker import fleet, queues
 from worker.errors import ConfigurationInvalid
 from worker.logs import configure_logging, log_banner, safe_url
 from worker.settings import QueueSettings
@@ -86,6 +86,7 @@ def create_app(
         settings=settings,
         read_cluster_checks=lambda: fleet.read_all(eksops.redis),
         read_trackers=lambda: jobs.trackers(eksops.redis),
+        read_backlog=lambda: queues.read(eksops.redis),
     )
 
     @asynccontextmanager
