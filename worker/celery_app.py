@@ -4,9 +4,11 @@
 the settings are read once, when the worker starts (one clear line and exit code 2 if
 they are wrong), logging is configured once in the seed format, a startup banner shows
 what the worker will talk to, and each process (a forked pool child included) builds
-its :class:`~worker.engine.Engine` with the dependencies it needs. When ready, the
-worker announces itself as live (``worker.presence``). Tasks reach the engine through
-:func:`engine`; everything below it receives its dependencies.
+its :class:`~worker.engine.Engine` with the dependencies it needs and its metrics
+observer. When ready, the worker
+announces itself as live (``worker.presence``) and, with ``WORKER_METRICS_PORT``, serves
+its metrics (``worker.exposition``). Tasks reach the engine through :func:`engine`;
+everything below it receives its dependencies.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from celery import Celery, signals
 from kombu.serialization import register as register_serializer
 
 import celeryconfig
-from worker import operations, preflight, presence
+from worker import exposition, operations, preflight, presence
 from worker.callbacks import Sender, SenderSettings
 from worker.delivery.config import enable_signing
-from worker.engine import Engine
+from worker.engine import Engine, Observer, Observers
 from worker.errors import ConfigurationInvalid
 from worker.logs import configure_logging, log_banner, safe_url
 from worker.manifests import job_schema_validator
+from worker.metering import Metering
 from worker.runtime import Runtime
 from worker.settings import QueueSettings, SharedSettings, WorkerSettings
 from worker.tracking.supervisor import Supervisor
@@ -80,7 +83,8 @@ def engine() -> Engine:
     with _Process.lock:
         if _Process.engine is None or _Process.pid != os.getpid():
             runtime = Runtime.build(settings, queue, backend=lambda: app.backend)
-            _Process.engine = Engine(runtime)
+            observers: list[Observer] = [Metering()]
+            _Process.engine = Engine(runtime, Observers(*observers))
             _Process.pid = os.getpid()
         return _Process.engine
 
@@ -181,7 +185,7 @@ def _remember_hostname(sender: str, **_: Any) -> None:
     _Process.hostname = sender
 
 
-_background: list[Supervisor | Sender | presence.Announcer] = []
+_background: list[Supervisor | Sender | presence.Announcer | exposition.Endpoint] = []
 
 
 @signals.worker_ready.connect
@@ -191,6 +195,10 @@ def _start_background(**_: Any) -> None:
     runtime = engine().runtime
     if _Process.hostname is not None:
         _background.append(presence.Announcer(runtime.redis, _Process.hostname))
+    if settings.worker_metrics_port is not None:
+        _background.append(
+            exposition.Endpoint(settings.worker_metrics_port, settings.worker_metrics_address)
+        )
     if settings.job_tracking:
         _background.append(Supervisor(runtime))
     key = settings.callback_signing_key
@@ -215,6 +223,11 @@ def _stop_background(**_: Any) -> None:
     _preflight_stop.set()
     for service in _background:
         service.stop()
+
+
+@signals.worker_process_shutdown.connect
+def _child_exited(pid: int, **_: Any) -> None:
+    exposition.child_exited(pid)
 
 
 @signals.worker_init.connect

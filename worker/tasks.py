@@ -22,6 +22,7 @@ from worker.catalog import CATALOG, Spec
 from worker.celery_app import app, engine
 from worker.contracts import CHUNK_TASK, Chunk
 from worker.delivery import lanes
+from worker.delivery.envelope import ENQUEUED_AT
 from worker.errors import EksOpsError, InvalidRequest, PermanentError
 from worker.validation import explain
 
@@ -44,10 +45,20 @@ def _from_bulk(task: Any) -> bool:
     return lanes.group_of(str(info.get("routing_key") or "")) is not None
 
 
+def _enqueued_at(task: Any) -> float | None:
+    """When the message being run was enqueued (its envelope says; None if it does not)."""
+    value = (task.request.properties or {}).get(ENQUEUED_AT)
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _operation_task(spec: Spec) -> Any:
     def run(self: RequestTask, /, **arguments: Any) -> Any:
         ended = engine().run_one(
-            str(self.request.id), spec.operation, arguments, bulk=_from_bulk(self)
+            str(self.request.id),
+            spec.operation,
+            arguments,
+            bulk=_from_bulk(self),
+            enqueued_at=_enqueued_at(self),
         )
         if ended.state == states.IGNORED:
             raise Ignore  # another message owns the request: its outcome is not ours
@@ -74,5 +85,11 @@ def chunk(self: Any, /, **arguments: Any) -> dict[str, Any]:
     current = engine()
     message_id = str(self.request.id)
     requests = current.requests(message_id, carried.items)
-    tally = current.run(message_id, carried.operation, requests, bulk=_from_bulk(self))
+    tally = current.run(
+        message_id,
+        carried.operation,
+        requests,
+        bulk=_from_bulk(self),
+        enqueued_at=_enqueued_at(self),
+    )
     return tally.as_result()

@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 
 from producer import jobs
 from producer.client import EksOps
-from producer.gateway import batches, events, health, routes, tasks
+from producer.gateway import batches, events, health, metrics, routes, tasks
 from producer.gateway.auth import require_api_key
 from producer.gateway.errors import install_handlers
 from producer.gateway.health import HealthMonitor
@@ -113,6 +113,10 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.health = monitor
+    app.state.metrics = metrics.gateway_registry(
+        read_backlog=lambda: queues.read(eksops.redis),
+        read_trackers=lambda: jobs.trackers(eksops.redis),
+    )
     install_handlers(app)
     guarded: dict[str, Any] = {}
     if settings.api_keys:
@@ -125,6 +129,7 @@ def create_app(
     app.include_router(batches.router, **guarded)
     app.include_router(events.router, **guarded)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.gateway_max_body_bytes,
