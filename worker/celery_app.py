@@ -4,8 +4,8 @@
 the settings are read once, when the worker starts (one clear line and exit code 2 if
 they are wrong), logging is configured once in the seed format, a startup banner shows
 what the worker will talk to, and each process (a forked pool child included) builds
-its :class:`~worker.engine.Engine` with the dependencies it needs and its metrics
-observer. When ready, the worker
+its :class:`~worker.engine.Engine` with the dependencies it needs and its observers
+(metrics, and the task events of chunk items for Flower). When ready, the worker
 announces itself as live (``worker.presence``) and, with ``WORKER_METRICS_PORT``, serves
 its metrics (``worker.exposition``). Tasks reach the engine through :func:`engine`;
 everything below it receives its dependencies.
@@ -34,6 +34,7 @@ from worker.manifests import job_schema_validator
 from worker.metering import Metering
 from worker.runtime import Runtime
 from worker.settings import QueueSettings, SharedSettings, WorkerSettings
+from worker.taskevents import TaskEvents
 from worker.tracking.supervisor import Supervisor
 from worker.validation import validate_settings
 
@@ -84,6 +85,8 @@ def engine() -> Engine:
         if _Process.engine is None or _Process.pid != os.getpid():
             runtime = Runtime.build(settings, queue, backend=lambda: app.backend)
             observers: list[Observer] = [Metering()]
+            if queue.worker_send_task_events:
+                observers.append(TaskEvents(app, hostname=lambda: _Process.hostname))
             _Process.engine = Engine(runtime, Observers(*observers))
             _Process.pid = os.getpid()
         return _Process.engine

@@ -5,8 +5,12 @@ Thin on purpose: a task hands its request(s) to the process's engine
 whatever carried it. An operation task's request ID is its task ID and its arguments
 are its keyword arguments; it stores nothing itself (the engine stored the outcome)
 and ends as the request did, so Celery's events and log lines tell the truth: a failed
-request is a failed task. A chunk carries many requests of one operation and returns
-its tally.
+request is a failed task. A chunk carries many requests of one operation; each
+request is its own task in Flower (``worker.taskevents``), and the chunk's own task
+ends as its requests did: SUCCESS with its tally when every request it ran succeeded
+(or was already done), FAILURE (:class:`~worker.errors.ChunkFailed`, its message
+counting succeeded, failed and skipped) when any failed. A chunk is never retried
+either way: each request's outcome is already stored.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from worker.celery_app import app, engine
 from worker.contracts import CHUNK_TASK, Chunk
 from worker.delivery import lanes
 from worker.delivery.envelope import ENQUEUED_AT
-from worker.errors import EksOpsError, InvalidRequest, PermanentError
+from worker.errors import ChunkFailed, EksOpsError, InvalidRequest, PermanentError
 from worker.validation import explain
 
 
@@ -75,7 +79,7 @@ def _operation_task(spec: Spec) -> Any:
 TASKS = {operation: _operation_task(spec) for operation, spec in CATALOG.items()}
 
 
-@app.task(name=CHUNK_TASK, bind=True, track_started=False)
+@app.task(name=CHUNK_TASK, bind=True, track_started=False, throws=(ChunkFailed,))
 def chunk(self: Any, /, **arguments: Any) -> dict[str, Any]:
     """Run the requests of one chunk of a bulk submission, one after the other."""
     try:
@@ -92,4 +96,9 @@ def chunk(self: Any, /, **arguments: Any) -> dict[str, Any]:
         bulk=_from_bulk(self),
         enqueued_at=_enqueued_at(self),
     )
+    if tally.failed:
+        raise ChunkFailed(
+            f"{tally.failed} of {tally.requests} {tally.operation} requests failed "
+            f"({tally.succeeded} succeeded, {tally.skipped} skipped)"
+        )
     return tally.as_result()
