@@ -8,9 +8,11 @@ and the gateway's queue gauges, in one Redis script and a few cheap reads:
   (the group count is reported beside it; a group is a batch, never a label);
 * **oldest age**: lanes are taken from their right end, so the message at index -1 is
   the next one taken and the oldest waiting; its envelope carries the time it was
-  enqueued (``worker.delivery.envelope.ENQUEUED_AT``), read in place by the script
-  with a string match, never decoding a chunk's body; a message without it (published
-  by an earlier producer) gives no age;
+  enqueued (``worker.delivery.envelope.ENQUEUED_AT``, the envelope's last property),
+  read in place from the message's last bytes, never decoding a chunk's body; a
+  message without it (published by an earlier producer) gives no age. The bulk lane's
+  age is the oldest of the first :data:`AGED_GROUPS` groups of the ring (the next
+  served), so a read stays cheap with thousands of batches waiting;
 * **held**: messages taken by workers and not acknowledged yet, from kombu's ``unacked``
   hash (each value ends with the message's routing key, so its lane is read from the
   value's tail) and, for the oldest, kombu's ``unacked_index`` (scored by take time);
@@ -37,6 +39,10 @@ from worker.fleet import LimiterState, limited_clusters, read_limiter
 #: sets no key prefix).
 UNACKED = str(Channel.unacked_key)
 UNACKED_INDEX = str(Channel.unacked_index_key)
+#: How many bulk groups' oldest messages the bulk lane's age is taken from.
+AGED_GROUPS = 200
+#: The enqueue time is among a message's last bytes (its envelope's last property).
+_TAIL_BYTES = 512
 
 # KEYS: the interactive list, the ring, kombu's unacked hash and index.
 # Returns {now_ms, interactive {len, enqueued_at|false}, bulk groups, bulk len,
@@ -45,7 +51,7 @@ _READ = f"""
 local function stamp(list)
   local item = redis.call('LINDEX', list, -1)
   if not item then return false end
-  return string.match(item, '"{ENQUEUED_AT}":([%d%.]+)') or false
+  return string.match(string.sub(item, -{_TAIL_BYTES}), '"{ENQUEUED_AT}":([%d%.]+)') or false
 end
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -53,11 +59,13 @@ local interactive_len = redis.call('LLEN', KEYS[1])
 local interactive_at = stamp(KEYS[1])
 local groups = redis.call('LRANGE', KEYS[2], 0, -1)
 local bulk_len, bulk_at = 0, false
-for _, group in ipairs(groups) do
+for index, group in ipairs(groups) do
   local list = '{BULK_PREFIX}' .. group
   bulk_len = bulk_len + redis.call('LLEN', list)
-  local at = stamp(list)
-  if at and (not bulk_at or tonumber(at) < tonumber(bulk_at)) then bulk_at = at end
+  if index <= {AGED_GROUPS} then
+    local at = stamp(list)
+    if at and (not bulk_at or tonumber(at) < tonumber(bulk_at)) then bulk_at = at end
+  end
 end
 local held_interactive, held_bulk = 0, 0
 for _, value in ipairs(redis.call('HVALS', KEYS[3])) do

@@ -129,3 +129,19 @@ def test_each_clusters_limiter_is_reported(redis: fakeredis.FakeRedis) -> None:
     assert limiter.tokens is not None
     assert 3 <= limiter.tokens <= 10
     assert 0 < limiter.paused_for_seconds <= 2.0
+
+
+def test_the_enqueue_time_is_read_from_the_last_bytes_even_of_a_large_chunk(
+    eksops: EksOps, redis: fakeredis.FakeRedis
+) -> None:
+    container = {"name": "main", "image": "busybox:1.36"}
+    big = {
+        "metadata": {"annotations": {"pad": "x" * 20_000}},
+        "spec": {"template": {"spec": {"containers": [container], "restartPolicy": "Never"}}},
+    }
+    items = [{"job_manifest": big, "namespace": "default"} for _ in range(64)]
+    eksops.submit_many(Operation.CREATE_JOB, items)
+    (group,) = redis.lrange(lanes.RING, 0, -1)
+    tail = redis.lindex(lanes.bulk_list(group.decode()), -1)
+    assert len(tail) > 40_000  # a chunk of large manifests
+    assert queues.read(redis).lane("bulk").oldest_age_seconds is not None

@@ -115,6 +115,7 @@ def envelope(
                 # Unique per message: a message ID is enqueued once (retries are new
                 # messages that kombu tags itself).
                 "delivery_tag": message_id,
+                # Last, so it is among the message's last bytes (read there in place).
                 ENQUEUED_AT: round(time.time(), 3),
             },
         }
