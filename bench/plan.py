@@ -40,6 +40,9 @@ class Plan:
     tracking_memory_jobs: int = 100_000
     tracking_seconds: float = 15.0
     profile_seconds: float = 8.0
+    # Celery task events (Flower's view: each request of a chunk too) on the e2e workers;
+    # off (--no-task-events) to measure what they cost.
+    task_events: bool = True
     notes: list[str] = field(default_factory=list)
 
 

@@ -141,7 +141,9 @@ class Run:
             db = _db_for(concurrency)
             specs[f"e2e-c{concurrency}"] = (
                 db,
-                worker_env(self.valkey.url(db), env, concurrency=concurrency),
+                worker_env(
+                    self.valkey.url(db), env, concurrency=concurrency, task_events=plan.task_events
+                ),
                 "worker",
             )
         for index in range(plan.burst_workers):
