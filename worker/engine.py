@@ -11,8 +11,9 @@ outcome is stored once. Redis going away at any step starts that step over
 (``until_redis_answers``), never ending the request with an outage.
 
 The engine's dependencies are passed in (``worker.runtime.Runtime``); its
-:class:`Observer` is told, with the :class:`Carrier` the request came in, of each
-chunk's requests being received and of each request's start, retries and end: that is
+:class:`Observer` is told, with the :class:`Carrier` the request came in, of a chunk's
+requests being received, of each request's start, retries and end, and of the chunk
+being finished: that is
 how metrics (``worker.metering``) and the per-request task events of chunk items
 (``worker.taskevents``) see every request, whatever carried it.
 """
@@ -71,6 +72,8 @@ class Observer(Protocol):
         self, carrier: Carrier, request_id: str, spec: Spec, state: str, outcome: Any
     ) -> None: ...
 
+    def finished(self, carrier: Carrier, spec: Spec) -> None: ...
+
 
 class Silent:
     """An observer that is told everything and does nothing."""
@@ -89,6 +92,9 @@ class Silent:
     def ended(
         self, carrier: Carrier, request_id: str, spec: Spec, state: str, outcome: Any
     ) -> None:
+        """Nothing to do."""
+
+    def finished(self, carrier: Carrier, spec: Spec) -> None:
         """Nothing to do."""
 
 
@@ -124,6 +130,10 @@ class Observers:
     ) -> None:
         """Tell every observer a request ended."""
         self._each("ended", carrier, request_id, spec, state, outcome)
+
+    def finished(self, carrier: Carrier, spec: Spec) -> None:
+        """Tell every observer a chunk's requests have all been run."""
+        self._each("finished", carrier, spec)
 
 
 @dataclass(frozen=True)
@@ -245,14 +255,17 @@ class Engine:
             doing="starting a message's requests",
         )
         tally = Tally(operation=operation.value, requests=len(requests))
-        for request, execution in zip(requests, prepared, strict=True):
-            with bound_request(request.request_id):
-                run = _RequestRun(self, spec, carrier, request, holder, execution)
-                ended = until_redis_answers(run, doing="running a request")
-            tally.ran += ended.ran
-            tally.skipped += not ended.ran
-            tally.succeeded += ended.ran and ended.state == states.SUCCESS
-            tally.failed += ended.ran and ended.state != states.SUCCESS
+        try:
+            for request, execution in zip(requests, prepared, strict=True):
+                with bound_request(request.request_id):
+                    run = _RequestRun(self, spec, carrier, request, holder, execution)
+                    ended = until_redis_answers(run, doing="running a request")
+                tally.ran += ended.ran
+                tally.skipped += not ended.ran
+                tally.succeeded += ended.ran and ended.state == states.SUCCESS
+                tally.failed += ended.ran and ended.state != states.SUCCESS
+        finally:
+            self.observer.finished(carrier, spec)
         return tally
 
     def run_one(

@@ -13,8 +13,11 @@ requests, with their true state.
 
 The events go through Celery's own dispatcher (``app.events.Dispatcher``: the
 ``celeryev`` exchange, Celery's event format and clock), one per process, on a
-connection of its own; a chunk's ``task-received`` events travel as one message (the
-dispatcher's buffered group, which Flower and Celery's receivers read as a list).
+connection of its own, buffered (its event group, which Flower and Celery's receivers
+read as a list) so that a request costs one publish, not three: a chunk's
+``task-received`` events travel together; a request's end waits in the buffer for the
+next request's start, which follows it at once, or for the chunk's end; a start and a
+retry are sent at once (a request may then run or wait for long).
 Events are best effort, as Celery's own are: an event that cannot be published is
 dropped (logged once a minute), never the request.
 """
@@ -105,17 +108,32 @@ class TaskEvents:
     def ended(
         self, carrier: Carrier, request_id: str, spec: Spec, state: str, outcome: Any
     ) -> None:
-        """Send ``task-succeeded`` or ``task-failed``."""
+        """Buffer ``task-succeeded`` or ``task-failed`` (sent with the next start)."""
         if not carrier.chunk:
             return
         started = self._started.pop(request_id, None)
         runtime = time.monotonic() - started if started is not None else 0.0
         if state == states.SUCCESS:
-            self._send("task-succeeded", uuid=request_id, result=_repr(outcome), runtime=runtime)
+            self._send(
+                "task-succeeded",
+                flush=False,
+                uuid=request_id,
+                result=_repr(outcome),
+                runtime=runtime,
+            )
         else:
             self._send(
-                "task-failed", uuid=request_id, exception=exception_text(outcome), traceback=""
+                "task-failed",
+                flush=False,
+                uuid=request_id,
+                exception=exception_text(outcome),
+                traceback="",
             )
+
+    def finished(self, carrier: Carrier, spec: Spec) -> None:
+        """Send what the chunk's last request left in the buffer."""
+        if carrier.chunk:
+            self._flush()
 
     # --- publishing ------------------------------------------------------------------
 

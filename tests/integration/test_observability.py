@@ -108,7 +108,7 @@ def wait_for_batch(eksops: EksOps, batch_id: str) -> None:
     wait_until(done, timeout=90, interval=0.2, describe=lambda: eksops.batch(batch_id))
 
 
-def flower_tasks(flower: FlowerProcess, ids: set[str]) -> dict[str, Any]:
+def flower_tasks(flower: FlowerProcess, ids: set[str], timeout: float = 30) -> dict[str, Any]:
     """Wait until Flower knows every one of ``ids`` in a final state; return them."""
 
     def every_one_ended() -> dict[str, Any] | None:
@@ -117,17 +117,27 @@ def flower_tasks(flower: FlowerProcess, ids: set[str]) -> dict[str, Any]:
         final = all(task["state"] in ("SUCCESS", "FAILURE") for task in found.values())
         return found if len(found) == len(ids) and final else None
 
-    return wait_until(every_one_ended, timeout=30, interval=0.5)
+    return wait_until(every_one_ended, timeout=timeout, interval=0.5)
+
+
+def until_flower_listens(client: EksOps, flower: FlowerProcess) -> None:
+    """Return once Flower receives events: its HTTP API answers before it subscribes."""
+    for _ in range(20):
+        probe = client.submit(
+            Operation.GET_JOB_STATUS, {"job_name": "probe", "namespace": "default"}
+        )
+        try:
+            flower_tasks(flower, {probe.request_id}, timeout=3)
+        except AssertionError:
+            continue
+        return
+    raise AssertionError("Flower never showed a task")
 
 
 def test_every_request_of_a_burst_is_a_task_in_flower_and_the_metrics_count_each_exactly(
     client: EksOps, flower: FlowerProcess, target: Target, metrics_port: int
 ) -> None:
-    # A single request first: once Flower has it, Flower is subscribed to the events.
-    warm = f"it-{uuid.uuid4().hex[:10]}"
-    target.namespaces.add(warm)
-    first = client.submit(Operation.CREATE_NAMESPACE, {"namespace_name": warm})
-    flower_tasks(flower, {first.request_id})
+    until_flower_listens(client, flower)
     before = scrape(metrics_port)
 
     names = [f"it-{uuid.uuid4().hex[:10]}" for _ in range(60)]
@@ -227,6 +237,7 @@ def test_flower_keeps_its_task_history_across_a_restart(
     db = tmp_path / "flower.db"
     first = FlowerProcess({"REDIS_URL": own_redis}, tmp_path / "flower.log", db=db).start()
     try:
+        until_flower_listens(client, first)
         warm = client.submit(Operation.DELETE_JOB, {"job_name": "gone", "namespace": "default"})
         flower_tasks(first, {warm.request_id})
     finally:
