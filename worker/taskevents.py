@@ -13,11 +13,13 @@ requests, with their true state.
 
 The events go through Celery's own dispatcher (``app.events.Dispatcher``: the
 ``celeryev`` exchange, Celery's event format and clock), one per process, on a
-connection of its own, buffered (its event group, which Flower and Celery's receivers
-read as a list) so that a request costs one publish, not three: a chunk's
-``task-received`` events travel together; a request's end waits in the buffer for the
-next request's start, which follows it at once, or for the chunk's end; a start and a
-retry are sent at once (a request may then run or wait for long).
+connection of its own. They are buffered (the dispatcher's event group, which Flower
+and Celery's receivers read as a list) and published together every
+:data:`FLUSH_SECONDS` by a daemon thread, and at the end of each chunk, before the
+chunk's own task ends: kombu's publish, not the event, is most of an event's cost, and
+a request would otherwise pay it three times. Flower hears of a start or an end at
+most that much later.
+
 Events are best effort, as Celery's own are: an event that cannot be published is
 dropped (logged once a minute), never the request.
 """
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: At most this much of a result's repr travels in its event (Celery's default is 1024).
 RESULT_REPR_CHARS = 1024
+#: How often the buffered events are published (and at the end of every chunk).
+FLUSH_SECONDS = 0.25
 _WARN_EVERY_SECONDS = 60.0
 
 
@@ -66,20 +70,20 @@ class TaskEvents:
         self._dispatcher: Any = None
         self._pid: int | None = None
         self._warned_at = float("-inf")
+        self._stopped = threading.Event()
         # request ID -> when it started (monotonic), for the succeeded event's runtime.
         self._started: dict[str, float] = {}
 
     # --- the observer --------------------------------------------------------------
 
     def received(self, carrier: Carrier, spec: Spec, requests: Sequence[Request]) -> None:
-        """Send one ``task-received`` per request of the chunk, as one message."""
+        """Buffer one ``task-received`` per request of the chunk."""
         if not carrier.chunk:
             return
         for request in requests:
             arguments = request.arguments or {}
             self._send(
                 "task-received",
-                flush=False,
                 uuid=request.request_id,
                 name=spec.task_name,
                 args="()",
@@ -90,10 +94,9 @@ class TaskEvents:
                 eta=None,
                 expires=None,
             )
-        self._flush()
 
     def started(self, carrier: Carrier, request_id: str, spec: Spec, attempt: int) -> None:
-        """Send ``task-started``."""
+        """Buffer ``task-started``."""
         if carrier.chunk:
             self._started[request_id] = time.monotonic()
             self._send("task-started", uuid=request_id)
@@ -101,14 +104,14 @@ class TaskEvents:
     def retrying(
         self, carrier: Carrier, request_id: str, spec: Spec, exc: EksOpsError, countdown: float
     ) -> None:
-        """Send ``task-retried``."""
+        """Buffer ``task-retried``."""
         if carrier.chunk:
             self._send("task-retried", uuid=request_id, exception=exception_text(exc), traceback="")
 
     def ended(
         self, carrier: Carrier, request_id: str, spec: Spec, state: str, outcome: Any
     ) -> None:
-        """Buffer ``task-succeeded`` or ``task-failed`` (sent with the next start)."""
+        """Buffer ``task-succeeded`` or ``task-failed``."""
         if not carrier.chunk:
             return
         started = self._started.pop(request_id, None)
@@ -116,7 +119,6 @@ class TaskEvents:
         if state == states.SUCCESS:
             self._send(
                 "task-succeeded",
-                flush=False,
                 uuid=request_id,
                 result=_repr(outcome),
                 runtime=runtime,
@@ -124,27 +126,24 @@ class TaskEvents:
         else:
             self._send(
                 "task-failed",
-                flush=False,
                 uuid=request_id,
                 exception=exception_text(outcome),
                 traceback="",
             )
 
     def finished(self, carrier: Carrier, spec: Spec) -> None:
-        """Send what the chunk's last request left in the buffer."""
+        """Publish the chunk's events now, before the chunk's own task ends."""
         if carrier.chunk:
             self._flush()
 
     # --- publishing ------------------------------------------------------------------
 
-    def _send(self, kind: str, *, flush: bool = True, **fields: Any) -> None:
+    def _send(self, kind: str, **fields: Any) -> None:
         dispatcher = self._current()
         if dispatcher is None:
             return
         try:
-            dispatcher.send(kind, **fields)
-            if flush:
-                dispatcher.flush(errors=False, groups=True)
+            dispatcher.send(kind, **fields)  # buffered: the "task" group
         except Exception as exc:  # best effort: an event never fails its request
             self._warn(exc)
 
@@ -157,8 +156,12 @@ class TaskEvents:
         except Exception as exc:
             self._warn(exc)
 
+    def _flush_periodically(self, pid: int) -> None:
+        while self._pid == pid and not self._stopped.wait(FLUSH_SECONDS):
+            self._flush()
+
     def _current(self) -> Any:
-        """Return this process's dispatcher, built on first use (again after a fork)."""
+        """Return this process's dispatcher and flusher, built on first use (after a fork too)."""
         if self._dispatcher is not None and self._pid == os.getpid():
             return self._dispatcher
         hostname = self._hostname()
@@ -171,16 +174,23 @@ class TaskEvents:
                     hostname=hostname,
                     enabled=True,
                     buffer_while_offline=False,
-                    # Every task event is buffered until flushed: a chunk's received
-                    # events go out as one message; the others are flushed at once.
+                    # Every task event is buffered until flushed (see FLUSH_SECONDS).
                     buffer_group=["task"],
                     buffer_limit=1_000_000,
                 )
                 self._pid = os.getpid()
+                threading.Thread(
+                    target=self._flush_periodically,
+                    args=(self._pid,),
+                    name="eksops-task-events",
+                    daemon=True,
+                ).start()
             return self._dispatcher
 
     def close(self) -> None:
-        """Close the dispatcher's connection."""
+        """Publish what is buffered, stop the flusher and close the dispatcher's connection."""
+        self._flush()
+        self._stopped.set()
         with self._lock:
             if self._dispatcher is not None:
                 connection = self._dispatcher.connection
