@@ -43,6 +43,8 @@ class Plan:
     # Celery task events (Flower's view: each request of a chunk too) on the e2e workers;
     # off (--no-task-events) to measure what they cost.
     task_events: bool = True
+    # Chunk items whose task events the harness sends to measure their cost.
+    event_requests: int = 20_000
     notes: list[str] = field(default_factory=list)
 
 
@@ -66,6 +68,7 @@ QUICK = Plan(
     tracking_memory_jobs=3_000,
     tracking_seconds=5.0,
     profile_seconds=4.0,
+    event_requests=4_000,
     notes=[
         "quick run: short windows, one round, 1,000-task drains, a 300-job burst, memory "
         "marks 400 and 800 tasks, 1,000 then 3,000 tracked Jobs (the full run: 3,000-task "
