@@ -228,6 +228,11 @@ def _stop_background(**_: Any) -> None:
         service.stop()
 
 
+@signals.worker_init.connect
+def _fresh_metrics(**_: Any) -> None:
+    exposition.forget_earlier_runs()
+
+
 @signals.worker_process_shutdown.connect
 def _child_exited(pid: int, **_: Any) -> None:
     exposition.child_exited(pid)

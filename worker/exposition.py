@@ -6,7 +6,8 @@ the default threads pool every request runs in that process, so its registry hol
 everything. With the prefork pool the requests run in child processes: set
 ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory of that worker's own, and each child
 writes its series there (prometheus_client's multiprocess mode); the endpoint then
-serves their sum, and a child's files are marked dead when it exits. Several ``celery
+serves their sum, a child's files are marked dead when it exits, and the files of an
+earlier run are removed when the worker starts (before its pool does). Several ``celery
 worker`` processes on one host each get their own ``WORKER_METRICS_PORT`` (and their
 own directory), so each is one Prometheus target.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
@@ -58,6 +60,13 @@ class Endpoint:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def forget_earlier_runs() -> None:
+    """Remove the series files an earlier run left (multiprocess mode; before the pool starts)."""
+    if multiprocess_mode():
+        for path in Path(os.environ[MULTIPROCESS_DIR]).glob("*.db"):
+            path.unlink(missing_ok=True)
 
 
 def child_exited(pid: int) -> None:

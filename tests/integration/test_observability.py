@@ -338,3 +338,48 @@ def test_job_ends_are_counted_by_phase_and_reason_and_the_tracker_is_seen_watchi
     (lag,) = [v for (name, _), v in gauges.items() if name == "eksops_tracker_lag_seconds"]
     assert 0 <= lag < 10
     assert gauges[("eksops_workers_live", ())] == 1
+
+
+def test_a_prefork_worker_serves_the_sum_of_its_children_with_prometheus_multiproc_dir(
+    target: Target, tmp_path: Path, namespace: str
+) -> None:
+    server = RedisServer(tmp_path / "redis", appendfsync="everysec").start()
+    port = free_port()
+    (tmp_path / "metrics").mkdir()
+    stale = tmp_path / "metrics" / "counter_1.db"  # an earlier run's: removed at start
+    stale.write_bytes(b"")
+    env = {
+        **target.env,
+        "REDIS_URL": server.url,
+        "LOG_LEVEL": "INFO",
+        "WORKER_METRICS_PORT": str(port),
+        "WORKER_METRICS_ADDRESS": "127.0.0.1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "JOB_TRACKING": "false",
+        "WORKER_POOL": "prefork",  # the setting wins over celery's --pool
+    }
+    worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2, pool="prefork")
+    eksops = EksOps(settings=ProducerSettings(), queue=QueueSettings(redis_url=server.url))
+    try:
+        worker.start()
+        submitted = [
+            eksops.submit(Operation.DELETE_JOB, {"job_name": f"gone-{i}", "namespace": namespace})
+            for i in range(6)
+        ]
+        for submission in submitted:
+            assert eksops.wait(submission.request_id, 60).state.value == "failed"
+        samples = scrape(port)
+        key = (
+            "eksops_requests_ended_total",
+            (("lane", "interactive"), ("operation", "delete_job"), ("outcome", "failed")),
+        )
+        assert samples[key] == 6
+        # Counted in the pool's children, served by the main process from their files.
+        assert worker.process is not None
+        writers = {int(f.stem.split("_")[1]) for f in (tmp_path / "metrics").glob("counter_*.db")}
+        assert writers - {worker.process.pid}  # the children (the main process checks the cluster)
+        assert 1 not in writers
+    finally:
+        eksops.close()
+        worker.stop()
+        server.stop()
