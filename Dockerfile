@@ -25,6 +25,8 @@ COPY producer ./producer
 COPY kubesim ./kubesim
 COPY devstack ./devstack
 RUN uv sync --frozen --no-editable
+# Flower's persistent state (docker-compose.yml mounts a volume here).
+RUN mkdir -p /var/lib/flower && chown eksops /var/lib/flower
 
 USER eksops
 # Warm shutdown on SIGTERM: running tasks finish; unfinished ones are redelivered.

@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--burst-items", type=int, metavar="N", help="size of the burst")
     parser.add_argument("--burst-qps", type=float, metavar="R", help="bench limit, requests/s")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument(
+        "--no-task-events",
+        action="store_true",
+        help="e2e workers send no Celery task events (to measure what Flower's view costs)",
+    )
     return parser
 
 
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, memory_marks=(max(1, args.memory_tasks // 10), args.memory_tasks))
     if args.burst_items:
         plan = replace(plan, burst_items=args.burst_items)
+    if args.no_task_events:
+        plan = replace(plan, task_events=False, notes=[*plan.notes, "e2e workers: task events off"])
     if args.burst_qps:
         plan = replace(plan, burst_qps=args.burst_qps, burst_bucket=int(args.burst_qps))
     console = Console()

@@ -44,6 +44,11 @@ class Plan:
     flow_singles: int = 200
     flow_items: int = 10_000
     profile_seconds: float = 8.0
+    # Celery task events (Flower's view: each request of a chunk too) on the e2e workers;
+    # off (--no-task-events) to measure what they cost.
+    task_events: bool = True
+    # Chunk items whose task events the harness sends to measure their cost.
+    event_requests: int = 20_000
     notes: list[str] = field(default_factory=list)
 
 
@@ -69,6 +74,7 @@ QUICK = Plan(
     profile_seconds=4.0,
     flow_singles=30,
     flow_items=600,
+    event_requests=4_000,
     notes=[
         "quick run: short windows, one round, 1,000-task drains, a 300-job burst, memory "
         "marks 400 and 800 tasks, 1,000 then 3,000 tracked Jobs (the full run: 3,000-task "

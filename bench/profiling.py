@@ -22,6 +22,8 @@ from pathlib import Path
 
 # (category, markers): a sample belongs to the first category with a marker in its stack.
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("task events of chunk items (Flower)", ("TaskEvents.",)),
+    ("metrics: prometheus_client", ("Metering.", "(prometheus_client/")),
     ("task events (Flower): build + publish", ("EventDispatcher.", "Consumer._flush_events")),
     ("ack: kombu QoS.ack (HDEL/ZREM)", ("Message.ack", "QoS.ack")),
     (

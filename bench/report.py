@@ -201,6 +201,26 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 ", ".join(f"{k} {v:.0f}" for k, v in accept["cpu_us_per_item"].items()),
             )
         )
+    task_events = results.get("events")
+    if task_events:
+        out.append(
+            Row(
+                "Task events",
+                f"CPU us per chunk item for its 3 events ({task_events['requests']:,} items)",
+                ", ".join(f"{k} {v:.0f}" for k, v in task_events["cpu_us_per_request"].items()),
+            )
+        )
+        out.append(
+            Row(
+                "Task events",
+                "events delivered to a receiver / sent",
+                f"{task_events['events_received']:,} / {task_events['events_expected']:,}",
+                _verdict(
+                    task_events["events_received"] == task_events["events_expected"],
+                    "all delivered",
+                ),
+            )
+        )
     burst = results.get("burst")
     if burst:
         out.append(

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import accept, burst, ceiling, costs, direct, e2e, flow, profiling, tracking
+from bench import accept, burst, ceiling, costs, direct, e2e, events, flow, profiling, tracking
 from bench.loop import LoopResult, percentile
 from bench.plan import Plan
 from bench.procs import CpuMeter, CpuUse, rss_bytes
@@ -32,6 +32,7 @@ CLUSTER = "bench"
 # Redis databases, one per scenario.
 DB_ACCEPT, DB_NOOP, DB_BURST, DB_TRACKING = 1, 2, 3, 15
 DB_E2E = {8: 4, 32: 5}
+DB_EVENTS = 6
 
 
 def _db_for(concurrency: int) -> int:
@@ -141,7 +142,9 @@ class Run:
             db = _db_for(concurrency)
             specs[f"e2e-c{concurrency}"] = (
                 db,
-                worker_env(self.valkey.url(db), env, concurrency=concurrency),
+                worker_env(
+                    self.valkey.url(db), env, concurrency=concurrency, task_events=plan.task_events
+                ),
                 "worker",
             )
         for index in range(plan.burst_workers):
@@ -217,6 +220,24 @@ class Run:
             "ratio": result.rate / result.raw_rate,
         }
         _say(f"accept {result.rate:,.0f}/s; raw pipelined {result.raw_rate:,.0f}/s")
+
+    def run_events(self) -> None:
+        """CPU per request of a chunk item's task events (Flower's view), delivered."""
+        app = make_app(_queue(self.valkey.url(DB_EVENTS)))
+        meter = CpuMeter({"harness": os.getpid(), "valkey": self.valkey.child.pid})
+        try:
+            result = events.run_events(app, meter, requests=self.plan.event_requests)
+        finally:
+            app.close()
+        self.results["events"] = {
+            "requests": result.requests,
+            "seconds": result.seconds,
+            "cpu_us_per_request": result.cpu_us_per_request,
+            "events_expected": result.events_expected,
+            "events_received": result.events_received,
+        }
+        cost = ", ".join(f"{k} {v:.0f} us" for k, v in result.cpu_us_per_request.items())
+        _say(f"task events of chunk items: {cost} per request")
 
     def run_ceiling(self) -> None:
         """Raw Celery no-op drain rate and round trip, then stop the no-op worker."""
@@ -570,6 +591,7 @@ class Run:
         # listing every Job of the phases before (and the others run without it).
         self.run_tracking()
         self.run_accept()
+        self.run_events()
         self.run_ceiling()
         for concurrency in self.plan.concurrencies:
             self.run_throughput(concurrency)

@@ -236,9 +236,11 @@ def worker_env(
     rate_qps: float = 0,
     burst: int = 100,
     max_in_flight: int = 0,
+    task_events: bool = True,
 ) -> dict[str, str]:
     """Return the environment of an eksops worker (limits off unless given)."""
     return {
+        "WORKER_SEND_TASK_EVENTS": "true" if task_events else "false",
         **kubesim_env,
         "REDIS_URL": redis_url,
         "WORKER_CONCURRENCY": str(concurrency),

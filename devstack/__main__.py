@@ -3,14 +3,15 @@
 Reads ``.env`` like every eksops process. What the environment does not name is
 embedded: no ``REDIS_URL`` → a Valkey server with its data under ``.run/valkey``; no
 ``EKS_CLUSTER_NAME`` and no ``KUBECONFIG`` → kubesim, with its objects under
-``.run/kubesim`` and a kubeconfig for kubectl at ``.run/kubeconfig``. Then the worker,
-Flower (basic auth, loopback only) and the HTTP gateway start; the banner is printed
-once the worker consumes. Ports and the Flower password are chosen once and kept in
-``.run/stack.json``; every process logs to ``.run/<name>.log``; the variables a CLI
-needs to reach the same queue are written to ``.run/stack.env``. One stack per run
-directory: a second run says where the first one is and exits. Ctrl-C stops
-everything in reverse order; if any service dies, the rest are stopped and the exit
-code is non-zero.
+``.run/kubesim`` and a kubeconfig for kubectl at ``.run/kubeconfig``. Then the worker
+(its metrics on ``WORKER_METRICS_PORT``), Flower (basic auth, loopback only, its task
+history kept in ``.run/flower.db``) and the HTTP gateway (``/metrics`` with the fleet
+gauges) start; the banner, printed once the worker consumes, says where each is.
+Ports and the Flower password are chosen once and kept in ``.run/stack.json``; every
+process logs to ``.run/<name>.log``; the variables a CLI needs to reach the same queue
+are written to ``.run/stack.env``. One stack per run directory: a second run says
+where the first one is and exits. Ctrl-C stops everything in reverse order; if any
+service dies, the rest are stopped and the exit code is non-zero.
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ class Stack:
         return next((service for service in self.services if service.exited is not None), None)
 
 
+def _serve_metrics(env: dict[str, str], port: int) -> str:
+    """Have the worker serve its metrics on ``port`` (loopback); return the banner line."""
+    env["WORKER_METRICS_PORT"] = str(port)
+    env.setdefault("WORKER_METRICS_ADDRESS", "127.0.0.1")
+    return f"  Metrics:  http://127.0.0.1:{port}/metrics  (the worker's)"
+
+
 def _start(args: argparse.Namespace, stack: Stack, state: StackState) -> list[str]:
     run_dir: Path = args.run_dir
     env = _environment()
@@ -127,6 +135,11 @@ def _start(args: argparse.Namespace, stack: Stack, state: StackState) -> list[st
     else:
         lines.append(f"  Cluster:  {env.get('EKS_CLUSTER_NAME') or env.get('KUBECONFIG')}")
 
+    lines.append(
+        _serve_metrics(
+            env, port("worker-metrics", _port(env.get("WORKER_METRICS_PORT")), default=9808)
+        )
+    )
     worker = stack.add(services.worker(run_dir, env, concurrency=args.concurrency))
 
     flower_port = port("flower", args.flower_port, default=5555)
@@ -144,6 +157,11 @@ def _start(args: argparse.Namespace, stack: Stack, state: StackState) -> list[st
             services.port_open(gateway_port), what="gateway", timeout=30, process=gateway.process
         )
         lines.insert(1, f"  Gateway:  http://127.0.0.1:{gateway_port}/docs")
+        lines += [
+            f"  Metrics:  http://127.0.0.1:{gateway_port}/metrics  (the gateway's, and the fleet: "
+            "backlog, live workers, limiters, trackers)",
+            f"  Backlog:  http://127.0.0.1:{gateway_port}/health  (or: eksops queue)",
+        ]
 
     stack_env = run_dir / "stack.env"
     keys = ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")

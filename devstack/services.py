@@ -233,10 +233,14 @@ def worker(run_dir: Path, env: Mapping[str, str], *, concurrency: int) -> Servic
 
 
 def flower(run_dir: Path, env: Mapping[str, str], *, port: int, basic_auth: str) -> Service:
-    """Return Flower on loopback, behind basic authentication."""
+    """Return Flower on loopback, behind basic authentication, its history kept on disk.
+
+    On ``producer.flower``'s app, so its Broker page shows the eksops queue.
+    """
     args = [
-        str(BIN / "celery"), "-A", "worker", "flower",
+        str(BIN / "celery"), "-A", "producer.flower", "flower",
         "--address=127.0.0.1", f"--port={port}", f"--basic-auth={basic_auth}",
+        "--persistent=True", f"--db={run_dir / 'flower.db'}", "--max_tasks=50000",
     ]  # fmt: skip
     return Service("flower", args, env=env, log=run_dir / "flower.log")
 

@@ -24,6 +24,7 @@ from celery import Celery
 from redis.exceptions import RedisError, ResponseError
 
 from producer.batches import batch_items_key
+from worker import metrics
 from worker.catalog import summarise
 from worker.contracts import CHUNK_MAX_ITEMS, QUEUE, Operation
 from worker.delivery import lanes
@@ -299,6 +300,7 @@ class Enqueuer:
         pool = self._redis.connection_pool
         connection = pool.get_connection()
         sizes: list[int] = []
+        operations: list[str] = []  # each part's operation, for the submitted counter
         try:
             try:
                 connection.send_command("SCRIPT", "LOAD", _SUBMIT_SCRIPT)
@@ -309,11 +311,13 @@ class Enqueuer:
                         )
                         connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
                         sizes.append(len(part))
+                        operations.append(Operation.from_task_name(part[0].task_name).value)
                 connection.read_response()
             except (RedisError, OSError) as exc:
                 connection.disconnect()
                 raise EnqueueInterrupted([None] * sum(sizes), exc) from exc
             accepted = self._replies(connection, sizes)
+            _count_submitted(operations, sizes, accepted, lane)
             if any(accepted):
                 try:
                     self._confirm(connection, fsync=fsync)
@@ -385,6 +389,17 @@ class Enqueuer:
             args += [message_id, len(group), body]
             args += [fingerprint(item.task_name, item.kwargs) for item in group]
         return keys, args
+
+
+def _count_submitted(
+    operations: list[str], sizes: list[int], accepted: list[Accepted], lane: Lane
+) -> None:
+    """Count the new requests of each part (``eksops_requests_submitted_total``)."""
+    start = 0
+    for operation, size in zip(operations, sizes, strict=True):
+        new = sum(flag is True for flag in accepted[start : start + size])
+        metrics.submitted(operation, metrics.lane(lane.group is not None), new)
+        start += size
 
 
 def _accepted(flag: Any) -> Accepted | None:

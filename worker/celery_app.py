@@ -4,8 +4,11 @@
 the settings are read once, when the worker starts (one clear line and exit code 2 if
 they are wrong), logging is configured once in the seed format, a startup banner shows
 what the worker will talk to, and each process (a forked pool child included) builds
-its :class:`~worker.engine.Engine` with the dependencies it needs. Tasks reach the
-engine through :func:`engine`; everything below it receives its dependencies.
+its :class:`~worker.engine.Engine` with the dependencies it needs and its observers
+(metrics, and the task events of chunk items for Flower). When ready, the worker
+announces itself as live (``worker.presence``) and, with ``WORKER_METRICS_PORT``, serves
+its metrics (``worker.exposition``). Tasks reach the engine through :func:`engine`;
+everything below it receives its dependencies.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ from celery import Celery, signals
 from kombu.serialization import register as register_serializer
 
 import celeryconfig
-from worker import operations, preflight
+from worker import exposition, operations, preflight, presence
 from worker.callbacks import Sender, SenderSettings
 from worker.delivery.config import enable_signing
-from worker.engine import Engine
+from worker.engine import Engine, Observer, Observers
 from worker.errors import ConfigurationInvalid
 from worker.logs import configure_logging, log_banner, safe_url
 from worker.manifests import job_schema_validator
+from worker.metering import Metering
 from worker.runtime import Runtime
 from worker.settings import QueueSettings, SharedSettings, WorkerSettings
+from worker.taskevents import TaskEvents
 from worker.tracking.supervisor import Supervisor
 from worker.validation import validate_settings
 
@@ -49,6 +54,7 @@ class _Process:
     queue: QueueSettings | None = None
     engine: Engine | None = None
     pid: int | None = None
+    hostname: str | None = None  # the worker's node name, once Celery has set it up
 
 
 def queue_settings() -> QueueSettings:
@@ -78,7 +84,10 @@ def engine() -> Engine:
     with _Process.lock:
         if _Process.engine is None or _Process.pid != os.getpid():
             runtime = Runtime.build(settings, queue, backend=lambda: app.backend)
-            _Process.engine = Engine(runtime)
+            observers: list[Observer] = [Metering()]
+            if queue.worker_send_task_events:
+                observers.append(TaskEvents(app, hostname=lambda: _Process.hostname))
+            _Process.engine = Engine(runtime, Observers(*observers))
             _Process.pid = os.getpid()
         return _Process.engine
 
@@ -174,7 +183,12 @@ def _keep_checking(**_: Any) -> None:
         preflight.keep_checking(engine().runtime, _preflight_stop)
 
 
-_background: list[Supervisor | Sender] = []
+@signals.celeryd_after_setup.connect
+def _remember_hostname(sender: str, **_: Any) -> None:
+    _Process.hostname = sender
+
+
+_background: list[Supervisor | Sender | presence.Announcer | exposition.Endpoint] = []
 
 
 @signals.worker_ready.connect
@@ -182,6 +196,12 @@ def _start_background(**_: Any) -> None:
     """Compete for the clusters' tracker leases; send callbacks from the outbox."""
     settings, _queue = load_settings()
     runtime = engine().runtime
+    if _Process.hostname is not None:
+        _background.append(presence.Announcer(runtime.redis, _Process.hostname))
+    if settings.worker_metrics_port is not None:
+        _background.append(
+            exposition.Endpoint(settings.worker_metrics_port, settings.worker_metrics_address)
+        )
     if settings.job_tracking:
         _background.append(Supervisor(runtime))
     key = settings.callback_signing_key
@@ -206,6 +226,16 @@ def _stop_background(**_: Any) -> None:
     _preflight_stop.set()
     for service in _background:
         service.stop()
+
+
+@signals.worker_init.connect
+def _fresh_metrics(**_: Any) -> None:
+    exposition.forget_earlier_runs()
+
+
+@signals.worker_process_shutdown.connect
+def _child_exited(pid: int, **_: Any) -> None:
+    exposition.child_exited(pid)
 
 
 @signals.worker_init.connect

@@ -10,8 +10,12 @@ is back-pressure on a throttling cluster, and the poller reads ``retrying``); it
 outcome is stored once. Redis going away at any step starts that step over
 (``until_redis_answers``), never ending the request with an outage.
 
-The engine's dependencies are passed in (``worker.runtime.Runtime``); :class:`Observer`
-is told of each request's start, retries and end (task events, metrics).
+The engine's dependencies are passed in (``worker.runtime.Runtime``); its
+:class:`Observer` is told, with the :class:`Carrier` the request came in, of a chunk's
+requests being received, of each request's start, retries and end, and of the chunk
+being finished: that is
+how metrics (``worker.metering``) and the per-request task events of chunk items
+(``worker.taskevents``) see every request, whatever carried it.
 """
 
 from __future__ import annotations
@@ -44,27 +48,93 @@ from worker.validation import explain
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Carrier:
+    """The message a request came in: its own (``chunk`` False) or a chunk's."""
+
+    message_id: str
+    chunk: bool
+    bulk: bool = False  # from the bulk lane
+    enqueued_at: float | None = None  # when the producer enqueued it (epoch seconds)
+
+
 class Observer(Protocol):
     """Told what happens to each request (task events, metrics); must not raise."""
 
-    def started(self, request_id: str, spec: Spec, attempt: int) -> None: ...
+    def received(self, carrier: Carrier, spec: Spec, requests: Sequence[Request]) -> None: ...
 
-    def retrying(self, request_id: str, spec: Spec, exc: EksOpsError, countdown: float) -> None: ...
+    def started(self, carrier: Carrier, request_id: str, spec: Spec, attempt: int) -> None: ...
 
-    def ended(self, request_id: str, spec: Spec, state: str, outcome: Any) -> None: ...
+    def retrying(
+        self, carrier: Carrier, request_id: str, spec: Spec, exc: EksOpsError, countdown: float
+    ) -> None: ...
+
+    def ended(
+        self, carrier: Carrier, request_id: str, spec: Spec, state: str, outcome: Any
+    ) -> None: ...
+
+    def finished(self, carrier: Carrier, spec: Spec) -> None: ...
 
 
 class Silent:
     """An observer that is told everything and does nothing."""
 
-    def started(self, request_id: str, spec: Spec, attempt: int) -> None:
+    def received(self, carrier: Carrier, spec: Spec, requests: Sequence[Request]) -> None:
         """Nothing to do."""
 
-    def retrying(self, request_id: str, spec: Spec, exc: EksOpsError, countdown: float) -> None:
+    def started(self, carrier: Carrier, request_id: str, spec: Spec, attempt: int) -> None:
         """Nothing to do."""
 
-    def ended(self, request_id: str, spec: Spec, state: str, outcome: Any) -> None:
+    def retrying(
+        self, carrier: Carrier, request_id: str, spec: Spec, exc: EksOpsError, countdown: float
+    ) -> None:
         """Nothing to do."""
+
+    def ended(
+        self, carrier: Carrier, request_id: str, spec: Spec, state: str, outcome: Any
+    ) -> None:
+        """Nothing to do."""
+
+    def finished(self, carrier: Carrier, spec: Spec) -> None:
+        """Nothing to do."""
+
+
+class Observers:
+    """Several observers, told in turn; one that raises is logged and the rest still told."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def _each(self, method: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, method)(*args)
+            except Exception:
+                logger.exception("Observer %s failed in %s", type(observer).__name__, method)
+
+    def received(self, carrier: Carrier, spec: Spec, requests: Sequence[Request]) -> None:
+        """Tell every observer a chunk's requests were received."""
+        self._each("received", carrier, spec, requests)
+
+    def started(self, carrier: Carrier, request_id: str, spec: Spec, attempt: int) -> None:
+        """Tell every observer a request started."""
+        self._each("started", carrier, request_id, spec, attempt)
+
+    def retrying(
+        self, carrier: Carrier, request_id: str, spec: Spec, exc: EksOpsError, countdown: float
+    ) -> None:
+        """Tell every observer a request is retried in place."""
+        self._each("retrying", carrier, request_id, spec, exc, countdown)
+
+    def ended(
+        self, carrier: Carrier, request_id: str, spec: Spec, state: str, outcome: Any
+    ) -> None:
+        """Tell every observer a request ended."""
+        self._each("ended", carrier, request_id, spec, state, outcome)
+
+    def finished(self, carrier: Carrier, spec: Spec) -> None:
+        """Tell every observer a chunk's requests have all been run."""
+        self._each("finished", carrier, spec)
 
 
 @dataclass(frozen=True)
@@ -157,17 +227,21 @@ class Engine:
         requests: Sequence[Request],
         *,
         bulk: bool = False,
+        enqueued_at: float | None = None,
     ) -> Tally:
-        """Run every request of message ``message_id``, one after the other.
+        """Run every request of chunk message ``message_id``, one after the other.
 
         ``bulk``: the message came from the bulk lane; its cluster calls leave the
-        interactive share of the API budget alone.
+        interactive share of the API budget alone. ``enqueued_at``: when it was enqueued.
         """
+        carrier = Carrier(message_id, chunk=True, bulk=bulk, enqueued_at=enqueued_at)
         with bulk_work(bulk):
-            return self._run(message_id, operation, requests)
+            return self._run(carrier, operation, requests)
 
-    def _run(self, message_id: str, operation: Operation, requests: Sequence[Request]) -> Tally:
+    def _run(self, carrier: Carrier, operation: Operation, requests: Sequence[Request]) -> Tally:
+        message_id = carrier.message_id
         spec = spec_of(operation)
+        self.observer.received(carrier, spec, requests)
         executions = self.runtime.executions
         holder = self.runtime.leases.new_holder()
         # One round trip starts every request of the message (the message owns them all).
@@ -182,14 +256,17 @@ class Engine:
             doing="starting a message's requests",
         )
         tally = Tally(operation=operation.value, requests=len(requests))
-        for request, execution in zip(requests, prepared, strict=True):
-            with bound_request(request.request_id):
-                run = _RequestRun(self, spec, message_id, request, holder, execution)
-                ended = until_redis_answers(run, doing="running a request")
-            tally.ran += ended.ran
-            tally.skipped += not ended.ran
-            tally.succeeded += ended.ran and ended.state == states.SUCCESS
-            tally.failed += ended.ran and ended.state != states.SUCCESS
+        try:
+            for request, execution in zip(requests, prepared, strict=True):
+                with bound_request(request.request_id):
+                    run = _RequestRun(self, spec, carrier, request, holder, execution)
+                    ended = until_redis_answers(run, doing="running a request")
+                tally.ran += ended.ran
+                tally.skipped += not ended.ran
+                tally.succeeded += ended.ran and ended.state == states.SUCCESS
+                tally.failed += ended.ran and ended.state != states.SUCCESS
+        finally:
+            self.observer.finished(carrier, spec)
         return tally
 
     def run_one(
@@ -199,18 +276,20 @@ class Engine:
         arguments: dict[str, Any],
         *,
         bulk: bool = False,
+        enqueued_at: float | None = None,
     ) -> Ended:
         """Run a request that came in its own message; return how it ended."""
         spec = spec_of(operation)
         holder = self.runtime.leases.new_holder()
-        run = _RequestRun(self, spec, request_id, Request(request_id, arguments), holder, None)
+        carrier = Carrier(request_id, chunk=False, bulk=bulk, enqueued_at=enqueued_at)
+        run = _RequestRun(self, spec, carrier, Request(request_id, arguments), holder, None)
         with bound_request(request_id), bulk_work(bulk):
             return until_redis_answers(run, doing="running the request")
 
     # --- one request --------------------------------------------------------------
 
     def outcome(
-        self, spec: Spec, request: Request, execution: Execution
+        self, spec: Spec, request: Request, execution: Execution, carrier: Carrier
     ) -> tuple[Any, str, dict[str, str]]:
         """Run the request (retrying in place); return its outcome, Celery state, links."""
         if request.invalid is not None:
@@ -220,7 +299,7 @@ class Engine:
         # A failed request keeps its arguments: its batch's failed items can be retried.
         failed_links = {Field.ARGUMENTS.value: orjson.dumps(request.arguments).decode()}
         try:
-            executed = self._attempts(spec, request, execution)
+            executed = self._attempts(spec, request, execution, carrier)
         except EksOpsError as exc:
             log_failure(logger, spec.task_name, exc)
             return exc, states.FAILURE, failed_links
@@ -232,7 +311,9 @@ class Engine:
             return failure, states.FAILURE, failed_links
         return executed.result, states.SUCCESS, executed.links
 
-    def _attempts(self, spec: Spec, request: Request, execution: Execution) -> Executed:
+    def _attempts(
+        self, spec: Spec, request: Request, execution: Execution, carrier: Carrier
+    ) -> Executed:
         runtime = self.runtime
         policy = runtime.policy
         attempt = execution.attempt
@@ -249,7 +330,7 @@ class Engine:
                 countdown = policy.countdown(tries, exc.retry_after)
                 log_retry(logger, tries + 1, policy, exc, countdown)
                 runtime.executions.retrying(execution, exc)
-                self.observer.retrying(request.request_id, spec, exc, countdown)
+                self.observer.retrying(carrier, request.request_id, spec, exc, countdown)
                 time.sleep(countdown)
                 attempt = next_attempt(runtime.redis, request.request_id)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
@@ -261,7 +342,7 @@ class _RequestRun:
 
     engine: Engine
     spec: Spec
-    message_id: str
+    carrier: Carrier
     request: Request
     holder: str
     prepared: Execution | None
@@ -273,7 +354,7 @@ class _RequestRun:
             execution = executions.begin(
                 self.request.request_id,
                 operation=self.spec.task_name,
-                message_id=self.message_id,
+                message_id=self.carrier.message_id,
                 holder=self.holder,
             )
         if execution.foreign:
@@ -284,9 +365,11 @@ class _RequestRun:
             logger.info("Request already ended (%s); not running it again", state)
             return Ended(state, execution.outcome.get("result"), ran=False)
         observer = self.engine.observer
-        observer.started(self.request.request_id, self.spec, execution.attempt)
+        observer.started(self.carrier, self.request.request_id, self.spec, execution.attempt)
         try:
-            outcome, state, links = self.engine.outcome(self.spec, self.request, execution)
+            outcome, state, links = self.engine.outcome(
+                self.spec, self.request, execution, self.carrier
+            )
             # Once the cluster has answered, only the write is repeated through an outage:
             # running the request again would count another attempt and could read its
             # own first effect (a delete finding nothing) as a different outcome.
@@ -296,7 +379,7 @@ class _RequestRun:
             )
         finally:
             executions.done(execution)
-        observer.ended(self.request.request_id, self.spec, state, outcome)
+        observer.ended(self.carrier, self.request.request_id, self.spec, state, outcome)
         return Ended(state, outcome, ran=True)
 
 

@@ -229,6 +229,12 @@ class Unavailable(TransientError):
     default_http_status = 503
 
 
+class ChunkFailed(PermanentError):
+    """Raised as a chunk's own outcome when requests it carried failed (each failed alone)."""
+
+    default_code = "ChunkFailed"
+
+
 class StillRunning(TransientError, TimeoutError):
     """Raised when a caller's wait for a request ran out before the request ended."""
 
@@ -303,6 +309,7 @@ _BY_CODE: dict[str, type[EksOpsError]] = {
         ConfigurationInvalid,
         Throttled,
         StillRunning,
+        ChunkFailed,
         Unavailable,
         QueueUnavailable,
     )

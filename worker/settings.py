@@ -188,6 +188,10 @@ class WorkerSettings(SharedSettings):
     tracker_watch_timeout_seconds: int = Field(default=240, ge=5, le=3600)
     job_log_tail_lines: int = Field(default=50, ge=1, le=10_000)
     job_log_tail_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    # Prometheus metrics of this worker process at http://<address>:<port>/metrics (off
+    # without a port); see worker/exposition.py for several processes on one host.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_address: str = "0.0.0.0"  # noqa: S104 - scraped from other hosts
     # Callbacks (callback_url of a submission): the HMAC key that signs them (required to
     # send any), how often and how long one is tried.
     callback_signing_key: SecretStr | None = None

@@ -5,8 +5,12 @@ Thin on purpose: a task hands its request(s) to the process's engine
 whatever carried it. An operation task's request ID is its task ID and its arguments
 are its keyword arguments; it stores nothing itself (the engine stored the outcome)
 and ends as the request did, so Celery's events and log lines tell the truth: a failed
-request is a failed task. A chunk carries many requests of one operation and returns
-its tally.
+request is a failed task. A chunk carries many requests of one operation; each
+request is its own task in Flower (``worker.taskevents``), and the chunk's own task
+ends as its requests did: SUCCESS with its tally when every request it ran succeeded
+(or was already done), FAILURE (:class:`~worker.errors.ChunkFailed`, its message
+counting succeeded, failed and skipped) when any failed. A chunk is never retried
+either way: each request's outcome is already stored.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from worker.catalog import CATALOG, Spec
 from worker.celery_app import app, engine
 from worker.contracts import CHUNK_TASK, Chunk
 from worker.delivery import lanes
-from worker.errors import EksOpsError, InvalidRequest, PermanentError
+from worker.delivery.envelope import ENQUEUED_AT
+from worker.errors import ChunkFailed, EksOpsError, InvalidRequest, PermanentError
 from worker.validation import explain
 
 
@@ -44,10 +49,20 @@ def _from_bulk(task: Any) -> bool:
     return lanes.group_of(str(info.get("routing_key") or "")) is not None
 
 
+def _enqueued_at(task: Any) -> float | None:
+    """When the message being run was enqueued (its envelope says; None if it does not)."""
+    value = (task.request.properties or {}).get(ENQUEUED_AT)
+    return float(value) if isinstance(value, int | float) else None
+
+
 def _operation_task(spec: Spec) -> Any:
     def run(self: RequestTask, /, **arguments: Any) -> Any:
         ended = engine().run_one(
-            str(self.request.id), spec.operation, arguments, bulk=_from_bulk(self)
+            str(self.request.id),
+            spec.operation,
+            arguments,
+            bulk=_from_bulk(self),
+            enqueued_at=_enqueued_at(self),
         )
         if ended.state in (states.IGNORED, states.REVOKED):
             # Another message owns the request, or it was cancelled: its outcome is
@@ -66,7 +81,7 @@ def _operation_task(spec: Spec) -> Any:
 TASKS = {operation: _operation_task(spec) for operation, spec in CATALOG.items()}
 
 
-@app.task(name=CHUNK_TASK, bind=True, track_started=False)
+@app.task(name=CHUNK_TASK, bind=True, track_started=False, throws=(ChunkFailed,))
 def chunk(self: Any, /, **arguments: Any) -> dict[str, Any]:
     """Run the requests of one chunk of a bulk submission, one after the other."""
     try:
@@ -76,5 +91,16 @@ def chunk(self: Any, /, **arguments: Any) -> dict[str, Any]:
     current = engine()
     message_id = str(self.request.id)
     requests = current.requests(message_id, carried.items)
-    tally = current.run(message_id, carried.operation, requests, bulk=_from_bulk(self))
+    tally = current.run(
+        message_id,
+        carried.operation,
+        requests,
+        bulk=_from_bulk(self),
+        enqueued_at=_enqueued_at(self),
+    )
+    if tally.failed:
+        raise ChunkFailed(
+            f"{tally.failed} of {tally.requests} {tally.operation} requests failed "
+            f"({tally.succeeded} succeeded, {tally.skipped} skipped)"
+        )
     return tally.as_result()

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from producer.cli import bulk, keys, operations
+from producer.cli import bulk, keys, operations, queue
 from producer.cli.common import EXIT_CODES, EXIT_FAILED, err, fail
 from producer.settings import ProducerSettings
 from worker.errors import EksOpsError
@@ -54,6 +54,7 @@ for command in (
     operations.task,
     operations.cancel,
     bulk.batch,
+    queue.queue,
     operations.doctor,
     keys.keys,
     operations.worker,

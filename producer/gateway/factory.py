@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from producer import jobs
 from producer.audit import Auditor
 from producer.client import EksOps
-from producer.gateway import batches, events, health, routes, tasks
+from producer.gateway import batches, events, health, metrics, routes, tasks
 from producer.gateway.auth import require_principal
 from producer.gateway.errors import install_handlers
 from producer.gateway.health import HealthMonitor
@@ -41,7 +41,7 @@ from producer.gateway.schemas import error_responses
 from producer.gateway.service import Gateway, connect
 from producer.gateway.settings import GatewaySettings, load_settings
 from producer.gateway.trail import AuditTrail
-from worker import fleet
+from worker import fleet, queues
 from worker.errors import ConfigurationInvalid
 from worker.logs import configure_logging, log_banner, safe_url
 from worker.settings import QueueSettings
@@ -90,6 +90,7 @@ def create_app(
         settings=settings,
         read_cluster_checks=lambda: fleet.read_all(eksops.redis),
         read_trackers=lambda: jobs.trackers(eksops.redis),
+        read_backlog=lambda: queues.read(eksops.redis),
     )
 
     @asynccontextmanager
@@ -117,6 +118,10 @@ def create_app(
     app.state.gateway = gateway
     app.state.health = monitor
     app.state.keyring = keyring
+    app.state.metrics = metrics.gateway_registry(
+        read_backlog=lambda: queues.read(eksops.redis),
+        read_trackers=lambda: jobs.trackers(eksops.redis),
+    )
     install_handlers(app)
     guarded: dict[str, Any] = {}
     if keyring.enabled:
@@ -130,6 +135,7 @@ def create_app(
     app.include_router(events.router, **guarded)
     app.include_router(health.router)
     app.add_middleware(AuditTrail, auditor=Auditor(settings.audit_sink))
+    app.include_router(metrics.router)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.gateway_max_body_bytes,

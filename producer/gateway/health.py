@@ -10,6 +10,10 @@ fast and never hang, because load balancers and compose call it every few second
   timeout per call, so its answer is reused for ``GATEWAY_HEALTH_CACHE_SECONDS`` and at
   most one ping is in flight; concurrent checks get the last known count.
 
+The ``queues`` section (the backlog per lane, live workers, each cluster's limiter:
+``worker.queues``) is one Redis script and a read per cluster, bounded by the same
+timeout; null when it could not be read in time.
+
 Never requires an API key.
 """
 
@@ -25,10 +29,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from producer.gateway.schemas import ClusterAccess, Health, TrackerState
+from producer.gateway.schemas import ClusterAccess, Health, QueueState, TrackerState
 from producer.gateway.settings import GatewaySettings
 from producer.jobs import Coverage
 from worker.fleet import ClusterCheck
+from worker.queues import Backlog
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,9 @@ class HealthMonitor:
         settings: GatewaySettings,
         read_cluster_checks: Callable[[], list[ClusterCheck]] = list,
         read_trackers: Callable[[], list[Coverage]] = list,
+        read_backlog: Callable[[], Backlog] | None = None,
     ) -> None:
+        self._read_backlog = read_backlog
         self._ping_redis = ping_redis
         self._read_cluster_checks = read_cluster_checks
         self._read_trackers = read_trackers
@@ -63,6 +70,7 @@ class HealthMonitor:
         workers = await self._live_workers() if reachable else None
         clusters = await self._clusters() if reachable else []
         trackers = await self._trackers() if reachable else []
+        queues = await self._queues() if reachable else None
         if not reachable:
             status = "unhealthy"
         elif workers and all(access.check != "fail" for access in clusters):
@@ -77,7 +85,20 @@ class HealthMonitor:
             workers=workers,
             clusters=clusters,
             trackers=trackers,
+            queues=queues,
         )
+
+    async def _queues(self) -> QueueState | None:
+        if self._read_backlog is None:
+            return None
+        with anyio.move_on_after(self._timeout):
+            try:
+                backlog = await anyio.to_thread.run_sync(self._read_backlog, abandon_on_cancel=True)
+            except Exception as exc:  # health must answer; the backlog is then unknown
+                logger.warning("Health: backlog unreadable: %s: %s", type(exc).__name__, exc)
+                return None
+            return QueueState.model_validate(backlog.as_dict())
+        return None
 
     async def _clusters(self) -> list[ClusterAccess]:
         with anyio.move_on_after(self._timeout):

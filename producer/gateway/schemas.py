@@ -80,6 +80,43 @@ class TrackerState(BaseModel):
     holder: str | None = Field(default=None, description="host:pid of the tracking worker")
 
 
+class LaneState(BaseModel):
+    """One lane of the queue: what waits, how long the oldest has, what workers hold."""
+
+    lane: Literal["interactive", "bulk"]
+    waiting: int = Field(description="Messages waiting (a chunk message carries many requests).")
+    oldest_age_seconds: float | None = Field(
+        description="How long the next message to be taken has waited; null when none waits."
+    )
+    held: int = Field(description="Messages taken by workers and not acknowledged yet.")
+    groups: int | None = Field(
+        default=None, description="Bulk groups (batches) with messages waiting (bulk lane)."
+    )
+
+
+class LimiterView(BaseModel):
+    """One cluster's fleet-wide API limiter, as of now."""
+
+    cluster: str = Field(description="name@region")
+    tokens: float | None = Field(description="Tokens left; null before the first call.")
+    rate_per_second: float | None
+    burst: float | None
+    in_flight: int = Field(description="Calls holding an in-flight slot.")
+    waiting: int = Field(description="Callers in line for a slot.")
+    paused_for_seconds: float = Field(description="Left of the fleet-wide pause after a 429.")
+
+
+class QueueState(BaseModel):
+    """The backlog: per lane, then the workers and each cluster's limiter."""
+
+    lanes: list[LaneState]
+    oldest_held_seconds: float | None = Field(
+        description="How long the longest-held unacknowledged message has been held."
+    )
+    live_workers: int = Field(description="Workers that announced themselves in the last 15 s.")
+    clusters: list[LimiterView] = Field(default_factory=list)
+
+
 class Health(BaseModel):
     """``GET /health``: the seed's fields plus the queue's state."""
 
@@ -100,6 +137,9 @@ class Health(BaseModel):
     )
     trackers: list[TrackerState] = Field(
         default_factory=list, description="Each cluster's job tracker, as it last reported."
+    )
+    queues: QueueState | None = Field(
+        default=None, description="The backlog per lane and each cluster's limiter; null if unread."
     )
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from producer.gateway.health import HealthMonitor
 from producer.gateway.settings import GatewaySettings
 from tests.gateway.conftest import WorkerCount
-from worker import fleet
+from worker import fleet, presence
 from worker.timestamps import now_iso
 
 
@@ -32,7 +32,46 @@ def test_health_reports_the_seed_fields_the_broker_and_live_workers(
         "workers": 2,
         "clusters": [],
         "trackers": [],
+        "queues": {
+            "lanes": [
+                {
+                    "lane": "interactive",
+                    "waiting": 0,
+                    "oldest_age_seconds": None,
+                    "held": 0,
+                    "groups": None,
+                },
+                {"lane": "bulk", "waiting": 0, "oldest_age_seconds": None, "held": 0, "groups": 0},
+            ],
+            "oldest_held_seconds": None,
+            "live_workers": 0,
+            "clusters": [],
+        },
     }
+
+
+def test_health_reports_what_waits_in_each_lane_and_for_how_long(
+    client: TestClient, redis: fakeredis.FakeRedis
+) -> None:
+    for name in ("team-a", "team-b"):
+        assert (
+            client.post("/api/eks-create-namespace", json={"namespace_name": name}).status_code
+            == 202
+        )
+    time.sleep(0.25)
+    presence.announce(redis, "w1@host")
+
+    queues = client.get("/health").json()["queues"]
+
+    interactive, bulk = queues["lanes"]
+    assert (interactive["lane"], interactive["waiting"], interactive["held"]) == (
+        "interactive",
+        2,
+        0,
+    )
+    assert 0.25 <= interactive["oldest_age_seconds"] < 5
+    assert (bulk["waiting"], bulk["oldest_age_seconds"]) == (0, None)
+    assert queues["live_workers"] == 1
 
 
 def test_a_failed_check_of_the_workers_cluster_access_degrades_health_and_names_the_step(

@@ -31,6 +31,14 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 
+def _http_text(url: str, auth: str | None = None) -> str:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def _http_status(url: str, auth: str | None = None) -> int:
     request = urllib.request.Request(url)
     if auth:
@@ -139,6 +147,13 @@ def test_the_local_stack_runs_a_job_keeps_its_state_and_runs_once_per_directory(
         assert "Logs:" in banner
         assert "worker" in banner.split("Logs:")[1].splitlines()[0]
 
+        # The banner says where the metrics are; they count the job; Flower shows the queue.
+        worker_metrics, gateway_metrics = re.findall(r"Metrics:\s+(\S+)", banner)
+        started = 'eksops_requests_started_total{lane="interactive",operation="create_job"} 1.0'
+        assert started in _http_text(worker_metrics)
+        assert 'eksops_queue_messages{lane="interactive"} 0.0' in _http_text(gateway_metrics)
+        assert "eksops" in _http_text(f"{flower}/broker", auth)
+
         # kubectl reaches the simulated cluster through the kubeconfig the stack wrote.
         assert f"kubectl --kubeconfig {run_dir}/kubeconfig" in banner or "kubectl:" in banner
         kubectl = shutil.which("kubectl")
@@ -177,6 +192,9 @@ def test_the_local_stack_runs_a_job_keeps_its_state_and_runs_once_per_directory(
         stack_env = read_env_file(run_dir / "stack.env")
         polled = run_cli(["task", created["request_id"], "--json"], stack_env)
         assert json.loads(polled.stdout)["state"] == "succeeded"
+        # Flower kept its task history across the restart (.run/flower.db).
+        task = json.loads(_http_text(f"{flower}/api/task/info/{created['request_id']}", auth))
+        assert (task["name"], task["state"]) == ("eksops.create_job", "SUCCESS")
         status = run_cli(["job-status", job, "--wait", "60", "--json"], stack_env)
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["job_name"] == job

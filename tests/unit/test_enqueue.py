@@ -16,6 +16,7 @@ from worker.catalog import summarise as describe
 from worker.contracts import QUEUE
 from worker.delivery import lanes
 from worker.delivery.config import celery_settings
+from worker.delivery.envelope import ENQUEUED_AT
 from worker.errors import EnqueueInterrupted
 from worker.records import read_record
 from worker.settings import QueueSettings
@@ -51,7 +52,8 @@ def test_the_envelope_matches_what_celery_and_kombu_publish(app: Celery) -> None
     )
 
     assert set(ours) == set(published)
-    assert set(ours["properties"]) == set(published["properties"])
+    # Beside kombu's properties, when the message was enqueued (the backlog's age).
+    assert set(ours["properties"]) == {*published["properties"], ENQUEUED_AT}
     assert ours["properties"]["delivery_info"] == published["properties"]["delivery_info"]
     for key in ("correlation_id", "delivery_mode", "priority", "body_encoding"):
         assert ours["properties"][key] == published["properties"][key]

@@ -11,7 +11,10 @@ agree on one format, declared once in this module:
   "arguments"}]}``), JSON, or signed with Celery's ``auth`` serializer;
 * the envelope is kombu's Redis transport format: base64 body, headers, and properties
   whose ``delivery_info`` (exchange, routing key) and ``delivery_tag`` (the message ID:
-  unique per message) the claim reads; :data:`LUA_ENVELOPE` is that reading, in Lua.
+  unique per message) the claim reads; :data:`LUA_ENVELOPE` is that reading, in Lua;
+  and :data:`ENQUEUED_AT`, when the producer built it (epoch seconds), which is how the
+  age of the oldest waiting message is read in place (``worker.queues``) and how long a
+  request waited is measured (``worker.metering``).
 
 Serialised with orjson: the same JSON as kombu's encoder for these plain types, at a
 fraction of the cost, which is most of what a bulk submit spends per message (checked
@@ -23,6 +26,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +36,8 @@ from kombu.serialization import dumps as kombu_dumps
 from worker.contracts import CHUNK_TASK, QUEUE, Operation
 
 _ORIGIN = f"eksops-producer@{socket.gethostname()}:{os.getpid()}"
+#: The message property holding when it was enqueued (epoch seconds, producer's clock).
+ENQUEUED_AT = "eksops_enqueued_at"
 
 # Lua: ``envelope(item)`` returns the decoded message, its delivery_info and tag when
 # ``item`` has the shape of a kombu envelope, else nil. Used inside Redis scripts.
@@ -109,6 +115,8 @@ def envelope(
                 # Unique per message: a message ID is enqueued once (retries are new
                 # messages that kombu tags itself).
                 "delivery_tag": message_id,
+                # Last, so it is among the message's last bytes (read there in place).
+                ENQUEUED_AT: round(time.time(), 3),
             },
         }
     )

@@ -31,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 
 from worker.contracts import ClusterRef
 from worker.errors import ConfigurationError, Unavailable
+from worker.operations import apicalls
 from worker.operations.limiter import Limiter, Unlimited
 from worker.operations.tokens import TokenSource, mint_token
 from worker.operations.translate import translate
@@ -155,7 +156,8 @@ class ClusterClient:
         accept: str,
     ) -> Any:
         """Send the request within a limiter slot; return the response once it is a 2xx."""
-        with self.limiter.slot():
+        verb_label, resource = apicalls.from_path(method, path, query)
+        with self.limiter.slot(), apicalls.measured(verb_label, resource) as code:
             try:
                 verb, url, headers, payload, _ = self.api_client.param_serialize(
                     method=method,
@@ -168,6 +170,7 @@ class ClusterClient:
                 response = self.api_client.call_api(
                     verb, url, header_params=headers, body=payload, _request_timeout=timeout
                 )
+                code[0] = str(response.status)
                 if not 200 <= response.status <= 299:
                     response.read()  # type: ignore[no-untyped-call]
             except Exception as exc:
@@ -182,11 +185,14 @@ class ClusterClient:
     def _call_generated(
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> dict[str, Any]:
-        with self.limiter.slot():
+        verb, resource = apicalls.from_method(getattr(method, "__name__", "call"))
+        with self.limiter.slot(), apicalls.measured(verb, resource) as code:
             try:
                 response = method(*args, **kwargs)
+                code[0] = str(getattr(response, "status", 200))
                 data = response.data  # read here: a body cut short raises while reading
             except ApiException as exc:
+                code[0] = str(exc.status)
                 if exc.status == 429:
                     self.limiter.pause(translate(exc).retry_after or 1.0)
                 raise

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import redis
 
+from worker import metrics
 from worker.fleet import limiter_keys
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ class RedisLimiter:
     ) -> None:
         self._client = client
         self._limits = limits
+        self._cluster = cluster
         self._keys = limiter_keys(cluster)
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
@@ -229,7 +231,9 @@ class RedisLimiter:
         stay taken.
         """
         holder = uuid.uuid4().hex
+        asked = time.monotonic()
         granted = self._wait_for_slot(holder) and self._limits.max_in_flight > 0
+        metrics.LIMITER_WAIT.labels(metrics.lane(BULK_WORK.get())).observe(time.monotonic() - asked)
         if granted:
             self._hold(holder)
         try:
@@ -251,6 +255,7 @@ class RedisLimiter:
         except redis.RedisError as exc:
             self._warn(exc)
             return
+        metrics.FLEET_PAUSES.labels(self._cluster).inc()
         logger.warning("Cluster asked to slow down: all workers pause for %.2fs", seconds)
 
     def _wait_for_slot(self, holder: str) -> bool:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from worker import metrics
+
 logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a format prefix, not a secret
@@ -85,12 +87,14 @@ class TokenSource:
     def _fresh_token(self) -> str:
         token = self._mint()
         self.mint_count += 1
+        metrics.TOKEN_MINTS.inc()
         if token == self._rejected:
             # Presigning is deterministic and X-Amz-Date has one-second resolution: a
             # re-mint within the second of the rejected token is that same token.
             self._sleep(1.0)
             token = self._mint()
             self.mint_count += 1
+            metrics.TOKEN_MINTS.inc()
         return token
 
     def invalidate(self, rejected: str | None) -> None:

@@ -25,9 +25,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from worker import jobrecords
+from worker import jobrecords, metrics
 from worker.contracts import MANAGED_BY_LABEL, MANAGED_BY_VALUE, REQUEST_ID_LABEL
 from worker.errors import EksOpsError, Gone
 from worker.events import EVENTS_MAX_LENGTH, STREAM_KEY
@@ -68,6 +69,20 @@ class Write:
     keys: list[str]
     args: list[Any]
     after: Callable[[], None] | None = None
+    on_result: Callable[[Any], None] | None = None  # told the script's reply
+
+
+def count_job_end(args: list[Any], result: Any) -> None:
+    """Count a Job's end (``eksops_job_outcomes_total``) if its write just ended it.
+
+    ``args`` are :data:`~worker.jobrecords.UPSERT_JOB`'s; it replies 1 when the phase
+    changed, so each Job's end is counted once however often its events repeat.
+    """
+    if result != 1:
+        return
+    phase = "deleted" if args[9] == "1" else str(args[1])
+    if phase in ("succeeded", "failed", "deleted"):
+        metrics.job_ended(phase, str(args[11]))
 
 
 @dataclass(frozen=True)
@@ -254,7 +269,7 @@ class ClusterTracker:
         holds, at any instant, the records up to exactly the point it would resume from.
         """
         pipe = self._redis.pipeline(transaction=False)
-        writes: list[Write] = []
+        writes: list[tuple[Write, int]] = []  # each write and its reply's position
         version = ""
         for event in events:
             version = self._resource_version(event) or version
@@ -267,11 +282,14 @@ class ClusterTracker:
                         client=pipe,
                     )
                 continue
+            writes.append((write, len(pipe)))
             write.script(keys=write.keys, args=write.args, client=pipe)
-            writes.append(write)
-        if -1 in pipe.execute():
+        replies = pipe.execute()
+        if -1 in replies:
             raise LeaseLost
-        for write in writes:
+        for write, position in writes:
+            if write.on_result is not None:
+                write.on_result(replies[position])
             if write.after is not None:
                 write.after()
         return version
@@ -329,18 +347,23 @@ class ClusterTracker:
     def _job_write(self, event: dict[str, Any], resume: str) -> Write:
         job = event.get("object") or {}
         keys, args = self._job_args(job, removed=event.get("type") == "DELETED", resume=resume)
-        return Write(self._upsert_job, keys, args)
+        return Write(self._upsert_job, keys, args, on_result=partial(count_job_end, args))
 
     def _listed_jobs(self, listed: Listed) -> None:
         seen = set()
         for start in range(0, len(listed.items), _WRITE_BATCH):
             pipe = self._redis.pipeline(transaction=False)
+            written = []
             for job in listed.items[start : start + _WRITE_BATCH]:
                 keys, args = self._job_args(job, removed=False, resume="")
                 seen.add(keys[1])
                 self._upsert_job(keys=keys, args=args, client=pipe)
-            if -1 in pipe.execute():
+                written.append(args)
+            replies = pipe.execute()
+            if -1 in replies:
                 raise LeaseLost
+            for args, reply in zip(written, replies, strict=True):
+                count_job_end(args, reply)
         # Jobs whose end was never seen and that the list no longer shows are gone.
         still_open = {
             member.decode() if isinstance(member, bytes) else member
@@ -353,8 +376,10 @@ class ClusterTracker:
             gone = {"metadata": {"namespace": namespace, "name": name, "labels": labels}}
             keys, args = self._job_args(gone, removed=True, resume="")
             args[2] = ""  # keep the record's last known counts and reason
-            if self._upsert_job(keys=keys, args=args) == -1:
+            reply = self._upsert_job(keys=keys, args=args)
+            if reply == -1:
                 raise LeaseLost
+            count_job_end(args, reply)
             logger.info("Job %s went away while it was not watched; recorded as deleted", key)
         logger.info("Listed %d Jobs of %s", len(listed.items), self.key)
 
