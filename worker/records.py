@@ -142,6 +142,16 @@ def read_record(redis: Any, request_id: str) -> RequestRecord | None:
     return RequestRecord.from_hash(redis.hgetall(record_key(request_id)))
 
 
+# Lua, inside a loop over requests whose record key is KEYS[i + 1]: the request's batch
+# ID, and where its end is told (its own callback URL, or its batch's).
+_BATCH_AND_CALLBACK = """  local batch = redis.call('HGET', KEYS[i + 1], $batch_id)
+  local callback = redis.call('HGET', KEYS[i + 1], $callback)
+  if not callback and batch and batch ~= '' then
+    callback = redis.call('HGET', 'eksops:batch:' .. batch, 'callback')
+  end
+"""
+
+
 # KEYS: per request, three: lease, record, stored result ('' when results live in
 # another Redis). ARGV: holder, lease ms, now, operation, record TTL s, message ID,
 # event stream, its length bound. Returns per request five values: a code (1 leased |
@@ -184,12 +194,9 @@ for i = 1, #KEYS, 3 do
     redis.call('HSET', KEYS[i + 1], $last_started_at, ARGV[3])
     redis.call('EXPIRE', KEYS[i + 1], ARGV[5])
   end
-  local batch = redis.call('HGET', KEYS[i + 1], $batch_id)
-  local callback = redis.call('HGET', KEYS[i + 1], $callback)
-  if not callback and batch and batch ~= '' then
-    callback = redis.call('HGET', 'eksops:batch:' .. batch, 'callback')
-  end
-  if code == 1 then
+"""
+    + _BATCH_AND_CALLBACK
+    + """  if code == 1 then
     redis.call('XADD', ARGV[7], 'MAXLEN', '~', ARGV[8], '*', 'kind', 'request',
       'request_id', string.sub(KEYS[i + 1], prefix), 'batch_id', batch or '',
       'state', 'started', 'attempt', attempt, 'at', ARGV[3])
@@ -333,12 +340,9 @@ for i = 1, #KEYS, 3 do
     if code == 1 and redis.call('EXISTS', KEYS[i]) == 1 then code = 3 end
     if code == 1 then redis.call('HSET', KEYS[i + 1], $cancelled_at, ARGV[1]) end
   end
-  local batch = redis.call('HGET', KEYS[i + 1], $batch_id)
-  local callback = redis.call('HGET', KEYS[i + 1], $callback)
-  if not callback and batch and batch ~= '' then
-    callback = redis.call('HGET', 'eksops:batch:' .. batch, 'callback')
-  end
-  out[#out + 1] = code
+"""
+    + _BATCH_AND_CALLBACK
+    + """  out[#out + 1] = code
   out[#out + 1] = batch
   out[#out + 1] = callback
 end
