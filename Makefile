@@ -35,8 +35,12 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
+# The suites mostly wait (workers, timeouts, restarts), so three processes take a third
+# of the time on two cores; a file's tests stay together in one process.
+TEST_WORKERS ?= 3
+
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: install  ## Benchmarks; QUICK=1 for a run under a minute
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)

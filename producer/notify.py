@@ -132,8 +132,9 @@ class Notifier:
                     message = self._pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":
                         self._deliver(message["channel"])
-            except (redis_lib.RedisError, OSError, ValueError, AttributeError) as exc:
-                # AttributeError: redis-py's reader, when close() raced this read.
+            except Exception as exc:  # the listener must outlive any error
+                # close() racing a read makes redis-py raise what it happens to raise
+                # (AttributeError, RuntimeError...): the notifier is done, quietly.
                 if self._closed:
                     return
                 logger.warning("Lost the notification connection (%s); reconnecting", exc)
