@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ class Auditor:
         return line
 
 
-def target_of(arguments: dict[str, Any]) -> str:
+def target_of(arguments: Mapping[str, Any]) -> str:
     """Return an operation's target for the trail: ``cluster/namespace[/job]``."""
     cluster = arguments.get("cluster")
     name = cluster.get("name") if isinstance(cluster, dict) else None

@@ -12,6 +12,7 @@ out, 202 as without it.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -26,6 +27,7 @@ from fastapi.responses import JSONResponse
 
 from producer.audit import target_of
 from producer.gateway.errors import error_body, seed_failure
+from producer.gateway.keyring import Principal
 from producer.gateway.params import (
     QUERY_PARAMETERS,
     CallbackUrl,
@@ -221,6 +223,14 @@ def _responses(spec: Spec) -> dict[int | str, dict[str, Any]]:
     return {**ok, **error_responses(*codes)}
 
 
+async def _serve(
+    request: Request, service: Gateway, call: Call, principal: Principal
+) -> JSONResponse:
+    """Run one HTTP call of an operation for ``principal`` (its tenant, its audit target)."""
+    request.state.target = target_of(call.arguments)
+    return await _run(service, dataclasses.replace(call, tenant=principal.tenant))
+
+
 def _body_endpoint(spec: Spec) -> Callable[..., Any]:
     async def endpoint(
         request: Request,
@@ -233,18 +243,8 @@ def _body_endpoint(spec: Spec) -> Callable[..., Any]:
         wait_for: WaitForJob = None,
     ) -> JSONResponse:
         arguments = await read_json(request)
-        request.state.target = target_of(arguments)
-        call = Call(
-            spec,
-            arguments,
-            rid,
-            wait,
-            wait_for,
-            request.is_disconnected,
-            callback_url,
-            principal.tenant,
-        )
-        return await _run(service, call)
+        call = Call(spec, arguments, rid, wait, wait_for, request.is_disconnected, callback_url)
+        return await _serve(request, service, call, principal)
 
     return _without_wait_for(endpoint, spec)
 
@@ -274,18 +274,8 @@ def _query_endpoint(spec: Spec) -> Callable[..., Any]:
         **query: Any,
     ) -> JSONResponse:
         arguments = {name: query[name] for name in names}
-        request.state.target = target_of(arguments)
-        call = Call(
-            spec,
-            arguments,
-            rid,
-            wait,
-            wait_for,
-            request.is_disconnected,
-            callback_url,
-            principal.tenant,
-        )
-        return await _run(service, call)
+        call = Call(spec, arguments, rid, wait, wait_for, request.is_disconnected, callback_url)
+        return await _serve(request, service, call, principal)
 
     fixed = list(inspect.signature(endpoint).parameters.values())[:7]
     keyword = inspect.Parameter.KEYWORD_ONLY

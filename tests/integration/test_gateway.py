@@ -9,7 +9,6 @@ bodies and error texts.
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import subprocess
 import time
@@ -23,7 +22,7 @@ import pytest
 
 from kubesim import Simulator
 from tests.integration.conftest import Target, job_manifest
-from tests.support.processes import BIN, ROOT, WorkerProcess, base_env
+from tests.support.processes import BIN, ROOT, WorkerProcess, base_env, terminate
 from tests.support.waiting import wait_until
 from worker.contracts import REQUEST_ID_LABEL
 from worker.logs import short_id
@@ -78,13 +77,7 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process)
 
 
 @pytest.fixture(scope="module")

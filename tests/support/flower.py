@@ -8,7 +8,6 @@ file, as the shipped compose file runs it.
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 
 from devstack.services import free_port
-from tests.support.processes import BIN, ROOT, base_env
+from tests.support.processes import BIN, ROOT, base_env, terminate
 
 
 class FlowerProcess:
@@ -70,10 +69,4 @@ class FlowerProcess:
 
     def stop(self) -> None:
         """SIGTERM: Flower saves its state (when persistent) and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process)

@@ -16,10 +16,22 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 READY_LINE = "ready to accept tasks"
+
+
+def terminate(process: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM ``process`` (if it still runs), give it 15 s, then SIGKILL it."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:
