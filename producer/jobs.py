@@ -79,14 +79,24 @@ def job_record(redis: Any, cluster: str, namespace: str, name: str) -> JobRecord
     return jobrecords.read_job(redis, jobrecords.job_key(cluster, namespace, name))
 
 
+#: How long a waiter for a failed Job's end waits on for its Pod's exit code and log.
+SETTLE_SECONDS = 5.0
+
+
 def wait_for_end(redis: Any, notifier: Notifier, key: str, timeout: float) -> JobRecord | None:
     """Return the record at ``key`` once it has ended, or as it is when ``timeout`` passes."""
     deadline = time.monotonic() + timeout
+    settle_by: float | None = None  # a failed Job's Pod details follow its end closely
     with notifier.subscribe(jobrecords.notify_channel(key)) as subscription:
         while True:
             record = jobrecords.read_job(redis, key)
-            remaining = deadline - time.monotonic()
-            if (record is not None and record.ended) or remaining <= 0:
+            now = time.monotonic()
+            if record is not None and record.ended:
+                settle_by = settle_by or now + SETTLE_SECONDS
+                if record.settled or now >= settle_by:
+                    return record
+            remaining = deadline - now
+            if remaining <= 0:
                 return record
             # A bounded sleep too: a notification lost with a connection costs a second.
             subscription.wait(min(remaining, 1.0))

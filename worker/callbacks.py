@@ -286,9 +286,7 @@ class Sender:
         if time.time() * 1000 - since_ms > _SETTLE_SECONDS * 1000:
             return True
         record = jobrecords.read_job(self._redis, entry["job"])
-        if record is None or record.phase != "failed" or not record.job.get("failed"):
-            return True
-        return bool(record.summary()["failed_pods"]) and record.log is not None
+        return record is None or not record.ended or record.settled
 
     def _post(self, entry: dict[str, str], delivery: str) -> str | None:
         """POST one transition; None when the receiver took it, else what went wrong."""

@@ -122,6 +122,15 @@ class JobRecord:
         return self.phase in ENDED
 
     @property
+    def settled(self) -> bool:
+        """Whether the record says all it will about the Job's end: for a failed Job, its
+        failed Pod's exit code and log tail too (the tracker follows Jobs and Pods in two
+        watches, so the Job's end can be written a moment before them)."""
+        if not self.ended or self.phase != "failed" or not self.job.get("failed"):
+            return self.ended
+        return bool(self.summary()["failed_pods"]) and self.log is not None
+
+    @property
     def cluster(self) -> str:
         return self.key.removeprefix(JOB_KEY_PREFIX).rsplit(":", 2)[0]
 
