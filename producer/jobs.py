@@ -83,20 +83,31 @@ def job_record(redis: Any, cluster: str, namespace: str, name: str) -> JobRecord
 SETTLE_SECONDS = 5.0
 
 
+class EndWatch:
+    """When a waiter for a Job's end has its answer: the Job has ended and its record is
+    settled (a failed Job's Pod details follow its end closely), or ``SETTLE_SECONDS``
+    have passed since the end was first seen. One rule for the library and the gateway."""
+
+    def __init__(self) -> None:
+        self._settle_by: float | None = None
+
+    def done(self, record: JobRecord | None, now: float) -> bool:
+        if record is None or not record.ended:
+            return False
+        self._settle_by = self._settle_by or now + SETTLE_SECONDS
+        return record.settled or now >= self._settle_by
+
+
 def wait_for_end(redis: Any, notifier: Notifier, key: str, timeout: float) -> JobRecord | None:
     """Return the record at ``key`` once it has ended, or as it is when ``timeout`` passes."""
     deadline = time.monotonic() + timeout
-    settle_by: float | None = None  # a failed Job's Pod details follow its end closely
+    end = EndWatch()
     with notifier.subscribe(jobrecords.notify_channel(key)) as subscription:
         while True:
             record = jobrecords.read_job(redis, key)
             now = time.monotonic()
-            if record is not None and record.ended:
-                settle_by = settle_by or now + SETTLE_SECONDS
-                if record.settled or now >= settle_by:
-                    return record
             remaining = deadline - now
-            if remaining <= 0:
+            if end.done(record, now) or remaining <= 0:
                 return record
             # A bounded sleep too: a notification lost with a connection costs a second.
             subscription.wait(min(remaining, 1.0))

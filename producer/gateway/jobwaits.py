@@ -104,12 +104,14 @@ class JobWaits:
 
         subscription.on_wake(wake)
         deadline = time.monotonic() + seconds
+        end = jobs.EndWatch()
         try:
             while True:
                 woken.clear()
                 record = await anyio.to_thread.run_sync(jobrecords.read_job, self.eksops.redis, key)
-                remaining = deadline - time.monotonic()
-                if (record is not None and record.ended) or remaining <= 0 or await disconnected():
+                now = time.monotonic()
+                remaining = deadline - now
+                if end.done(record, now) or remaining <= 0 or await disconnected():
                     return record
                 with anyio.move_on_after(min(remaining, 1.0)):
                     await woken.wait()
