@@ -14,7 +14,9 @@ what is written here, never the cluster. One hash per Job at
 * ``pods`` — JSON: by pod name, why it is not running or why it failed (waiting
   reasons, scheduling message, each container's last termination);
 * ``log`` — JSON: the tail of a failed container's log, captured when it failed;
-* ``request_id``, ``batch_id``, ``uid``, ``updated_at``, ``removed_at``.
+* ``request_id``, ``batch_id``, ``tenant`` (its ``eksops.io/tenant`` label, which
+  decides who may read it once its request record has expired), ``uid``,
+  ``updated_at``, ``removed_at``.
 
 Writes are Lua scripts fenced by the tracker's lease: a tracker that lost its lease
 writes nothing. Each write keeps the batch's job counts (``eksops:batch:<id>:jobs``)
@@ -113,6 +115,7 @@ class JobRecord:
     log: dict[str, Any] | None = None
     request_id: str | None = None
     batch_id: str | None = None
+    tenant: str | None = None
     updated_at: str | None = None
     removed_at: str | None = None
 
@@ -156,6 +159,7 @@ class JobRecord:
             log=json.loads(values["log"]) if values.get("log") else None,
             request_id=values.get("request_id") or None,
             batch_id=values.get("batch_id") or None,
+            tenant=values.get("tenant") or None,
             updated_at=values.get("updated_at"),
             removed_at=values.get("removed_at"),
         )
@@ -193,6 +197,7 @@ class JobRecord:
             "ready": self.job.get("ready", 0),
             "request_id": self.request_id,
             "batch_id": self.batch_id,
+            "tenant": self.tenant,
             "waiting": waiting,
             "failed_pods": failed_pods,
             "log_tail": self.log,
@@ -223,9 +228,9 @@ def read_jobs(redis: Any, keys: list[str]) -> list[JobRecord | None]:
 # KEYS: lease, record, open set, request record ('' when none), events stream, tracker
 # hash. ARGV: holder, phase, job JSON, uid, now, TTL s, request ID, stream max length,
 # the job key, a removal flag ('1': the Job is gone), the resume point to keep with it
-# ('' for none), the Job's failure reason ('' for none). Returns -1 when the lease is
-# not ours, else 1 if the phase changed, 0 if not. The watch's resume point is written
-# in the same step as what it resumes after.
+# ('' for none), the Job's failure reason ('' for none), its tenant label ('' for
+# none). Returns -1 when the lease is not ours, else 1 if the phase changed, 0 if not.
+# The watch's resume point is written in the same step as what it resumes after.
 UPSERT_JOB = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if ARGV[11] ~= '' then redis.call('HSET', KEYS[6], 'jobs_rv', ARGV[11]) end
@@ -259,6 +264,7 @@ if ARGV[3] ~= '' then redis.call('HSET', record, 'job', ARGV[3]) end
 redis.call('HSET', record, 'phase', phase, 'updated_at', ARGV[5])
 if ARGV[4] ~= '' then redis.call('HSET', record, 'uid', ARGV[4]) end
 if ARGV[7] ~= '' then redis.call('HSET', record, 'request_id', ARGV[7]) end
+if ARGV[13] ~= '' then redis.call('HSET', record, 'tenant', ARGV[13]) end
 if batch then redis.call('HSET', record, 'batch_id', batch) end
 redis.call('EXPIRE', record, ARGV[6])
 if ended[phase] then redis.call('SREM', KEYS[3], key) else redis.call('SADD', KEYS[3], key) end

@@ -18,6 +18,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
 
 from producer.gateway.keyring import ANONYMOUS, Keyring, Principal
 
@@ -41,6 +42,13 @@ def key_matches(candidate: str | None, keys: tuple[bytes, ...]) -> bool:
     for key in keys:
         matched |= hmac.compare_digest(presented, key)
     return matched
+
+
+def presented_key(headers: Headers) -> str | None:
+    """Return the key a request presents, as the dependencies below read it."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+    return headers.get(API_KEY_HEADER) or bearer or None
 
 
 def require_api_key(keys: tuple[bytes, ...]) -> Callable[..., Awaitable[None]]:

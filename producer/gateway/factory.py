@@ -134,13 +134,14 @@ def create_app(
     app.include_router(batches.router, **guarded)
     app.include_router(events.router, **guarded)
     app.include_router(health.router)
-    app.add_middleware(AuditTrail, auditor=Auditor(settings.audit_sink))
     app.include_router(metrics.router)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.gateway_max_body_bytes,
         larger_bodies={batches.BULK_CREATE_JOBS_PATH: settings.gateway_max_bulk_bytes},
     )
+    # Outermost: it audits what RequestContext refuses before any route too.
+    app.add_middleware(AuditTrail, auditor=Auditor(settings.audit_sink), keyring=keyring)
     install_openapi(app)
     _docs(app, guarded.get("dependencies", []))
     return app

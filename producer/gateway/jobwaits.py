@@ -52,11 +52,7 @@ class JobWaits:
             key = jobs.cluster_key(self.eksops.redis, ref)
             covered = jobs.coverage(self.eksops.redis, key).current
             record = jobs.job_record(self.eksops.redis, key, namespace, job_name) if key else None
-            hidden = False
-            if record is not None and tenant is not None and record.request_id:
-                maker = read_record(self.eksops.redis, record.request_id)
-                hidden = maker is not None and not tenant.may_see(maker.tenant)
-            return covered, record, hidden
+            return covered, record, record is not None and not self._may_see(tenant, record)
 
         covered, record, hidden = await anyio.to_thread.run_sync(read)
         if not covered or record is None:
@@ -69,6 +65,16 @@ class JobWaits:
                 details={"job": record.status_body()},
             )
         return record.status_body()
+
+    def _may_see(self, tenant: Tenant | None, record: JobRecord) -> bool:
+        """Whether ``tenant`` may read the Job: by its tenant label, or (a Job recorded
+        before the label was kept) by the tenant of the request that made it."""
+        if tenant is None or tenant.unrestricted:
+            return True
+        if record.tenant is not None:
+            return tenant.may_see(record.tenant)
+        maker = read_record(self.eksops.redis, record.request_id) if record.request_id else None
+        return maker is None or tenant.may_see(maker.tenant)
 
     async def key_of(
         self, request_id: str | None, result: dict[str, Any], cluster: dict[str, Any] | None

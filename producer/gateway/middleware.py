@@ -65,6 +65,7 @@ class RequestContext:
             request_id = str(uuid.uuid4()) if supplied is None else normalise_request_id(supplied)
         except InvalidName as exc:
             rid = str(uuid.uuid4())
+            scope.setdefault("state", {}).update(request_id=rid, refused="InvalidRequestId")
             with bound_request(rid):
                 logger.warning("Rejected request: invalid %s header", REQUEST_ID_HEADER)
                 await _reply(send, 422, f"Invalid {REQUEST_ID_HEADER} header: {exc}", rid)
@@ -75,6 +76,7 @@ class RequestContext:
             declared = headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > limit:
                 logger.warning("Rejected request: %s", too_large(declared, limit))
+                scope["state"]["refused"] = "RequestTooLarge"
                 await _reply(send, 413, too_large(declared, limit), request_id)
                 return
             await self._handle(scope, receive, send, request_id, limit)

@@ -5,19 +5,23 @@ A pure ASGI middleware inside :class:`~producer.gateway.middleware.RequestContex
 and the route left on the request's state: the principal (tenant and key ID), the
 target the route named, and why a call was refused; the operation is the route's
 endpoint name (``create_job``, ``get_task``, ``create_jobs``, ...). ``/health`` and the
-docs' static assets are not audited: probes, not calls. A 413 or malformed
-``X-Request-ID`` is answered by ``RequestContext`` before it reaches this layer (and
-logged there). The key itself is never in a line: only its ID.
+docs' static assets are not audited: probes, not calls. It is the outermost layer, so
+the calls :class:`~producer.gateway.middleware.RequestContext` refuses before any route
+(a body over the limit, a malformed ``X-Request-ID``) are audited too, under the tenant
+of the key they present, if it is a known one. The key itself is never in a line:
+only its ID.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer.audit import Auditor
-from producer.gateway.keyring import ANONYMOUS, Principal
+from producer.gateway.auth import presented_key
+from producer.gateway.keyring import ANONYMOUS, Keyring, Principal
 
 _QUIET = ("/health", "/docs/assets")
 
@@ -32,9 +36,10 @@ def outcome_of(status: int) -> str:
 class AuditTrail:
     """Write one audit line per HTTP call."""
 
-    def __init__(self, app: ASGIApp, *, auditor: Auditor) -> None:
+    def __init__(self, app: ASGIApp, *, auditor: Auditor, keyring: Keyring) -> None:
         self.app = app
         self.auditor = auditor
+        self.keyring = keyring
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -59,13 +64,13 @@ class AuditTrail:
 
     def _record(self, scope: Scope, status: int) -> None:
         state: dict[str, Any] = scope.get("state") or {}
-        principal: Principal = state.get("principal", ANONYMOUS)
+        principal = self._principal(scope, state)
         endpoint = scope.get("endpoint")
         client = scope.get("client")
         path = scope.get("path", "")
         self.auditor.record(
-            tenant=principal.tenant.name if state.get("refused") != "unauthenticated" else None,
-            key_id=principal.key_id if "principal" in state else None,
+            tenant=principal.tenant.name if principal is not None else None,
+            key_id=None if principal in (None, ANONYMOUS) else principal.key_id,
             source=f"{client[0]}:{client[1]}" if client else None,
             operation=getattr(endpoint, "__name__", None) or f"{scope.get('method')} {path}",
             target=state.get("target") or _target(scope),
@@ -74,6 +79,16 @@ class AuditTrail:
             status=status,
             reason=state.get("refused") if status >= 400 else None,
         )
+
+    def _principal(self, scope: Scope, state: dict[str, Any]) -> Principal | None:
+        """Return whose call it was: as authentication found, or from the key presented
+        to a call refused before authentication ran; None when no known key was sent."""
+        if state.get("refused") == "unauthenticated":
+            return None
+        if "principal" in state or not self.keyring.enabled:
+            found: Principal = state.get("principal", ANONYMOUS)
+            return found
+        return self.keyring.principal(presented_key(Headers(scope=scope)))
 
 
 def _target(scope: Scope) -> str | None:

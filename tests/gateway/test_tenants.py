@@ -403,6 +403,25 @@ def test_every_call_is_audited_and_no_key_is_in_any_log(
         assert secret not in caplog.text
 
 
+def test_calls_refused_before_any_route_are_audited_under_the_key_they_present(
+    tenants_app: Callable[..., TestClient], audit: Callable[[], list[dict[str, Any]]]
+) -> None:
+    with tenants_app(gateway_max_body_bytes=2048) as gw:
+        big = gw.post("/api/eks-create-job", content=b"x" * 4096, headers=A)
+        bad = gw.get("/api/tasks/x", headers={**B, "X-Request-ID": "not a uuid"})
+        anonymous = gw.post("/api/eks-create-job", content=b"x" * 4096)
+    assert (big.status_code, bad.status_code, anonymous.status_code) == (413, 422, 413)
+    lines = audit()
+    assert [(x["tenant"], x["key_id"], x["status"], x["reason"]) for x in lines] == [
+        ("team-a", "a-1", 413, "RequestTooLarge"),
+        ("team-b", "b-1", 422, "InvalidRequestId"),
+        (None, None, 413, "RequestTooLarge"),
+    ]
+    assert lines[0]["operation"] == "POST /api/eks-create-job"
+    assert lines[1]["request_id"] == bad.headers["X-Request-ID"]
+    assert all(x["outcome"] == "refused" and x["source"] for x in lines)
+
+
 def test_bulk_items_beyond_the_in_flight_quota_are_refused_each(
     tenants_app: Callable[..., TestClient], keys_file: Path, redis: fakeredis.FakeRedis
 ) -> None:

@@ -9,6 +9,7 @@ refuse before anything is enqueued; every call is an audit line without key mate
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from producer.gateway.keyring import key_hash
 from tests.integration.conftest import Target, job_manifest
@@ -23,6 +25,7 @@ from tests.integration.test_gateway import GatewayProcess, poll
 from tests.support.processes import WorkerProcess, run_cli
 from worker.contracts import TENANT_LABEL
 from worker.operations import ClusterClient
+from worker.records import record_key
 
 pytestmark = pytest.mark.integration
 
@@ -177,6 +180,27 @@ def test_in_a_namespace_both_scopes_share_a_tenants_job_is_not_found_by_the_othe
             "/api/eks-get-job-status", params={"job_name": "mine", "namespace": shared}
         )
         assert mine.status_code == 200, mine.text
+
+
+def test_a_tenants_job_stays_hidden_from_the_other_once_its_request_has_expired(
+    http: httpx.Client, redis_url: str, prefix: str
+) -> None:
+    shared = f"{prefix}-shared"
+    params = {"job_name": "kept", "namespace": shared}
+    with as_tenant(http, A) as client_a:
+        made = poll(client_a, client_a.post("/api/eks-create-job", json=body(shared, "kept")))
+        assert made["state"] == "succeeded", made
+        for _ in range(100):  # until the tracker has recorded it, with its tenant label
+            mine = client_a.get("/api/eks-get-job-status", params=params).json()
+            if mine.get("source") == "tracker":
+                break
+            time.sleep(0.1)
+    assert (mine["source"], mine["tenant"]) == ("tracker", "team-a"), mine
+    redis.Redis.from_url(redis_url).delete(record_key(made["request_id"]))
+    with as_tenant(http, B) as client_b:
+        read = client_b.get("/api/eks-get-job-status", params=params)
+    assert read.status_code == 404, read.text
+    assert read.json()["detail"] == f"Job kept not found in namespace {shared}"
 
 
 def test_the_cli_submits_for_a_tenant_with_its_scope_and_shows_it(

@@ -29,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from worker import jobrecords, metrics
-from worker.contracts import MANAGED_BY_LABEL, MANAGED_BY_VALUE, REQUEST_ID_LABEL
+from worker.contracts import MANAGED_BY_LABEL, MANAGED_BY_VALUE, REQUEST_ID_LABEL, TENANT_LABEL
 from worker.errors import EksOpsError, Gone
 from worker.events import EVENTS_MAX_LENGTH, STREAM_KEY
 from worker.operations.clients import ClusterClient
@@ -317,7 +317,8 @@ class ClusterTracker:
         metadata = job.get("metadata") or {}
         namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
         key = jobrecords.job_key(self.key, namespace, name)
-        request_id = str((metadata.get("labels") or {}).get(REQUEST_ID_LABEL) or "")
+        labels = metadata.get("labels") or {}
+        request_id = str(labels.get(REQUEST_ID_LABEL) or "")
         keys = [
             self.lease.key,
             key,
@@ -341,6 +342,7 @@ class ClusterTracker:
             "1" if removed else "0",
             resume,
             reason if isinstance(reason, str) else "",
+            str(labels.get(TENANT_LABEL) or ""),
         ]
         return keys, args
 
