@@ -919,7 +919,15 @@ def _queue_errors(doing: str) -> Iterator[None]:
 
 
 def reused(request_id: str, earlier: Reused) -> RequestIdReused:
-    """The conflict of a request ID already used for another request."""
+    """The conflict of a request ID already used for another request.
+
+    Of another tenant's request nothing is said but that the ID is taken: a tenant that
+    guessed an ID learns neither its operation nor whose it is."""
+    if earlier.operation is None:
+        return RequestIdReused(
+            f"Request ID {request_id} is already in use; use a new request ID",
+            details={"request_id": request_id},
+        )
     operation = earlier.operation.removeprefix(TASK_PREFIX)
     return RequestIdReused(
         f"Request ID {request_id} was already used for {operation} with other arguments; "

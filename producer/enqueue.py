@@ -47,7 +47,8 @@ from worker.records import REQUEST_KEY_PREFIX, fingerprint, lua, record_key
 # fingerprint; a message is pushed if it owns at least one request. Replies per
 # request: 1 new; 0 duplicate (the ID names a request with the same fingerprint, or
 # one recorded without); -1 refused (the record key holds something else); or, the ID
-# naming a request of other arguments, that request's operation (a string). Redis
+# naming a request of other arguments, that request's operation (a string; empty when
+# the request is another tenant's, whose operation a tenant must not learn). Redis
 # does not undo a script that fails half-way, so nothing in it may fail for one
 # request and strand others.
 _SUBMIT_SCRIPT = lua(
@@ -80,8 +81,10 @@ for _ = 1, tonumber(ARGV[5]) do
       accepted[#accepted + 1] = 1
       owns = true
     else
-      local earlier = redis.call('HMGET', KEYS[key], $fingerprint, $operation)
-      if earlier[1] and earlier[1] ~= fp then
+      local earlier = redis.call('HMGET', KEYS[key], $fingerprint, $operation, $tenant)
+      if ARGV[9] ~= '' and (earlier[3] or '') ~= ARGV[9] then
+        accepted[#accepted + 1] = ''  -- another tenant's: nothing of it is said
+      elseif earlier[1] and earlier[1] ~= fp then
         accepted[#accepted + 1] = earlier[2] or 'another operation'
       else
         accepted[#accepted + 1] = 0
@@ -157,7 +160,7 @@ INTERACTIVE = Lane()
 class Reused:
     """An item whose request ID already names a request of other arguments."""
 
-    operation: str  # that request's operation (its task name)
+    operation: str | None  # that request's operation (its task name); None: another tenant's
 
 
 #: Per item: True enqueued, False a duplicate (same ID, same arguments), or Reused.
@@ -405,5 +408,6 @@ def _count_submitted(
 def _accepted(flag: Any) -> Accepted | None:
     """One request's reply of the submit script (None: refused, the key holds other data)."""
     if isinstance(flag, bytes | str):
-        return Reused(flag.decode() if isinstance(flag, bytes) else flag)
+        operation = flag.decode() if isinstance(flag, bytes) else flag
+        return Reused(operation or None)
     return None if flag < 0 else bool(flag)

@@ -231,6 +231,36 @@ def test_another_tenants_request_reads_as_never_submitted(gw: TestClient) -> Non
     assert gw.get(f"/api/tasks/{rid}", headers=A).json()["state"] == "queued"
 
 
+def test_a_request_id_of_another_tenant_is_taken_and_nothing_of_it_is_said(
+    keys_file: Path, tenants_app: Callable[..., TestClient]
+) -> None:
+    shared = json.loads(keys_yaml())
+    shared["tenants"]["team-b"]["scope"]["namespaces"].append("team-a")
+    keys_file.write_text(json.dumps(shared))
+    rid = new_id()
+    read = {"job_name": "j", "namespace": "team-a"}
+    with tenants_app() as gw:
+        mine = gw.get("/api/eks-get-job-status", params=read, headers={**A, "X-Request-ID": rid})
+        again = gw.get("/api/eks-get-job-status", params=read, headers={**A, "X-Request-ID": rid})
+        # The same operation and arguments: for its own tenant a duplicate, for another
+        # a taken ID, whose operation and owner it does not learn.
+        theirs = gw.get("/api/eks-get-job-status", params=read, headers={**B, "X-Request-ID": rid})
+        other = gw.post(
+            "/api/eks-create-job", json=job("team-b"), headers={**B, "X-Request-ID": rid}
+        )
+        bulk = gw.post(
+            "/api/eks-create-jobs", json={"jobs": [{**job("team-b"), "request_id": rid}]}, headers=B
+        )
+    assert (mine.status_code, again.status_code) == (202, 202)
+    assert again.json()["request_id"] == rid
+    taken = f"Request ID {rid} is already in use; use a new request ID"
+    for refused in (theirs, other):
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"] == taken
+        assert "get_job_status" not in refused.text and "team-a" not in refused.text
+    assert bulk.json()["items"][0]["error"] == taken
+
+
 def test_another_tenants_batch_reads_as_never_submitted(gw: TestClient) -> None:
     bid = gw.post("/api/eks-create-jobs", json={"jobs": [job("team-a")]}, headers=A).json()[
         "batch_id"
