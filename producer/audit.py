@@ -11,7 +11,9 @@ code, such as ``OutOfScope``, ``PolicyViolation``, ``QuotaExceeded``,
 Where lines go is ``AUDIT_SINK``: ``log`` (the default: the ``eksops.audit`` logger at
 INFO, so the process's log stream carries them, the message being the JSON alone) or
 ``file:PATH`` (appended, one line per write, flushed at once). A sink that fails to
-write logs the failure and never fails the call it audits.
+write logs the failure and never fails the call it audits. Each line also counts in
+``eksops_tenant_calls_total`` (tenant, outcome, reason), so quota and policy refusals
+per tenant can be graphed and alerted on.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from worker import metrics
 from worker.errors import ConfigurationInvalid
 from worker.timestamps import now_iso
 
@@ -66,6 +69,7 @@ class Auditor:
             raise ValueError(f"unknown audit fields {sorted(unknown)}")
         line = {"at": now_iso(), **{name: fields.get(name) for name in FIELDS}}
         text = json.dumps(line, separators=(",", ":"))
+        metrics.tenant_call(fields.get("tenant"), str(fields.get("outcome")), fields.get("reason"))
         if self._path is None:
             _audit.info("%s", text)
             return line

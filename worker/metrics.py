@@ -4,8 +4,9 @@ Names follow Prometheus's conventions: the ``eksops_`` prefix, base units (secon
 ``_total`` for counters. Labels are bounded: ``operation`` (the five of
 ``worker.catalog``), ``lane`` (``interactive`` | ``bulk``), ``outcome`` (``succeeded``
 | ``failed``), an error ``code`` (``worker.errors``), a Kubernetes ``verb``,
-``resource`` and status ``code``, a ``cluster`` (``name@region``: a fleet has a few);
-never a request, batch or Job name.
+``resource`` and status ``code``, a ``cluster`` (``name@region``: a fleet has a few),
+a ``tenant`` (the tenants of ``GATEWAY_KEYS_FILE``: an operator's list) and an audit
+``reason`` (an error code); never a request, batch or Job name.
 
 Two kinds:
 
@@ -86,6 +87,20 @@ CHUNK_REQUESTS = Histogram(
     buckets=(1, 2, 4, 8, 12, 16, 32, 64),
 )
 
+# --- tenants (every audited call: the gateway's, and library callers naming a tenant) ---
+
+TENANT_CALLS = Counter(
+    "eksops_tenant_calls_total",
+    "Audited calls by tenant ('none': no known key), outcome and refusal reason.",
+    ["tenant", "outcome", "reason"],
+)
+
+
+def tenant_call(tenant: str | None, outcome: str, reason: str | None) -> None:
+    """Count one audited call (``reason``: its refusal's error code, else ``none``)."""
+    TENANT_CALLS.labels(tenant or "none", outcome, reason or "none").inc()
+
+
 # --- the Kubernetes API ---------------------------------------------------------------
 
 KUBERNETES_REQUESTS = Counter(
@@ -161,6 +176,7 @@ PER_PROCESS = (
     REQUEST_RUN,
     REQUEST_RETRIES,
     CHUNK_REQUESTS,
+    TENANT_CALLS,
     KUBERNETES_REQUESTS,
     KUBERNETES_LATENCY,
     LIMITER_WAIT,

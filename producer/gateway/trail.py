@@ -1,15 +1,14 @@
 """The gateway's audit trail: one :mod:`producer.audit` line per call, after its answer.
 
-A pure ASGI middleware inside :class:`~producer.gateway.middleware.RequestContext`
-(so the request ID is assigned) and around the routes. It reads what authentication
-and the route left on the request's state: the principal (tenant and key ID), the
-target the route named, and why a call was refused; the operation is the route's
-endpoint name (``create_job``, ``get_task``, ``create_jobs``, ...). ``/health`` and the
-docs' static assets are not audited: probes, not calls. It is the outermost layer, so
-the calls :class:`~producer.gateway.middleware.RequestContext` refuses before any route
-(a body over the limit, a malformed ``X-Request-ID``) are audited too, under the tenant
-of the key they present, if it is a known one. The key itself is never in a line:
-only its ID.
+A pure ASGI middleware, the outermost layer: around
+:class:`~producer.gateway.middleware.RequestContext` (which assigns the request ID on
+the shared request state) and the routes. It reads what authentication and the route
+left on that state: the principal (tenant and key ID), the target the route named, and
+why a call was refused; the operation is the route's endpoint name (``create_job``,
+``get_task``, ``create_jobs``, ...). Calls refused before any route (a body over the
+limit, a malformed ``X-Request-ID``) are audited too, under the tenant of the key they
+present, if it is a known one. ``/health``, ``/metrics`` and the docs' static assets
+are not audited: probes, not calls. The key itself is never in a line: only its ID.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from producer.audit import Auditor
 from producer.gateway.auth import presented_key
 from producer.gateway.keyring import ANONYMOUS, Keyring, Principal
 
-_QUIET = ("/health", "/docs/assets")
+_QUIET = ("/health", "/metrics", "/docs/assets")
 
 
 def outcome_of(status: int) -> str:

@@ -15,6 +15,7 @@ import fakeredis
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from producer import EksOps
 from producer.audit import AUDIT_LOGGER
@@ -257,7 +258,8 @@ def test_a_request_id_of_another_tenant_is_taken_and_nothing_of_it_is_said(
     for refused in (theirs, other):
         assert refused.status_code == 409, refused.text
         assert refused.json()["detail"] == taken
-        assert "get_job_status" not in refused.text and "team-a" not in refused.text
+        assert "get_job_status" not in refused.text
+        assert "team-a" not in refused.text
     assert bulk.json()["items"][0]["error"] == taken
 
 
@@ -450,6 +452,30 @@ def test_calls_refused_before_any_route_are_audited_under_the_key_they_present(
     assert lines[0]["operation"] == "POST /api/eks-create-job"
     assert lines[1]["request_id"] == bad.headers["X-Request-ID"]
     assert all(x["outcome"] == "refused" and x["source"] for x in lines)
+
+
+def test_calls_per_tenant_are_counted_by_outcome_and_reason(gw: TestClient) -> None:
+    def counts() -> dict[tuple[str, str, str], float]:
+        text = gw.get("/metrics").text
+        return {
+            (s.labels["tenant"], s.labels["outcome"], s.labels["reason"]): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "eksops_tenant_calls_total"
+        }
+
+    before = counts()
+    gw.post("/api/eks-create-job", json=job("team-a"), headers=A)
+    gw.post("/api/eks-create-job", json=job("team-a"), headers=A)
+    gw.post("/api/eks-create-job", json=job("team-b"), headers=A)
+    gw.post("/api/eks-create-job", json=job("team-a"), headers={"X-API-Key": "wrong" * 5})
+    after = counts()
+    grown = {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+    assert grown == {
+        ("team-a", "accepted", "none"): 2,
+        ("team-a", "refused", "OutOfScope"): 1,
+        ("none", "refused", "unauthenticated"): 1,
+    }
 
 
 def test_bulk_items_beyond_the_in_flight_quota_are_refused_each(
