@@ -571,7 +571,14 @@ class EksOps:
             request_id=rid,
             # A request redelivered after a crash restarts within one visibility timeout.
             stale_after=2 * self.queue.visibility_timeout_seconds,
+            shared=self.results_share_redis,
         )
+
+    @property
+    def results_share_redis(self) -> bool:
+        """Whether the results live in the broker's Redis (reads and writes then share
+        round trips)."""
+        return str(self.app.conf.result_backend) == str(self.app.conf.broker_url)
 
     def wait(self, request_id: str, timeout: float) -> RequestStatus:
         """Wait until the request ends or ``timeout`` seconds pass; return the last status.
@@ -616,7 +623,7 @@ class EksOps:
         return Canceller(
             self.redis,
             self.app.backend,
-            results_share_redis=str(self.app.conf.result_backend) == str(self.app.conf.broker_url),
+            results_share_redis=self.results_share_redis,
             announce=partial(announce_revoked, self.app) if events else None,
         )
 

@@ -19,8 +19,9 @@ from redis.exceptions import RedisError
 
 import worker.errors  # noqa: F401 - Celery rebuilds stored errors from sys.modules
 from worker.contracts import RequestState, RequestStatus
+from worker.delivery.results import decode_result_meta
 from worker.errors import Cancelled, EksOpsError, ErrorInfo, QueueUnavailable
-from worker.records import RequestRecord, lease_key, read_record
+from worker.records import RequestRecord, lease_key, read_record, record_key
 
 _STATE_BY_CELERY = {
     states.PENDING: RequestState.QUEUED,
@@ -146,16 +147,31 @@ def combine(
 
 
 def read_status(
-    *, redis: Any, backend: Any, request_id: str, stale_after: float | None = None
+    *,
+    redis: Any,
+    backend: Any,
+    request_id: str,
+    stale_after: float | None = None,
+    shared: bool = False,
 ) -> RequestStatus:
     """Return the status of ``request_id`` from the broker Redis and the result backend.
 
-    Raises :class:`~worker.errors.QueueUnavailable` when Redis cannot be read: a poller must
+    ``shared``: the results live in the broker's Redis; the record and the stored
+    outcome are then read in one round trip. Raises
+    :class:`~worker.errors.QueueUnavailable` when Redis cannot be read: a poller must
     never mistake an unreadable status for an empty or successful one.
     """
     try:
-        record = read_record(redis, request_id)
-        meta = backend.get_task_meta(request_id)
+        if shared:
+            with redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(record_key(request_id))
+                pipe.get(backend.get_key_for_task(request_id))
+                raw_record, raw_meta = pipe.execute()
+            record = RequestRecord.from_hash(raw_record)
+            meta = decode_result_meta(backend, raw_meta)
+        else:
+            record = read_record(redis, request_id)
+            meta = backend.get_task_meta(request_id)
         status = combine(request_id, record, meta, stale_after=stale_after)
         # Long ago but still leased: a worker is on it (a long chunk renews the leases
         # of all its requests), so it is running, not lost. Read only in this rare case.

@@ -194,3 +194,26 @@ def test_a_caller_that_stopped_asking_leaves_the_line(client: fakeredis.FakeRedi
     ask_once(limiter(client, max_in_flight=1), "vanished")  # in line, then its worker died
     client.zrem("eksops:limit:prod@us-east-1:inflight", "holder")
     assert 1.5 <= take(limiter(client, max_in_flight=1), 1) < 5
+
+
+def test_a_freed_slot_rides_on_the_next_acquire(client: fakeredis.FakeRedis) -> None:
+    one = limiter(client, max_in_flight=1)
+    assert one._wait_for_slot("first")
+    one._ended.add("first")  # its call ended; no thread has freed it yet
+    started = time.monotonic()
+    assert one._wait_for_slot("second")  # frees "first" in the same step, then takes
+    assert time.monotonic() - started < 0.1
+    assert client.zrange("eksops:limit:prod@us-east-1:inflight", 0, -1) == [b"second"]
+
+
+def test_a_slot_is_freed_in_the_background_right_after_its_call(
+    client: fakeredis.FakeRedis,
+) -> None:
+    one = limiter(client, max_in_flight=1)
+    with one.slot():
+        assert client.zcard("eksops:limit:prod@us-east-1:inflight") == 1
+    deadline = time.monotonic() + 1
+    while client.zcard("eksops:limit:prod@us-east-1:inflight") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert client.zcard("eksops:limit:prod@us-east-1:inflight") == 0
+    assert take(limiter(client, max_in_flight=1), 1) < 0.1  # another process gets it at once

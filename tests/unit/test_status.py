@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import fakeredis
 import pytest
 import redis
-from celery import Celery
+from celery import Celery, states
 
 from producer.status import combine, error_info, read_status
 from worker import errors
 from worker.contracts import RequestState
-from worker.errors import Unavailable
+from worker.errors import NotFound, Unavailable
 from worker.records import RequestRecord, lease_key, record_key
 
 RID = "3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c"
@@ -148,3 +148,21 @@ def test_an_unreadable_status_is_an_error_not_an_empty_answer() -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=None)
     with pytest.raises(Unavailable, match="Redis is unreachable"):
         read_status(redis=dead, backend=None, request_id=RID)
+
+
+@pytest.mark.parametrize("stored", ["succeeded", "failed", "none"])
+def test_one_round_trip_reads_what_two_do_when_results_share_the_broker(stored: str) -> None:
+    app = Celery("t", set_as_current=False)
+    app.conf.update(result_backend="redis://fake", result_serializer="json")
+    backend = app.backend
+    backend.client = client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    started = "2026-01-20T10:30:01+00:00"
+    client.hset(record_key(RID), mapping={**RECORD, "attempts": "1", "started_at": started})
+    if stored == "succeeded":
+        backend.store_result(RID, {"job_name": "j"}, states.SUCCESS)
+    elif stored == "failed":
+        backend.store_result(RID, NotFound("Job j not found in namespace n"), states.FAILURE)
+    two = read_status(redis=client, backend=backend, request_id=RID)
+    one = read_status(redis=client, backend=backend, request_id=RID, shared=True)
+    assert one == two
+    assert one.state.value == {"succeeded": "succeeded", "failed": "failed"}.get(stored, "queued")

@@ -53,6 +53,14 @@ def queue_result_meta(pipe: Any, backend: Any, request_id: str, outcome: Any, st
     pipe.publish(key, value)  # as Celery does, for its result consumers
 
 
+def decode_result_meta(backend: Any, raw: Any) -> dict[str, Any]:
+    """Decode a stored meta read straight from Redis, as the backend's own read does
+    (``PENDING`` when nothing is stored): for reads pipelined with eksops's own."""
+    if not raw:
+        return {"status": states.PENDING, "result": None}
+    return dict(backend.decode_result(raw))
+
+
 def _encoded(backend: Any, request_id: str, outcome: Any, state: str) -> tuple[Any, Any]:
     encoded = backend.encode_result(outcome, state)  # an error becomes its JSON form
     meta = backend._get_result_meta(result=encoded, state=state, traceback=None, request=None)

@@ -55,6 +55,8 @@ _ASK_AGAIN_MAX_SECONDS = 1.0
 # ARGV: rate/s (0 = none), burst, max in flight (0 = none), lease ms, holder, '1' for
 # bulk work, the tokens and the in-flight slots bulk work must leave (the interactive
 # reserve).
+# Then the holders of this process's slots whose calls have ended, to free first (their
+# release rides on this call instead of a round trip of its own after each call).
 # Returns 0 when the slot is granted; > 0, the milliseconds to wait before asking again
 # (a pause, or the token bucket); < 0, -n: every slot is taken and n callers come first.
 # Callers wait for slots in line, first come first served, so none starves: a caller
@@ -72,6 +74,7 @@ if paused > 0 then return paused end
 local limit = tonumber(ARGV[3])
 local holder = ARGV[5]
 local bulk = ARGV[6] == '1'
+for i = 9, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
 local line, seen = KEYS[4], KEYS[5]
 if bulk then line, seen = KEYS[7], KEYS[8] end
 if limit > 0 then
@@ -219,6 +222,10 @@ class RedisLimiter:
         self._bypass_until = 0.0
         self._lock = threading.Lock()
         self._held: set[str] = set()
+        # Slots whose calls ended, not yet freed in Redis: the next acquire frees them, or
+        # the background thread does at once (woken by ``_ended``).
+        self._ended: set[str] = set()
+        self._woken = threading.Event()
         self._renewer: threading.Thread | None = None
         self.waited_seconds = 0.0
 
@@ -228,7 +235,9 @@ class RedisLimiter:
 
         A held slot is renewed in the background, so a call slowed by connect retries
         or a token mint keeps it; the lease only bounds how long a dead worker's slots
-        stay taken.
+        stay taken. The slot is freed off the caller's path: by this process's next
+        acquire, which carries it, or by the background thread, woken at once; the
+        caller returns with the API's answer without one more round trip.
         """
         holder = uuid.uuid4().hex
         asked = time.monotonic()
@@ -242,8 +251,8 @@ class RedisLimiter:
             if granted:
                 with self._lock:
                     self._held.discard(holder)
-                with contextlib.suppress(redis.RedisError):
-                    self._client.zrem(self._keys[2], holder)
+                    self._ended.add(holder)
+                self._woken.set()
 
     def pause(self, seconds: float) -> None:
         """Pause every worker's calls to this cluster for ``seconds`` (a 429)."""
@@ -258,9 +267,14 @@ class RedisLimiter:
         metrics.FLEET_PAUSES.labels(self._cluster).inc()
         logger.warning("Cluster asked to slow down: all workers pause for %.2fs", seconds)
 
+    def _take_ended(self) -> list[str]:
+        with self._lock:
+            ended, self._ended = sorted(self._ended), set()
+        return ended
+
     def _wait_for_slot(self, holder: str) -> bool:
         limits = self._limits
-        args = [
+        args: list[Any] = [
             limits.rate_per_second,
             limits.burst,
             limits.max_in_flight,
@@ -273,9 +287,11 @@ class RedisLimiter:
         while True:
             if time.monotonic() < self._bypass_until:
                 return False
+            ended = self._take_ended()
             try:
-                wait_ms = int(self._acquire(keys=self._keys, args=args))
+                wait_ms = int(self._acquire(keys=self._keys, args=[*args, *ended]))
             except redis.RedisError as exc:
+                self._free_later(ended)
                 self._warn(exc)
                 return False
             if wait_ms == 0:
@@ -298,10 +314,27 @@ class RedisLimiter:
                 )
                 self._renewer.start()
 
+    def _free_later(self, ended: list[str]) -> None:
+        with self._lock:
+            self._ended.update(ended)
+
     def _renew_held(self) -> None:
+        """Free the slots of ended calls as soon as they end; renew the held ones."""
         lease_ms = int(self._limits.lease_seconds * 1000)
+        every = self._limits.lease_seconds / 3
+        renew_at = time.monotonic() + every
         while True:
-            time.sleep(self._limits.lease_seconds / 3)
+            self._woken.wait(max(0.0, renew_at - time.monotonic()))
+            self._woken.clear()
+            ended = self._take_ended()
+            if ended:
+                try:
+                    self._client.zrem(self._keys[2], *ended)
+                except redis.RedisError as exc:  # their leases end them anyway
+                    logger.debug("Could not free %d in-flight slot(s): %s", len(ended), exc)
+            if time.monotonic() < renew_at:
+                continue
+            renew_at = time.monotonic() + every
             with self._lock:
                 held = sorted(self._held)
             if not held:
