@@ -20,6 +20,11 @@ chunk's own task ends: kombu's publish, not the event, is most of an event's cos
 a request would otherwise pay it three times. Flower hears of a start or an end at
 most that much later.
 
+Celery's own events of requests in their own messages are published the same way:
+:class:`Consumer` (the worker's ``worker_consumer``) flushes Celery's buffer every
+:data:`FLUSH_SECONDS` instead of at every turn of the event loop, which under load cost
+a publish for nearly every event in the thread that takes every message.
+
 Events are best effort, as Celery's own are: an event that cannot be published is
 dropped (logged once a minute), never the request.
 """
@@ -34,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Celery, states
+from celery.worker.consumer import Consumer as CeleryConsumer
 
 from worker.catalog import Spec, summarise
 from worker.engine import Carrier, Request
@@ -204,3 +210,46 @@ class TaskEvents:
         if now - self._warned_at >= _WARN_EVERY_SECONDS:
             self._warned_at = now
             logger.warning("Could not send task events to Flower (%s); dropping them", exc)
+
+
+class Consumer(CeleryConsumer):
+    """Celery's worker consumer, publishing its own task events every FLUSH_SECONDS too.
+
+    Celery buffers the events of tasks in their own messages (``task-received``,
+    ``task-started``, ``task-succeeded``...) and publishes what is buffered at the next
+    turn of the worker's event loop: under load, a publish for nearly every event, in
+    the thread that also takes every message. This publishes them the way the chunk
+    items' are, together every :data:`FLUSH_SECONDS` (or once Celery's buffer limit is
+    reached), from a timer of the event loop (asked for through ``call_soon``, which is
+    safe from pool threads), and at shutdown. Set by ``worker_consumer``.
+    """
+
+    # Set by Celery (its type stubs do not declare them).
+    hub: Any
+    event_dispatcher: Any
+    _flush_events: Callable[[], None]
+    _flush_due: float | None = None
+
+    def on_send_event_buffered(self) -> None:  # type: ignore[override]
+        if self.hub:
+            self.hub.call_soon(self._schedule_flush)
+
+    def _schedule_flush(self) -> None:
+        now = time.monotonic()
+        # A timer lost with a restarted event loop is replaced one period late.
+        if self._flush_due is not None and now < self._flush_due + FLUSH_SECONDS:
+            return
+        self._flush_due = now + FLUSH_SECONDS
+        self.hub.call_later(FLUSH_SECONDS, self._flush_buffered)
+
+    def _flush_buffered(self) -> None:
+        self._flush_due = None
+        self._flush_events()
+
+    def shutdown(self) -> None:
+        if getattr(self, "event_dispatcher", None) is not None:
+            try:
+                self._flush_events()
+            except Exception as exc:  # best effort, as every event
+                logger.debug("Task events not flushed at shutdown: %s", exc)
+        super().shutdown()

@@ -7,6 +7,7 @@ only this module's work), with ``WORKER_METRICS_PORT``; a real Flower process
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -383,3 +385,37 @@ def test_a_prefork_worker_serves_the_sum_of_its_children_with_prometheus_multipr
         eksops.close()
         worker.stop()
         server.stop()
+
+
+def test_the_task_events_of_single_requests_are_published_together(
+    client: EksOps, own_redis: str, target: Target
+) -> None:
+    listener = redis.Redis.from_url(own_redis).pubsub(ignore_subscribe_messages=True)
+    listener.psubscribe("*celeryev*")
+    names = [f"it-{uuid.uuid4().hex[:10]}" for _ in range(10)]
+    target.namespaces.update(names)
+    ids = {
+        client.submit(Operation.CREATE_NAMESPACE, {"namespace_name": name}).request_id
+        for name in names
+    }
+    for rid in ids:
+        assert client.wait(rid, 30).state.value == "succeeded"
+    publishes, events = 0, []
+    deadline = time.monotonic() + 3  # the last flush comes within FLUSH_SECONDS
+    while time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.2)
+        if message is None or message["type"] != "pmessage":
+            continue
+        envelope = json.loads(message["data"])
+        body = json.loads(base64.b64decode(envelope["body"]))
+        publishes += 1
+        events += body if isinstance(body, list) else [body]
+    listener.close()
+    kinds: dict[str, set[str]] = {}
+    for event in events:
+        if event.get("uuid") in ids:
+            kinds.setdefault(event["uuid"], set()).add(event["type"])
+    assert set(kinds) == ids
+    assert all({"task-received", "task-succeeded"} <= seen for seen in kinds.values())
+    # Celery alone publishes about one message per event; together, several in each.
+    assert publishes * 3 <= len(events), (publishes, len(events))

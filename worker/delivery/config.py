@@ -59,6 +59,8 @@ def celery_settings(queue: QueueSettings, *, role: str = "worker") -> dict[str, 
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_enable_remote_control": True,
+        # Task events published in batches (worker.taskevents.Consumer).
+        "worker_consumer": "worker.taskevents:Consumer",
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "broker_transport_options": {

@@ -1,10 +1,12 @@
-"""Every private of kombu and Celery the delivery layer relies on, in one list.
+"""Every private of kombu and Celery eksops relies on, in one list.
 
-The transport (``worker.delivery.transport``) extends kombu's Redis channel and QoS, and
+The transport (``worker.delivery.transport``) extends kombu's Redis channel and QoS,
 the result store (``worker.delivery.results``) writes Celery's result meta the way its
-Redis backend does. Both reach past the public API, so kombu and Celery are pinned to
-one minor version in ``pyproject.toml``, and this list names each private with the
-parameters eksops calls it with. :func:`problems` checks the installed libraries
+Redis backend does, and the worker's consumer (``worker.taskevents.Consumer``)
+publishes Celery's buffered task events on a timer of the event loop. They reach past
+the public API, so kombu and Celery are pinned to one minor version in
+``pyproject.toml``, and this list names each private with the parameters eksops calls
+it with. :func:`problems` checks the installed libraries
 against it; a unit test fails on any problem, naming the attribute, so an upgrade
 fails loudly in CI instead of quietly in production.
 """
@@ -17,6 +19,8 @@ from typing import Any
 
 from celery.backends.base import Backend, KeyValueStoreBackend
 from celery.backends.redis import RedisBackend
+from celery.worker.consumer import Consumer
+from kombu.asynchronous import Hub
 from kombu.transport import redis, virtual
 
 
@@ -79,6 +83,13 @@ PRIVATES: tuple[Private, ...] = (
     Private(RedisBackend, "client"),
     Private(Backend, "expires", in_init=True),
     Private(RedisBackend, "failure_expires", in_init=True),
+    # Celery's worker consumer: its task events flushed every FLUSH_SECONDS.
+    Private(Consumer, "on_send_event_buffered", ("self",)),
+    Private(Consumer, "_flush_events", ("self",)),
+    Private(Consumer, "shutdown", ("self",)),
+    Private(Consumer, "hub", in_init=True),
+    Private(Hub, "call_soon", ("self", "callback", "args")),
+    Private(Hub, "call_later", ("self", "delay", "callback", "args")),
 )
 
 
