@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sized
 from functools import partial
 from typing import Any
 
-from celery import Celery
+from celery import Celery, states
 from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ValidationError
@@ -57,11 +57,12 @@ from producer.notify import Notifier
 from producer.queue import make_app, make_redis
 from producer.quotas import Quotas
 from producer.settings import ProducerSettings
-from producer.status import read_status
+from producer.status import read_parts, read_status, status_of, unreadable
 from worker import callbacks, events, jobrecords
 from worker.catalog import spec_of, summarise
 from worker.contracts import TASK_PREFIX, ClusterRef, Operation, RequestState, RequestStatus
 from worker.delivery import lanes
+from worker.delivery.results import decode_result_meta
 from worker.errors import (
     Conflict,
     EksOpsError,
@@ -599,12 +600,45 @@ class EksOps:
                 # Bounded too: a publish lost with a broken connection costs a second.
                 subscription.wait(min(remaining, _REREAD_SECONDS))
 
+    def _wait_for_outcome(self, request_id: str, timeout: float) -> RequestStatus:
+        """:meth:`wait`, woken with the outcome itself: the result backend publishes each
+        stored meta on its key's channel (what Celery's own result consumer listens to),
+        so the end costs no read. Only when the results live in the broker's Redis, the
+        notifier's."""
+        rid = self.request_id_for(request_id)
+        backend: Any = self.app.backend
+        read = partial(read_parts, redis=self.redis, backend=backend, request_id=rid, shared=True)
+        deadline = time.monotonic() + min(timeout, self.settings.wait_max_seconds)
+        stale_after = 2 * self.queue.visibility_timeout_seconds
+        with _queue_errors(f"waiting for request {rid}"):
+            key = backend.get_key_for_task(rid)  # Celery's keys are bytes
+            subscription = self.notifier.subscribe(key.decode() if isinstance(key, bytes) else key)
+        with subscription, unreadable(rid):
+            record, meta = read()
+            while True:
+                status = status_of(self.redis, rid, record, meta, stale_after=stale_after)
+                remaining = deadline - time.monotonic()
+                if status.state.is_terminal or remaining <= 0:
+                    return status
+                # Bounded too: a publish lost with a broken connection costs a second.
+                subscription.wait(min(remaining, _REREAD_SECONDS))
+                published = subscription.take_message()
+                final = decode_result_meta(backend, published) if published else None
+                if final is not None and final.get("status") in states.READY_STATES:
+                    meta = final  # the outcome as stored, in the same step as the store
+                else:
+                    record, meta = read()
+
     def result(self, request_id: str, timeout: float) -> dict[str, Any]:
-        """Wait for the request and return its result; raise its error if it failed."""
-        status = self.wait(request_id, timeout)
+        """Wait for the request and return its result; raise its error if it failed
+        (``Cancelled`` if it was cancelled), StillRunning if ``timeout`` passes first."""
+        if self.results_share_redis:
+            status = self._wait_for_outcome(request_id, timeout)
+        else:
+            status = self.wait(request_id, timeout)
         if status.state is RequestState.SUCCEEDED:
             return status.result or {}
-        if status.state is RequestState.FAILED and status.error is not None:
+        if status.state in (RequestState.FAILED, RequestState.CANCELLED) and status.error:
             raise error_from_info(status.error)
         if status.state is RequestState.UNKNOWN:
             raise UnknownRequest(

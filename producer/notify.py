@@ -3,8 +3,12 @@
 Workers publish on a channel per request (its outcome stored, ``worker.events``) and
 the job tracker on a channel per Job (a phase recorded, ``worker.jobrecords``), in the
 same step as the write. A waiter subscribes *before* it reads the current state, then
-waits for a message, so nothing can slip between its read and its wait; any message
-only means "read again" (the state itself is always read from the record). One
+waits for a message, so nothing can slip between its read and its wait; a message on
+these channels only means "read again" (the state itself is read from the record).
+Celery's result backend publishes each stored result meta on its key's channel, the
+stored bytes themselves: ``EksOps.result`` listens there and takes a final outcome
+from the message (:meth:`Subscription.take_message`), as Celery's own result
+consumer does, without a read. One
 :class:`Notifier` per process holds one pub/sub connection for all its waiters, in a
 thread of its own: a thousand waiting gateway callers cost one connection. If that
 connection breaks, every waiter is woken to read again, and the notifier reconnects.
@@ -33,12 +37,15 @@ class Subscription:
         self._notifier = notifier
         self._event = threading.Event()
         self._wakes: list[Wake] = [self._event.set]
+        self._message: bytes | None = None
 
     def on_wake(self, wake: Wake) -> None:
         """Also call ``wake`` (from the notifier's thread) when woken."""
         self._wakes.append(wake)
 
-    def wake(self) -> None:
+    def wake(self, message: bytes | None = None) -> None:
+        """Wake the waiter; ``message``: what was published, kept for :meth:`take_message`."""
+        self._message = message
         for wake in self._wakes:
             try:
                 wake()
@@ -50,6 +57,11 @@ class Subscription:
         woken = self._event.wait(timeout)
         self._event.clear()
         return woken
+
+    def take_message(self) -> bytes | None:
+        """Return what the last wake-up's publish carried (None: a wake-up without one)."""
+        message, self._message = self._message, None
+        return message
 
     def close(self) -> None:
         """Stop listening."""
@@ -131,7 +143,7 @@ class Notifier:
                 while not self._closed:
                     message = self._pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":
-                        self._deliver(message["channel"])
+                        self._deliver(message["channel"], message.get("data"))
             except Exception as exc:  # the listener must outlive any error
                 # close() racing a read makes redis-py raise what it happens to raise
                 # (AttributeError, RuntimeError...): the notifier is done, quietly.
@@ -142,12 +154,13 @@ class Notifier:
                 self._wake_all()
                 threading.Event().wait(0.5)
 
-    def _deliver(self, channel: bytes | str) -> None:
+    def _deliver(self, channel: bytes | str, data: Any = None) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
         with self._lock:
             listeners = list(self._subscribers.get(name, []))
+        message = data.encode() if isinstance(data, str) else data
         for subscription in listeners:
-            subscription.wake()
+            subscription.wake(message if isinstance(message, bytes) else None)
 
     def _wake_all(self) -> None:
         with self._lock:

@@ -8,7 +8,8 @@ Reads Redis only: polling a finished request never reaches Kubernetes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,25 +162,50 @@ def read_status(
     :class:`~worker.errors.QueueUnavailable` when Redis cannot be read: a poller must
     never mistake an unreadable status for an empty or successful one.
     """
+    with unreadable(request_id):
+        record, meta = read_parts(
+            redis=redis, backend=backend, request_id=request_id, shared=shared
+        )
+        return status_of(redis, request_id, record, meta, stale_after=stale_after)
+
+
+def read_parts(
+    *, redis: Any, backend: Any, request_id: str, shared: bool = False
+) -> tuple[RequestRecord | None, Mapping[str, Any]]:
+    """Return the request record and the stored result meta (one round trip if ``shared``)."""
+    if not shared:
+        return read_record(redis, request_id), backend.get_task_meta(request_id)
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(record_key(request_id))
+        pipe.get(backend.get_key_for_task(request_id))
+        raw_record, raw_meta = pipe.execute()
+    return RequestRecord.from_hash(raw_record), decode_result_meta(backend, raw_meta)
+
+
+def status_of(
+    redis: Any,
+    request_id: str,
+    record: RequestRecord | None,
+    meta: Mapping[str, Any],
+    *,
+    stale_after: float | None = None,
+) -> RequestStatus:
+    """:func:`combine`, with the one read it may need: a request started long ago but
+    still leased is running (a long chunk renews the leases of all its requests), not
+    lost. A final ``meta`` needs no read."""
+    status = combine(request_id, record, meta, stale_after=stale_after)
+    lost = status.error is not None and status.error.code == _OUTCOME_UNKNOWN
+    if lost and redis.exists(lease_key(request_id)):
+        status = combine(request_id, record, meta)
+    return status
+
+
+@contextlib.contextmanager
+def unreadable(request_id: str) -> Iterator[None]:
+    """Raise :class:`~worker.errors.QueueUnavailable` for a status Redis cannot give."""
     try:
-        if shared:
-            with redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(record_key(request_id))
-                pipe.get(backend.get_key_for_task(request_id))
-                raw_record, raw_meta = pipe.execute()
-            record = RequestRecord.from_hash(raw_record)
-            meta = decode_result_meta(backend, raw_meta)
-        else:
-            record = read_record(redis, request_id)
-            meta = backend.get_task_meta(request_id)
-        status = combine(request_id, record, meta, stale_after=stale_after)
-        # Long ago but still leased: a worker is on it (a long chunk renews the leases
-        # of all its requests), so it is running, not lost. Read only in this rare case.
-        lost = status.error is not None and status.error.code == _OUTCOME_UNKNOWN
-        if lost and redis.exists(lease_key(request_id)):
-            status = combine(request_id, record, meta)
+        yield
     except (RedisError, OSError, OperationalError, BackendError) as exc:
         raise QueueUnavailable(
             f"Cannot read the status of request {request_id}: Redis is unreachable ({exc})"
         ) from exc
-    return status

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
 import pytest
 from celery import Celery
 
+import producer.client
 from producer import EksOps
 from producer.batches import batch_ended_key, batch_key
 from producer.settings import ProducerSettings
@@ -16,6 +20,7 @@ from worker import errors
 from worker.contracts import Operation, RequestState
 from worker.delivery import lanes
 from worker.delivery.config import celery_settings
+from worker.delivery.results import set_result_meta
 from worker.errors import InvalidRequest
 from worker.records import record_key
 from worker.settings import ConfigurationInvalid, QueueSettings
@@ -202,3 +207,65 @@ def test_a_batch_remembers_ended_items_and_lists_its_first_failures(
     assert again.counts == status.counts
     assert again.failed == []
     assert not again.done
+
+
+@pytest.fixture
+def sharing(redis: fakeredis.FakeRedis) -> Iterator[EksOps]:
+    """A client whose results live in the broker's Redis (the default deployment)."""
+    queue = QueueSettings(redis_url="redis://unused:6379/0")
+    app = Celery("t", set_as_current=False)
+    app.conf.update(celery_settings(queue), worker_send_task_events=False)
+    backend = app.backend
+    backend.client = redis
+    app._get_backend = lambda: backend  # type: ignore[method-assign]  # every thread's
+    client = EksOps(settings=ProducerSettings(), queue=queue, app=app, redis=redis)
+    assert client.results_share_redis
+    yield client
+    client.close()
+
+
+def later(seconds: float, action: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()))
+    thread.start()
+    return thread
+
+
+def test_a_result_is_taken_from_the_published_outcome_without_a_read_after_it(
+    sharing: EksOps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = sharing.create_namespace("team-a").request_id
+    reads: list[float] = []
+    real = producer.client.read_parts
+
+    def counted(**kwargs: Any) -> Any:
+        reads.append(time.monotonic())
+        return real(**kwargs)
+
+    monkeypatch.setattr(producer.client, "read_parts", counted)
+    backend = sharing.app.backend
+    stored: list[float] = []
+
+    def succeed() -> None:
+        stored.append(time.monotonic())
+        set_result_meta(backend, rid, {"namespace": "team-a"}, "SUCCESS")
+
+    retry = later(0.1, lambda: backend.mark_as_retry(rid, errors.TransientError("busy")))
+    done = later(0.3, succeed)
+    started = time.monotonic()
+    assert sharing.result(rid, timeout=10) == {"namespace": "team-a"}
+    assert time.monotonic() - started < 0.9  # woken, not the one-second re-read
+    retry.join()
+    done.join()
+    # Read first and again after the RETRY (not an outcome); nothing after the SUCCESS.
+    assert len(reads) >= 2
+    assert max(reads) < stored[0]
+
+
+def test_the_result_of_a_request_cancelled_meanwhile_is_the_cancellation(
+    sharing: EksOps,
+) -> None:
+    rid = sharing.create_namespace("team-a").request_id
+    cancel = later(0.1, lambda: sharing.cancel(rid))
+    with pytest.raises(errors.Cancelled, match=f"Request {rid} was cancelled"):
+        sharing.result(rid, timeout=10)
+    cancel.join()
