@@ -29,7 +29,8 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from producer.batches import read_metas
-from worker import callbacks, events, jobrecords
+from worker import callbacks, events, jobrecords, metrics
+from worker.contracts import Operation
 from worker.delivery import lanes
 from worker.delivery.results import queue_result_meta
 from worker.errors import Cancelled
@@ -113,6 +114,7 @@ class Canceller:
         cancelled = [item for item in found if item.found is Cancel.CANCELLED]
         if cancelled:
             self._store_ends(cancelled, at)
+            _count(cancelled)
             if self._announce is not None:
                 try:
                     self._announce([item.request_id for item in cancelled])
@@ -212,3 +214,14 @@ def announce_revoked(app: Any, request_ids: list[str]) -> None:
 
 #: The node name the canceller's events carry (Flower shows it as the task's worker).
 CANCELLER_HOSTNAME = f"eksops-canceller@{socket.gethostname()}"
+
+
+def _count(cancelled: Sequence[Cancelling]) -> None:
+    """Count each cancelled request as ended (``eksops_requests_ended_total``): by its
+    operation, and its lane (a batch's requests travel in the bulk lane)."""
+    for item in cancelled:
+        try:
+            operation = Operation.from_task_name(item.operation or "")
+        except ValueError:  # recorded without an operation (an older record)
+            continue
+        metrics.cancelled(operation.value, metrics.lane(item.batch_id is not None))

@@ -3,7 +3,7 @@
 Names follow Prometheus's conventions: the ``eksops_`` prefix, base units (seconds),
 ``_total`` for counters. Labels are bounded: ``operation`` (the five of
 ``worker.catalog``), ``lane`` (``interactive`` | ``bulk``), ``outcome`` (``succeeded``
-| ``failed``), an error ``code`` (``worker.errors``), a Kubernetes ``verb``,
+| ``failed`` | ``cancelled``), an error ``code`` (``worker.errors``), a Kubernetes ``verb``,
 ``resource`` and status ``code``, a ``cluster`` (``name@region``: a fleet has a few),
 a ``tenant`` (the tenants of ``GATEWAY_KEYS_FILE``: an operator's list) and an audit
 ``reason`` (an error code); never a request, batch or Job name.
@@ -60,7 +60,7 @@ REQUESTS_STARTED = Counter(
 )
 REQUESTS_ENDED = Counter(
     "eksops_requests_ended_total",
-    "Requests that ended, by outcome.",
+    "Requests that ended, by outcome (cancelled: counted by the process that cancelled).",
     ["operation", "lane", "outcome"],
 )
 REQUEST_QUEUED = Histogram(
@@ -224,6 +224,11 @@ def job_ended(phase: str, reason: str) -> None:
     """Count a Job's end by phase and (bounded) reason; ``none`` when it has none."""
     label = reason if reason in JOB_REASONS else ("none" if not reason else "other")
     JOB_OUTCOMES.labels(phase, label).inc()
+
+
+def cancelled(operation: str, lane: str) -> None:
+    """Count a request cancelled before it ran (by the process that cancelled it)."""
+    REQUESTS_ENDED.labels(operation, lane, "cancelled").inc()
 
 
 def submitted(operation: str, lane: str, count: int) -> None:

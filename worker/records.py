@@ -345,6 +345,7 @@ for i = 1, #KEYS, 3 do
     + """  out[#out + 1] = code
   out[#out + 1] = batch
   out[#out + 1] = callback
+  out[#out + 1] = redis.call('HGET', KEYS[i + 1], $operation)
 end
 return out
 """
@@ -359,6 +360,7 @@ class Cancelling:
     found: Cancel
     batch_id: str | None = None
     callback: str | None = None
+    operation: str | None = None  # its task name
 
 
 def cancel_many(
@@ -375,8 +377,9 @@ def cancel_many(
             found=Cancel(int(code)),
             batch_id=_text(batch) if batch else None,
             callback=_text(callback) if callback else None,
+            operation=_text(operation) if operation else None,
         )
-        for (request_id, _), code, batch, callback in zip(
-            requests, replies[::3], replies[1::3], replies[2::3], strict=True
+        for (request_id, _), code, batch, callback, operation in zip(
+            requests, replies[::4], replies[1::4], replies[2::4], replies[3::4], strict=True
         )
     ]

@@ -12,6 +12,7 @@ from typing import Any
 import fakeredis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.conftest import JOB_CREATED, JOB_MANIFEST, Worker, new_id
 from worker.delivery import lanes
@@ -106,3 +107,25 @@ def test_a_default_wait_makes_the_seed_endpoints_answer_as_the_seed_did(
         answer = client.post("/api/eks-create-job?wait=0.2", json=job())
         assert answer.status_code == 202  # the caller's own wait still rules
         assert time.monotonic() - started < 1.5
+
+
+def test_cancelled_requests_are_counted_as_ended_by_lane(client: TestClient) -> None:
+    def cancelled(lane: str) -> float:
+        for family in text_string_to_metric_families(client.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == "eksops_requests_ended_total" and sample.labels == {
+                    "operation": "create_job",
+                    "lane": lane,
+                    "outcome": "cancelled",
+                }:
+                    return sample.value
+        return 0.0
+
+    before = (cancelled("interactive"), cancelled("bulk"))
+    single = client.post("/api/eks-create-job", json=job()).json()["request_id"]
+    batch = client.post("/api/eks-create-jobs", json={"jobs": [job(), job(), job()]}).json()
+    assert client.delete(f"/api/tasks/{single}").status_code == 200
+    assert client.delete(f"/api/batches/{batch['batch_id']}").status_code == 200
+    assert client.delete(f"/api/tasks/{single}").status_code == 200  # already: not again
+    after = (cancelled("interactive"), cancelled("bulk"))
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 3)
