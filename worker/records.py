@@ -319,7 +319,7 @@ class Cancel(enum.IntEnum):
 # cancelled, in one step with those checks, so no execution can start it in between
 # (the start script refuses a cancelled request). Returns per request: a
 # :class:`Cancel` code, its batch ID (or false), its callback URL, its own or its
-# batch's (or false).
+# batch's (or false), and its operation's task name (or false).
 _CANCEL = lua(
     """
 local final = {SUCCESS = true, FAILURE = true, REVOKED = true}

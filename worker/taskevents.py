@@ -40,6 +40,7 @@ from typing import Any
 
 from celery import Celery, states
 from celery.worker.consumer import Consumer as CeleryConsumer
+from vine import promise
 
 from worker.catalog import Spec, summarise
 from worker.engine import Carrier, Request
@@ -229,10 +230,13 @@ class Consumer(CeleryConsumer):
     event_dispatcher: Any
     _flush_events: Callable[[], None]
     _flush_due: float | None = None
+    _schedule: promise | None = None  # one callback in the hub's ready set, however many events
 
     def on_send_event_buffered(self) -> None:  # type: ignore[override]
         if self.hub:
-            self.hub.call_soon(self._schedule_flush)
+            if self._schedule is None:
+                self._schedule = promise(self._schedule_flush)
+            self.hub.call_soon(self._schedule)
 
     def _schedule_flush(self) -> None:
         now = time.monotonic()

@@ -67,14 +67,15 @@ class JobWaits:
         return record.status_body()
 
     def _may_see(self, tenant: Tenant | None, record: JobRecord) -> bool:
-        """Whether ``tenant`` may read the Job: by its tenant label, or (a Job recorded
-        before the label was kept) by the tenant of the request that made it."""
+        """Whether ``tenant`` may read the Job: by the tenant of the request that made it
+        while that request's record lasts, then by the Job's tenant label (which the
+        producer sets for a tenant's Jobs, whatever the manifest said)."""
         if tenant is None or tenant.unrestricted:
             return True
-        if record.tenant is not None:
-            return tenant.may_see(record.tenant)
         maker = read_record(self.eksops.redis, record.request_id) if record.request_id else None
-        return maker is None or tenant.may_see(maker.tenant)
+        if maker is not None:
+            return tenant.may_see(maker.tenant)
+        return record.tenant is None or tenant.may_see(record.tenant)
 
     async def key_of(
         self, request_id: str | None, result: dict[str, Any], cluster: dict[str, Any] | None

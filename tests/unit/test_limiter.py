@@ -217,3 +217,18 @@ def test_a_slot_is_freed_in_the_background_right_after_its_call(
         time.sleep(0.005)
     assert client.zcard("eksops:limit:prod@us-east-1:inflight") == 0
     assert take(limiter(client, max_in_flight=1), 1) < 0.1  # another process gets it at once
+
+
+def test_a_freed_slot_riding_on_an_acquire_during_a_pause_is_freed_all_the_same(
+    client: fakeredis.FakeRedis,
+) -> None:
+    two = limiter(client, max_in_flight=2)
+    assert two._wait_for_slot("first")
+    two._ended.add("first")
+    two.pause(0.3)
+    asked = threading.Thread(target=two._wait_for_slot, args=("second",))
+    asked.start()  # answered "paused" first: "first" must not wait for its lease
+    time.sleep(0.1)
+    assert client.zrange("eksops:limit:prod@us-east-1:inflight", 0, -1) == []
+    asked.join(5)
+    assert client.zrange("eksops:limit:prod@us-east-1:inflight", 0, -1) == [b"second"]

@@ -55,8 +55,8 @@ _ASK_AGAIN_MAX_SECONDS = 1.0
 # ARGV: rate/s (0 = none), burst, max in flight (0 = none), lease ms, holder, '1' for
 # bulk work, the tokens and the in-flight slots bulk work must leave (the interactive
 # reserve).
-# Then the holders of this process's slots whose calls have ended, to free first (their
-# release rides on this call instead of a round trip of its own after each call).
+# Then the holders of this process's slots whose calls have ended, freed first, whatever
+# the answer (their release rides on this call instead of a round trip of its own).
 # Returns 0 when the slot is granted; > 0, the milliseconds to wait before asking again
 # (a pause, or the token bucket); < 0, -n: every slot is taken and n callers come first.
 # Callers wait for slots in line, first come first served, so none starves: a caller
@@ -69,12 +69,12 @@ _ASK_AGAIN_MAX_SECONDS = 1.0
 _ACQUIRE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+for i = 9, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
 local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return paused end
 local limit = tonumber(ARGV[3])
 local holder = ARGV[5]
 local bulk = ARGV[6] == '1'
-for i = 9, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
 local line, seen = KEYS[4], KEYS[5]
 if bulk then line, seen = KEYS[7], KEYS[8] end
 if limit > 0 then
@@ -222,8 +222,8 @@ class RedisLimiter:
         self._bypass_until = 0.0
         self._lock = threading.Lock()
         self._held: set[str] = set()
-        # Slots whose calls ended, not yet freed in Redis: the next acquire frees them, or
-        # the background thread does at once (woken by ``_ended``).
+        # Slots whose calls ended, not yet freed in Redis: the next acquire frees them
+        # (whatever it answers), or the background thread does at once (``_woken``).
         self._ended: set[str] = set()
         self._woken = threading.Event()
         self._renewer: threading.Thread | None = None
