@@ -3,8 +3,8 @@
 Run on the burst's workers (the fleet limiter on, at the bench limit), after the burst:
 
 * **unloaded single latency**: one create-job at a time, ``create_job`` + ``result``
-  through eksops, against the direct client call on the same cluster (p50/p95); the
-  difference is what eksops adds to one request;
+  through eksops, against the direct client call on the same cluster (p50/p95), the
+  two alternated; the difference is what eksops adds to one request;
 * **interactive during a burst**: a large batch is submitted, and while it drains one
   single create-job at a time is submitted and waited for (p50/p95/max), to compare
   with twice the unloaded latency plus one limiter slot (1 / the limit);
@@ -148,9 +148,14 @@ def run_flow(
     """Run the four measurements on a worker fleet with its limiter at ``rate_limit``."""
     for _ in range(5):  # warm connections and caches
         _single(eksops, namespace)
-    direct = _direct(client, namespace, singles)
+    # Alternated, one of each at a time: the machine's pace drifts over a minute, and
+    # both sides of the difference then see the same drift.
+    direct: list[float] = []
+    unloaded: list[float] = []
     stages: list[Stages] = []
-    unloaded = [_single(eksops, namespace, stages) for _ in range(singles)]
+    for _ in range(singles):
+        direct += _direct(client, namespace, 1)
+        unloaded.append(_single(eksops, namespace, stages))
 
     large = eksops.submit_many(
         Operation.CREATE_JOB,
