@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sized
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from celery import Celery, states
@@ -570,16 +570,21 @@ class EksOps:
             redis=self.redis,
             backend=self.app.backend,
             request_id=rid,
-            # A request redelivered after a crash restarts within one visibility timeout.
-            stale_after=2 * self.queue.visibility_timeout_seconds,
+            stale_after=self._stale_after,
             shared=self.results_share_redis,
         )
 
-    @property
+    @cached_property
     def results_share_redis(self) -> bool:
         """Whether the results live in the broker's Redis (reads and writes then share
         round trips)."""
         return str(self.app.conf.result_backend) == str(self.app.conf.broker_url)
+
+    @cached_property
+    def _stale_after(self) -> float:
+        """How long a started request may go without an outcome before it reads as lost:
+        a request redelivered after a crash restarts within one visibility timeout."""
+        return 2.0 * self.queue.visibility_timeout_seconds
 
     def wait(self, request_id: str, timeout: float) -> RequestStatus:
         """Wait until the request ends or ``timeout`` seconds pass; return the last status.
@@ -609,14 +614,13 @@ class EksOps:
         backend: Any = self.app.backend
         read = partial(read_parts, redis=self.redis, backend=backend, request_id=rid, shared=True)
         deadline = time.monotonic() + min(timeout, self.settings.wait_max_seconds)
-        stale_after = 2 * self.queue.visibility_timeout_seconds
         with _queue_errors(f"waiting for request {rid}"):
             key = backend.get_key_for_task(rid)  # Celery's keys are bytes
             subscription = self.notifier.subscribe(key.decode() if isinstance(key, bytes) else key)
         with subscription, unreadable(rid):
             record, meta = read()
             while True:
-                status = status_of(self.redis, rid, record, meta, stale_after=stale_after)
+                status = status_of(self.redis, rid, record, meta, stale_after=self._stale_after)
                 remaining = deadline - time.monotonic()
                 if status.state.is_terminal or remaining <= 0:
                     return status
