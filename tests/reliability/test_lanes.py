@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -110,13 +111,66 @@ def test_a_taken_message_is_recorded_as_kombu_records_it_and_acks_clear_it(
     assert request_id(message) == rid
     record = json.loads(client.hget("unacked", message.delivery_tag) or b"null")
     assert record == [message._raw, "", QUEUE]  # [payload, exchange, routing key]
-    assert client.zscore("unacked_index", message.delivery_tag) is not None
+    # Indexed at the time of the take (the server's clock: the take ran behind the wait).
+    assert abs((client.zscore("unacked_index", message.delivery_tag) or 0) - time.time()) < 5
     assert message.delivery_tag in message.channel.qos._delivered
     assert not message.channel.claimed  # handed to kombu's QoS
     message.ack()
     assert client.hlen("unacked") == 0
     assert client.zcard("unacked_index") == 0
     assert lanes.waiting(client).total == 0
+
+
+def test_the_take_rides_behind_the_wait_on_its_connection(
+    broker: Stack, connection: Connection, enqueuer: Enqueuer
+) -> None:
+    client = broker.broker.client()
+    client.script_load(lanes.TAKE)  # as after a worker's first take
+    commands: list[dict[str, Any]] = []
+    listening = threading.Event()
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            listening.set()
+            for command in monitor.listen():
+                commands.append(command)
+                if command["command"] == "ECHO done":
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    listening.wait(5)
+    taken: list[Message] = []
+    consumer = threading.Thread(target=lambda: taken.extend(consume(connection, expect=2)))
+    consumer.start()
+    time.sleep(0.3)  # the consumer waits on the bells, its take sent behind the wait
+    ids = submit(enqueuer, 2)
+    consumer.join(10)
+    broker.broker.client().echo("done")
+    watcher.join(5)
+    assert sorted(request_id(message) for message in taken) == sorted(ids)
+
+    def by(command: dict[str, Any]) -> tuple[str, int]:
+        return command["client_address"], command["client_port"]
+
+    waits = {by(c) for c in commands if c["command"].startswith("BRPOP eksops.bell ")}
+    takes = [by(c) for c in commands if c["command"].startswith(f"EVALSHA {lanes.TAKE_SHA}")]
+    assert len(takes) >= 2
+    assert set(takes) <= waits  # no take of its own connection: no round trip of its own
+
+
+def test_a_take_sent_to_a_redis_that_forgot_its_scripts_takes_all_the_same(
+    broker: Stack, connection: Connection, enqueuer: Enqueuer
+) -> None:
+    client = broker.broker.client()
+    first = submit(enqueuer, 1)
+    client.script_flush()  # a restarted Redis: no script loaded
+    (message,) = consume(connection, expect=1)
+    assert request_id(message) in first
+    assert client.script_exists(lanes.TAKE_SHA) == [True]  # loaded by the take
+    second = submit(enqueuer, 1)
+    (again,) = consume(connection, expect=1)
+    assert request_id(again) in second
 
 
 def test_interactive_work_goes_first_and_bulk_is_never_starved(

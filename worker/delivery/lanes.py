@@ -34,6 +34,7 @@ shut down with it prefetched) goes back to its own lane (:data:`REQUEUE`): its
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -143,7 +144,8 @@ end
 """
 
 # KEYS: :class:`Keys`, then kombu's unacked index and unacked hash. ARGV: the time to
-# index the message at, '1' if bulk may be taken. Returns false when no lane has a
+# index the message at ('' for the server's clock: a take sent ahead, behind the wait
+# for a bell), '1' if bulk may be taken. Returns false when no lane has a
 # message for this worker, else {item, delivery tag or false, group or false}: the tag
 # when the item was recorded as unacknowledged, false when it does not have the shape
 # of a kombu envelope (the caller drops it); the group for a bulk message.
@@ -201,7 +203,12 @@ ring(KEYS[6], redis.call('LLEN', KEYS[1]))
 if redis.call('LLEN', KEYS[2]) > 0 then ring(KEYS[7], {BELL_TOKENS}) end
 local message, info, tag = envelope(item)
 if not message then return {{item, false, group or false}} end
-redis.call('ZADD', KEYS[8], ARGV[1], tag)
+local at = ARGV[1]
+if at == '' then
+  local clock = redis.call('TIME')
+  at = clock[1] + clock[2] / 1000000
+end
+redis.call('ZADD', KEYS[8], at, tag)
 redis.call('HSET', KEYS[9], tag,
   '[' .. item .. ',' .. cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key) .. ']')
 return {{item, tag, group or false}}
@@ -312,6 +319,24 @@ def take(client: Any, *, bulk: bool, unacked_index: str, unacked: str) -> Taken 
         [*KEYS.as_list(), unacked_index, unacked],
         [time.time(), "1" if bulk else "0"],
     )
+    return taken(found)
+
+
+#: The digest :data:`TAKE` is known by once loaded (``EVALSHA``).
+TAKE_SHA = hashlib.sha1(TAKE.encode(), usedforsecurity=False).hexdigest()
+
+
+def take_command(*, bulk: bool, unacked_index: str, unacked: str) -> tuple[Any, ...]:
+    """Return :func:`take` as a command to send behind a wait for a bell, on the same
+    connection: Redis runs it the moment the wait ends (a blocked client's next command
+    waits for it), so waking and taking cost one round trip. Read its reply with
+    :func:`taken`; ``NOSCRIPT`` if Redis has not loaded the script yet (run :func:`take`)."""
+    keys = [*KEYS.as_list(), unacked_index, unacked]
+    return ("EVALSHA", TAKE_SHA, len(keys), *keys, "", "1" if bulk else "0")
+
+
+def taken(found: Any) -> Taken | None:
+    """Return the reply of :data:`TAKE` as a :class:`Taken` (None: nothing to take)."""
     if not found:
         return None
     item, tag, group = found

@@ -40,9 +40,12 @@ class Private:
 
 
 PRIVATES: tuple[Private, ...] = (
-    # kombu's Redis channel: the inbox replaces its BRPOP with BLMOVE + a claim.
+    # kombu's Redis channel: the lanes replace its BRPOP with a wait on their bells and
+    # a take sent behind it.
     Private(redis.Channel, "_brpop_start", ("self", "timeout")),
     Private(redis.Channel, "_brpop_read", ("self", "options")),
+    # Called on a poll error of the BRPOP connection: reads one reply (ours: two).
+    Private(redis.Channel, "_poll_error", ("self", "type", "options")),
     Private(redis.Channel, "_flush_brpop_reauth", ("self",)),
     Private(redis.Channel, "_q_for_pri", ("self", "queue", "pri")),
     Private(

@@ -4,7 +4,9 @@ Workers take task messages from the lanes (see :mod:`worker.delivery.lanes`): a
 channel consuming the task queue alone, without priority levels (eksops's workers; see
 ``priority_steps`` in ``worker.delivery.config``), waits on the lanes' bells and takes
 its next message with one script that pops it from its lane and records it as
-unacknowledged in the same step, never popped and then recorded. Its bulk messages are
+unacknowledged in the same step, never popped and then recorded. The script is sent
+behind the wait, on the same connection: Redis runs it the moment a bell rings, and
+the worker wakes once, to the message already taken. Its bulk messages are
 counted, so that it takes no more bulk work than its share of threads
 (``interactive_share`` in the transport options). A message that comes back goes back
 to its own lane. Celery's own control reply queues (``*.reply.celery.pidbox``) carry
@@ -36,7 +38,7 @@ from kombu.transport import redis, virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from worker.contracts import QUEUE
 from worker.delivery import lanes
@@ -257,10 +259,18 @@ class Channel(redis.Channel):
             bells.append(lanes.BULK_BELL)
         self._waiting_without_bulk = not self._taking_bulk
         self._taking = True
-        self._in_poll = self.client.connection
+        connection = self.client.connection
+        self._in_poll = connection
         self._brpop_sent_at = time.monotonic()
         wait = self.brpop_timeout if timeout is None else timeout
-        self.client.connection.send_command("BRPOP", *bells, wait or 0)
+        # The take rides behind the wait: Redis runs it as soon as a bell rings (or the
+        # wait times out), and both replies come back together.
+        ahead = lanes.take_command(
+            bulk=self._taking_bulk, unacked_index=self.unacked_index_key, unacked=self.unacked_key
+        )
+        connection.send_packed_command(
+            connection.pack_commands([("BRPOP", *bells, wait or 0), ahead])
+        )
 
     def _brpop_read(self, **options: Any) -> Any:
         if not self._taking:
@@ -270,21 +280,25 @@ class Channel(redis.Channel):
                 _dropped(f"not JSON: {exc!r}")
                 return True
         try:
+            connection = self.client.connection
             try:
-                # A token, or nothing after the poll interval: take from the lanes either
-                # way (a token is only a wake-up; a message may wait without one).
-                self.client.parse_response(self.client.connection, "BRPOP", **options)
+                # A token, or nothing after the poll interval: the take sent behind the
+                # wait ran either way (a token is only a wake-up; a message may wait
+                # without one). Both replies are read, whatever the first says.
+                try:
+                    self.client.parse_response(connection, "BRPOP", **options)
+                except ResponseError as exc:
+                    logger.warning("Waiting on the lanes' bells failed: %s", exc)
+                try:
+                    found: Any = self.client.parse_response(connection, "EVALSHA")
+                except ResponseError as exc:
+                    found = exc
             except kombu(self).connection_errors:
-                self.client.connection.disconnect()  # reconnects on the next poll
+                connection.disconnect()  # reconnects on the next poll
                 raise
+            self._waiting_without_bulk = False
             try:
-                self._waiting_without_bulk = False
-                taken = take(
-                    self._create_client(),
-                    bulk=self._bulk_allowed(),
-                    unacked_index=self.unacked_index_key,
-                    unacked=self.unacked_key,
-                )
+                taken = self._taken(found)
             except ResponseError as exc:  # the take writes: Redis out of memory refuses it
                 self._refused(exc)
                 raise virtual.Empty() from exc
@@ -295,6 +309,36 @@ class Channel(redis.Channel):
         finally:
             self._in_poll = None
             kombu(self)._flush_brpop_reauth()
+
+    def _poll_error(self, type: str, **options: Any) -> None:
+        if type == "BRPOP" and self._taking:
+            # Two replies are pending (the wait's and the take's): both are read, and
+            # a message the take recorded is delivered, never left behind unread.
+            with contextlib.suppress(virtual.Empty):
+                self._brpop_read(**options)
+            return
+        super()._poll_error(type, **options)  # type: ignore[misc]
+
+    def _taken(self, found: Any) -> Taken | None:
+        """What the take sent ahead found; taken again here if Redis did not know the
+        script yet (loaded by this take), or if it could not take bulk work and this
+        channel now may (its bulk share freed meanwhile)."""
+        if isinstance(found, NoScriptError):
+            return self._take_now(bulk=self._bulk_allowed())
+        if isinstance(found, ResponseError):
+            raise found
+        taken = lanes.taken(found)
+        if taken is None and not self._taking_bulk and self._bulk_allowed():
+            return self._take_now(bulk=True)
+        return taken
+
+    def _take_now(self, *, bulk: bool) -> Taken | None:
+        return take(
+            self._create_client(),
+            bulk=bulk,
+            unacked_index=self.unacked_index_key,
+            unacked=self.unacked_key,
+        )
 
     def _take(self, claimed: Taken, queue: str) -> None:
         """Deliver a claimed item, or drop it if it is not a message."""
