@@ -35,7 +35,10 @@ class RequestTask(celery.Task):  # type: ignore[type-arg]
     """Base of the operation tasks: the engine stores outcomes, Celery stores nothing."""
 
     abstract = True
-    ignore_result = True
+    ignore_result = True  # the envelope says so too (``worker.delivery.envelope``)
+    # An error raised past the engine (it stores every outcome it reaches) is still
+    # stored, so the request reads as failed, not as running until it is lost.
+    store_errors_even_if_ignored = True
     # "started" comes from the request record, written by the engine.
     track_started = False
     # Expected failures: Celery logs them in one line instead of "raised unexpected"

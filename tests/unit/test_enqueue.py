@@ -13,10 +13,10 @@ from celery import Celery
 
 from producer.enqueue import Enqueuer, Outgoing, build_message
 from worker.catalog import summarise as describe
-from worker.contracts import QUEUE
+from worker.contracts import QUEUE, Operation
 from worker.delivery import lanes
 from worker.delivery.config import celery_settings
-from worker.delivery.envelope import ENQUEUED_AT
+from worker.delivery.envelope import ENQUEUED_AT, chunk_envelope
 from worker.errors import EnqueueInterrupted
 from worker.records import read_record
 from worker.settings import QueueSettings
@@ -66,6 +66,19 @@ def test_the_envelope_matches_what_celery_and_kombu_publish(app: Celery) -> None
     assert {k: v for k, v in ours["headers"].items() if k not in differing} == {
         k: v for k, v in published["headers"].items() if k not in differing
     }
+
+
+def test_a_requests_message_asks_celery_to_store_no_result_a_chunks_does(app: Celery) -> None:
+    # The engine stores a request's outcome; a stored result of the task itself would
+    # cost a read of that outcome after every request (Celery's overwrite guard).
+    single = json.loads(
+        build_message(app, Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {}))
+    )
+    assert single["headers"]["ignore_result"] is True
+    chunk = json.loads(
+        chunk_envelope(app, str(uuid.uuid4()), Operation.CREATE_NAMESPACE, [("r", {})])
+    )
+    assert chunk["headers"]["ignore_result"] is False  # its tally is its own result
 
 
 @pytest.mark.parametrize(

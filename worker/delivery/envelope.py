@@ -94,6 +94,10 @@ def envelope(
         origin=_ORIGIN,
         argsrepr="()",
         kwargsrepr=summary or "{...}",
+        # A request's task stores no result of its own (the engine stored the outcome):
+        # a message's header overrides the task's ``ignore_result``, and without it
+        # Celery would read the outcome back after every request, to not overwrite it.
+        ignore_result=task_name != CHUNK_TASK,
     )
     if app.conf.task_serializer == "auth":  # signed messages (see celeryconfig)
         content_type, content_encoding, payload = kombu_dumps(task.body, serializer="auth")
