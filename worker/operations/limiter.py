@@ -49,6 +49,10 @@ _LINE_MAX_SECONDS = 0.05
 # Longest sleep between two asks (a pause or an empty bucket), so a caller keeps its
 # place in the line.
 _ASK_AGAIN_MAX_SECONDS = 1.0
+# The background thread frees ended slots this long after the first of them ended: the
+# caller's next step (storing the outcome) reaches Redis first, and the slots of calls
+# ending together are freed by one command.
+_FREE_AFTER_SECONDS = 0.002
 
 # KEYS: bucket hash, pause key, in-flight zset, line zset (holder -> ticket), line
 # heartbeats zset (holder -> ms), ticket counter, and the bulk line and its heartbeats.
@@ -236,8 +240,9 @@ class RedisLimiter:
         A held slot is renewed in the background, so a call slowed by connect retries
         or a token mint keeps it; the lease only bounds how long a dead worker's slots
         stay taken. The slot is freed off the caller's path: by this process's next
-        acquire, which carries it, or by the background thread, woken at once; the
-        caller returns with the API's answer without one more round trip.
+        acquire, which carries it, or by the background thread, woken at once (it lets
+        the caller's next write go first); the caller returns with the API's answer
+        without one more round trip.
         """
         holder = uuid.uuid4().hex
         asked = time.monotonic()
@@ -324,7 +329,8 @@ class RedisLimiter:
         every = self._limits.lease_seconds / 3
         renew_at = time.monotonic() + every
         while True:
-            self._woken.wait(max(0.0, renew_at - time.monotonic()))
+            if self._woken.wait(max(0.0, renew_at - time.monotonic())):
+                time.sleep(_FREE_AFTER_SECONDS)
             self._woken.clear()
             ended = self._take_ended()
             if ended:
