@@ -53,7 +53,7 @@ from producer.batches import (
 from producer.cancel import BatchCancellation, Canceller, announce_revoked, job_deletion
 from producer.enqueue import PART, Accepted, Enqueuer, Lane, Outgoing, Reused
 from producer.gc_pause import collector_paused
-from producer.notify import Notifier
+from producer.notify import Listener, Notifier
 from producer.queue import make_app, make_redis
 from producer.quotas import Quotas
 from producer.settings import ProducerSettings
@@ -133,6 +133,8 @@ class EksOps:
             self.app, self.redis, record_ttl_seconds=self.queue.result_expires_seconds
         )
         self._notifier: Notifier | None = None
+        # The library's own waits: each waiting thread reads its wake-up itself.
+        self._listener = Listener(self.redis)
         self.admission = Admission(
             Quotas(self.redis, self.app.backend, ttl_seconds=self.queue.result_expires_seconds)
         )
@@ -595,7 +597,7 @@ class EksOps:
         rid = self.request_id_for(request_id)
         deadline = time.monotonic() + min(timeout, self.settings.wait_max_seconds)
         with _queue_errors(f"waiting for request {rid}"):
-            subscription = self.notifier.subscribe(events.request_channel(rid))
+            subscription = self._listener.subscribe(events.request_channel(rid))
         with subscription:
             while True:
                 status = self.status(rid)
@@ -616,7 +618,7 @@ class EksOps:
         deadline = time.monotonic() + min(timeout, self.settings.wait_max_seconds)
         with _queue_errors(f"waiting for request {rid}"):
             key = backend.get_key_for_task(rid)  # Celery's keys are bytes
-            subscription = self.notifier.subscribe(key.decode() if isinstance(key, bytes) else key)
+            subscription = self._listener.subscribe(key.decode() if isinstance(key, bytes) else key)
         with subscription, unreadable(rid):
             record, meta = read()
             while True:
@@ -938,6 +940,7 @@ class EksOps:
         """Release the Redis connections."""
         if self._notifier is not None:
             self._notifier.close()
+        self._listener.close()
         self.redis.close()
         self.app.close()
 

@@ -12,6 +12,12 @@ consumer does, without a read. One
 :class:`Notifier` per process holds one pub/sub connection for all its waiters, in a
 thread of its own: a thousand waiting gateway callers cost one connection. If that
 connection breaks, every waiter is woken to read again, and the notifier reconnects.
+
+A thread that blocks until it is woken (the library's ``wait`` and ``result``) listens
+on a connection of its own instead (:class:`Listener`): it reads the publish itself,
+with no hand-off from the notifier's thread (a thread switch, which on a VM whose idle
+vCPU must be woken first costs a good part of a millisecond), and its subscription is
+confirmed before it reads, so no publish can fall between the two.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -167,3 +174,142 @@ class Notifier:
             everyone = [s for listeners in self._subscribers.values() for s in listeners]
         for subscription in everyone:
             subscription.wake()
+
+
+# How long a thread waits for Redis to confirm its subscription before it reads anyway
+# (and polls: its waits then sleep out their timeouts).
+_CONFIRM_SECONDS = 5.0
+
+
+class Listener:
+    """A pub/sub connection per waiting thread, kept for its next wait.
+
+    For callers that block until woken: one connection per thread that waits, not one
+    per process (a gateway's thousand waiters share the :class:`Notifier`'s).
+    """
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[Any] = []
+
+    def subscribe(self, channel: str) -> OwnSubscription:
+        """Listen on ``channel`` in the calling thread; active (confirmed) when this
+        returns, or, if Redis cannot confirm it, a subscription whose waits only sleep."""
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is None or getattr(self._local, "busy", False):
+            pubsub = self._redis.pubsub()
+            with self._lock:
+                self._opened.append(pubsub)
+            if not getattr(self._local, "busy", False):
+                self._local.pubsub = pubsub
+        return OwnSubscription(self, pubsub, channel)
+
+    def _use(self, pubsub: Any, busy: bool) -> None:
+        if getattr(self._local, "pubsub", None) is pubsub:
+            self._local.busy = busy
+        elif not busy:  # a nested wait's own connection: done with it
+            self._discard(pubsub)
+
+    def _discard(self, pubsub: Any) -> None:
+        """Close a connection that failed (or served a nested wait); the thread's next
+        wait opens another."""
+        if getattr(self._local, "pubsub", None) is pubsub:
+            self._local.pubsub = None
+            self._local.busy = False
+        with self._lock:
+            if pubsub in self._opened:
+                self._opened.remove(pubsub)
+        with contextlib.suppress(redis_lib.RedisError, OSError):
+            pubsub.close()
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for pubsub in opened:
+            with contextlib.suppress(redis_lib.RedisError, OSError):
+                pubsub.close()
+
+
+class OwnSubscription:
+    """A subscription read by the thread that waits (see :class:`Listener`).
+
+    Same use as :class:`Subscription`: :meth:`wait`, :meth:`take_message`, a context.
+    """
+
+    def __init__(self, listener: Listener, pubsub: Any, channel: str) -> None:
+        self.channel = channel
+        self._listener = listener
+        self._pubsub: Any = pubsub
+        self._message: bytes | None = None
+        listener._use(pubsub, busy=True)
+        try:
+            pubsub.subscribe(channel)
+            confirmed = self._read(_CONFIRM_SECONDS, kind="subscribe")
+        except (redis_lib.RedisError, OSError) as exc:
+            logger.debug("Could not subscribe to %s (%s); polling", channel, exc)
+            confirmed = False
+        if not confirmed:
+            self._broken()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a publish; True if one came (or the
+        connection failed: read again)."""
+        if self._pubsub is None:
+            time.sleep(max(0.0, timeout))
+            return False
+        try:
+            return self._read(timeout, kind="message")
+        except (redis_lib.RedisError, OSError) as exc:
+            logger.debug("Lost the connection listening on %s (%s)", self.channel, exc)
+            self._broken()
+            return True
+
+    def take_message(self) -> bytes | None:
+        """Return what the last publish carried (None: woken without one)."""
+        message, self._message = self._message, None
+        return message
+
+    def close(self) -> None:
+        """Stop listening; the thread's connection stays for its next wait."""
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is None:
+            return
+        try:
+            pubsub.unsubscribe(self.channel)
+        except (redis_lib.RedisError, OSError):
+            self._listener._discard(pubsub)
+            return
+        self._listener._use(pubsub, busy=False)
+
+    def __enter__(self) -> OwnSubscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _read(self, timeout: float, *, kind: str) -> bool:
+        """Read until a ``kind`` message of this channel arrives (True) or ``timeout``
+        passes; what earlier waits of the thread left (their unsubscribe, a late
+        publish) is skipped."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self._pubsub.get_message(timeout=remaining)
+            if message is None or message.get("type") != kind:
+                continue
+            channel = message.get("channel")
+            if (channel.decode() if isinstance(channel, bytes) else channel) != self.channel:
+                continue
+            data = message.get("data")
+            self._message = data.encode() if isinstance(data, str) else data
+            if not isinstance(self._message, bytes):
+                self._message = None
+            return True
+        return False
+
+    def _broken(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            self._listener._discard(pubsub)
