@@ -130,7 +130,9 @@ def test_a_cancel_racing_workers_splits_the_batch_exactly_and_deletes_what_it_ma
     make_stack: Callable[..., Stack], kube: ClusterClient, namespace: str
 ) -> None:
     stack = make_stack()
-    stack.sim.admin.add_fault("latency", ms=40, verb="create", resource="jobs")
+    # 400 creates take 8 threads about 7 s: the cancel lands part-way even on a busy
+    # machine, where the batch's status reads come seconds apart.
+    stack.sim.admin.add_fault("latency", ms=150, verb="create", resource="jobs")
     eksops = stack.client()
     batch = eksops.submit_many(Operation.CREATE_JOB, items(namespace, 400))
     stack.worker(WORKER_CONCURRENCY="4")
