@@ -79,6 +79,8 @@ def test_a_requests_message_asks_celery_to_store_no_result_a_chunks_does(app: Ce
         chunk_envelope(app, str(uuid.uuid4()), Operation.CREATE_NAMESPACE, [("r", {})])
     )
     assert chunk["headers"]["ignore_result"] is False  # its tally is its own result
+    other = json.loads(build_message(app, Outgoing(str(uuid.uuid4()), "other.task", {})))
+    assert other["headers"]["ignore_result"] is False  # any other task: Celery's default
 
 
 @pytest.mark.parametrize(

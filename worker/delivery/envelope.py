@@ -69,6 +69,10 @@ def is_envelope(message: object) -> bool:
     )
 
 
+#: The tasks of single requests (``worker.tasks``): their outcomes are the engine's.
+_REQUEST_TASKS = frozenset(operation.task_name for operation in Operation)
+
+
 def envelope(
     app: Any,
     message_id: str,
@@ -97,7 +101,8 @@ def envelope(
         # A request's task stores no result of its own (the engine stored the outcome):
         # a message's header overrides the task's ``ignore_result``, and without it
         # Celery would read the outcome back after every request, to not overwrite it.
-        ignore_result=task_name != CHUNK_TASK,
+        # A chunk's task stores its tally, as any other task stores its result.
+        ignore_result=task_name in _REQUEST_TASKS,
     )
     if app.conf.task_serializer == "auth":  # signed messages (see celeryconfig)
         content_type, content_encoding, payload = kombu_dumps(task.body, serializer="auth")
