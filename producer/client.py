@@ -134,7 +134,7 @@ class EksOps:
         )
         self._notifier: Notifier | None = None
         # The library's own waits: each waiting thread reads its wake-up itself.
-        self._listener = Listener(self.redis)
+        self._listener = Listener(self.redis, shared=self.notifier.subscribe)
         self.admission = Admission(
             Quotas(self.redis, self.app.backend, ttl_seconds=self.queue.result_expires_seconds)
         )

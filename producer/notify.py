@@ -14,10 +14,11 @@ thread of its own: a thousand waiting gateway callers cost one connection. If th
 connection breaks, every waiter is woken to read again, and the notifier reconnects.
 
 A thread that blocks until it is woken (the library's ``wait`` and ``result``) listens
-on a connection of its own instead (:class:`Listener`): it reads the publish itself,
-with no hand-off from the notifier's thread (a thread switch, which on a VM whose idle
-vCPU must be woken first costs a good part of a millisecond), and its subscription is
-confirmed before it reads, so no publish can fall between the two.
+on a connection of its own instead (:class:`Listener`, a few per process, reused): it
+reads the publish itself, with no hand-off from the notifier's thread (a thread
+switch, which on a VM whose idle vCPU must be woken first costs a good part of a
+millisecond), and its subscription is confirmed before it reads, so no publish can
+fall between the two.
 """
 
 from __future__ import annotations
@@ -176,59 +177,71 @@ class Notifier:
             subscription.wake()
 
 
-# How long a thread waits for Redis to confirm its subscription before it reads anyway
+# How long a waiter waits for Redis to confirm its subscription before it reads anyway
 # (and polls: its waits then sleep out their timeouts).
 _CONFIRM_SECONDS = 5.0
+#: Most connections of its own a process's waiters listen on at once; waiters beyond
+#: that many share the notifier's (as a gateway's thousand do).
+OWN_CONNECTIONS_MAX = 16
+
+Shared = Callable[[str], Subscription]
 
 
 class Listener:
-    """A pub/sub connection per waiting thread, kept for its next wait.
+    """Pub/sub connections that blocking waiters read themselves, kept for the next ones.
 
-    For callers that block until woken: one connection per thread that waits, not one
-    per process (a gateway's thousand waiters share the :class:`Notifier`'s).
+    Each waiter takes an idle connection (or opens one, up to
+    :data:`OWN_CONNECTIONS_MAX` in use), and gives it back when its wait ends; a waiter
+    beyond that many listens through ``shared`` (the :class:`Notifier`). So a process
+    holds as many of these connections as it ever had waiters at once, at most that
+    many, whatever number of threads come and go.
     """
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, *, shared: Shared, most: int = OWN_CONNECTIONS_MAX) -> None:
         self._redis = redis
-        self._local = threading.local()
+        self._shared = shared
+        self._most = most
         self._lock = threading.Lock()
-        self._opened: list[Any] = []
+        self._idle: list[Any] = []
+        self._in_use = 0
+        self._closed = False
 
-    def subscribe(self, channel: str) -> OwnSubscription:
-        """Listen on ``channel`` in the calling thread; active (confirmed) when this
+    def subscribe(self, channel: str) -> OwnSubscription | Subscription:
+        """Listen on ``channel`` for the calling thread; active (confirmed) when this
         returns, or, if Redis cannot confirm it, a subscription whose waits only sleep."""
-        pubsub = getattr(self._local, "pubsub", None)
-        if pubsub is None or getattr(self._local, "busy", False):
-            pubsub = self._redis.pubsub()
-            with self._lock:
-                self._opened.append(pubsub)
-            if not getattr(self._local, "busy", False):
-                self._local.pubsub = pubsub
+        with self._lock:
+            pubsub = self._idle.pop() if self._idle else None
+            if pubsub is None and self._in_use < self._most and not self._closed:
+                pubsub = self._redis.pubsub()
+            if pubsub is not None:
+                self._in_use += 1
+        if pubsub is None:
+            return self._shared(channel)
         return OwnSubscription(self, pubsub, channel)
 
-    def _use(self, pubsub: Any, busy: bool) -> None:
-        if getattr(self._local, "pubsub", None) is pubsub:
-            self._local.busy = busy
-        elif not busy:  # a nested wait's own connection: done with it
-            self._discard(pubsub)
-
-    def _discard(self, pubsub: Any) -> None:
-        """Close a connection that failed (or served a nested wait); the thread's next
-        wait opens another."""
-        if getattr(self._local, "pubsub", None) is pubsub:
-            self._local.pubsub = None
-            self._local.busy = False
+    @property
+    def connections(self) -> int:
+        """Return how many connections of its own this listener holds (idle or in use)."""
         with self._lock:
-            if pubsub in self._opened:
-                self._opened.remove(pubsub)
-        with contextlib.suppress(redis_lib.RedisError, OSError):
-            pubsub.close()
+            return self._in_use + len(self._idle)
+
+    def _give_back(self, pubsub: Any, *, usable: bool) -> None:
+        """Take back a waiter's connection: idle for the next one, or closed if it failed."""
+        with self._lock:
+            self._in_use -= 1
+            keep = usable and not self._closed
+            if keep:
+                self._idle.append(pubsub)
+        if not keep:
+            with contextlib.suppress(redis_lib.RedisError, OSError):
+                pubsub.close()
 
     def close(self) -> None:
-        """Close every thread's connection."""
+        """Close the idle connections; those in use close when their waits end."""
         with self._lock:
-            opened, self._opened = self._opened, []
-        for pubsub in opened:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for pubsub in idle:
             with contextlib.suppress(redis_lib.RedisError, OSError):
                 pubsub.close()
 
@@ -244,7 +257,6 @@ class OwnSubscription:
         self._listener = listener
         self._pubsub: Any = pubsub
         self._message: bytes | None = None
-        listener._use(pubsub, busy=True)
         try:
             pubsub.subscribe(channel)
             confirmed = self._read(_CONFIRM_SECONDS, kind="subscribe")
@@ -273,16 +285,16 @@ class OwnSubscription:
         return message
 
     def close(self) -> None:
-        """Stop listening; the thread's connection stays for its next wait."""
+        """Stop listening; the connection goes back to the listener for the next wait."""
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is None:
             return
         try:
             pubsub.unsubscribe(self.channel)
         except (redis_lib.RedisError, OSError):
-            self._listener._discard(pubsub)
+            self._listener._give_back(pubsub, usable=False)
             return
-        self._listener._use(pubsub, busy=False)
+        self._listener._give_back(pubsub, usable=True)
 
     def __enter__(self) -> OwnSubscription:
         return self
@@ -292,7 +304,7 @@ class OwnSubscription:
 
     def _read(self, timeout: float, *, kind: str) -> bool:
         """Read until a ``kind`` message of this channel arrives (True) or ``timeout``
-        passes; what earlier waits of the thread left (their unsubscribe, a late
+        passes; what the connection's earlier waiters left (their unsubscribe, a late
         publish) is skipped."""
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
@@ -312,4 +324,4 @@ class OwnSubscription:
     def _broken(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            self._listener._discard(pubsub)
+            self._listener._give_back(pubsub, usable=False)

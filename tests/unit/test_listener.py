@@ -1,5 +1,6 @@
-"""A thread's own subscription: confirmed before it reads, woken in the waiting thread
-with what was published, and its connection kept for the thread's next wait."""
+"""A blocking waiter's own subscription: confirmed before it reads, woken in the waiting
+thread with what was published, its connection reused by later waiters, a few per
+process however many threads come and go; waiters beyond those share the notifier."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import fakeredis
 import pytest
 import redis as redis_lib
 
-from producer.notify import Listener
+from producer.notify import Listener, Notifier, OwnSubscription, Subscription
 
 
 @pytest.fixture
@@ -20,14 +21,17 @@ def redis() -> fakeredis.FakeRedis:
 
 
 @pytest.fixture
-def listener(redis: fakeredis.FakeRedis) -> Iterator[Listener]:
-    own = Listener(redis)
+def notifier(redis: fakeredis.FakeRedis) -> Iterator[Notifier]:
+    shared = Notifier(redis)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def listener(redis: fakeredis.FakeRedis, notifier: Notifier) -> Iterator[Listener]:
+    own = Listener(redis, shared=notifier.subscribe, most=3)
     yield own
     own.close()
-
-
-def publish_after(redis: fakeredis.FakeRedis, seconds: float, channel: str, data: str) -> None:
-    threading.Timer(seconds, lambda: redis.publish(channel, data)).start()
 
 
 def test_a_publish_right_after_subscribing_is_never_missed(
@@ -49,71 +53,71 @@ def test_a_wait_wakes_with_the_publish_and_times_out_without_one(
         started = time.monotonic()
         assert not subscription.wait(0.2)
         assert 0.2 <= time.monotonic() - started < 0.6
-        publish_after(redis, 0.2, "ch-b", "done")
+        threading.Timer(0.2, lambda: redis.publish("ch-b", "done")).start()
         started = time.monotonic()
         assert subscription.wait(5.0)
         assert time.monotonic() - started < 1.0
         assert subscription.take_message() == b"done"
 
 
-def test_a_threads_next_wait_reuses_its_connection_and_skips_what_the_last_left(
+def test_the_next_wait_reuses_the_connection_and_skips_what_the_last_one_left(
     redis: fakeredis.FakeRedis, listener: Listener
 ) -> None:
-    with listener.subscribe("ch-old") as first:
+    with listener.subscribe("ch-old"):
         pass
     redis.publish("ch-old", "late")  # nobody listens: the unsubscribe went first
     with listener.subscribe("ch-new") as second:
         redis.publish("ch-new", "mine")
         assert second.wait(1.0)
         assert second.take_message() == b"mine"
-    assert first._pubsub is None
-    assert second._pubsub is None
-    assert len(listener._opened) == 1  # one connection for the thread's waits
+    assert listener.connections == 1
     assert redis.pubsub_numsub("ch-old", "ch-new") == [(b"ch-old", 0), (b"ch-new", 0)]
 
 
-def test_a_wait_inside_a_wait_gets_a_connection_of_its_own(
+def test_threads_that_come_and_go_reuse_a_few_connections(
     redis: fakeredis.FakeRedis, listener: Listener
 ) -> None:
-    with listener.subscribe("outer") as outer:
-        with listener.subscribe("inner") as inner:
-            redis.publish("inner", "i")
-            redis.publish("outer", "o")
-            assert inner.wait(1.0)
-            assert inner.take_message() == b"i"
-        assert len(listener._opened) == 1  # the inner one is closed with its wait
-        assert outer.wait(1.0)
-        assert outer.take_message() == b"o"
+    def wait_once(index: int) -> None:
+        with listener.subscribe(f"t{index}") as subscription:
+            redis.publish(f"t{index}", "x")
+            assert subscription.wait(5.0)
+
+    for round_ in range(5):  # a new thread per wait, as a thread-per-request server has
+        threads = [threading.Thread(target=wait_once, args=(round_ * 2 + i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+    assert 1 <= listener.connections <= 2
 
 
-def test_each_thread_waits_on_its_own_connection(
+def test_waiters_beyond_the_cap_share_the_notifier(
     redis: fakeredis.FakeRedis, listener: Listener
 ) -> None:
-    woken: dict[str, bytes | None] = {}
-
-    def wait(name: str) -> None:
-        with listener.subscribe(name) as subscription:
-            barrier.wait()
-            subscription.wait(5.0)
-            woken[name] = subscription.take_message()
-
-    barrier = threading.Barrier(3)
-    threads = [threading.Thread(target=wait, args=(f"t{i}",)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    redis.publish("t0", "zero")
-    redis.publish("t1", "one")
-    for thread in threads:
-        thread.join(5)
-    assert woken == {"t0": b"zero", "t1": b"one"}
-    assert len(listener._opened) == 2
+    subscriptions = [listener.subscribe(f"c{i}") for i in range(5)]
+    try:
+        assert [type(s) for s in subscriptions] == [OwnSubscription] * 3 + [Subscription] * 2
+        assert listener.connections == 3
+        for index in range(len(subscriptions)):
+            redis.publish(f"c{index}", f"m{index}")
+        for index, subscription in enumerate(subscriptions):
+            messages = []
+            while subscription.wait(2.0):  # the notifier also wakes on (re)connecting
+                messages.append(subscription.take_message())
+                if messages[-1] is not None:
+                    break
+            assert messages[-1:] == [f"m{index}".encode()], index
+    finally:
+        for subscription in subscriptions:
+            subscription.close()
+    assert listener.connections == 3  # idle, for the next waiters
 
 
 def test_a_lost_connection_wakes_the_waiter_to_read_and_the_next_wait_reconnects(
     redis: fakeredis.FakeRedis, listener: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with listener.subscribe("ch-c") as subscription:
+        assert isinstance(subscription, OwnSubscription)
         pubsub = subscription._pubsub
 
         def broken(**_: object) -> None:
@@ -123,7 +127,7 @@ def test_a_lost_connection_wakes_the_waiter_to_read_and_the_next_wait_reconnects
         assert subscription.wait(5.0)  # woken at once: read again
         assert subscription.take_message() is None
         assert not subscription.wait(0.1)  # then polls: its waits sleep out
-    assert listener._opened == []  # the broken connection is gone
+    assert listener.connections == 0  # the broken connection is gone
     with listener.subscribe("ch-c") as again:
         redis.publish("ch-c", "back")
         assert again.wait(1.0)
@@ -141,4 +145,16 @@ def test_a_subscription_redis_cannot_confirm_polls_instead(
         started = time.monotonic()
         assert not subscription.wait(0.2)
         assert time.monotonic() - started >= 0.2
-    assert listener._opened == []
+    assert listener.connections == 0
+
+
+def test_a_closed_listener_keeps_no_connection(
+    redis: fakeredis.FakeRedis, listener: Listener
+) -> None:
+    held = listener.subscribe("ch-e")
+    with listener.subscribe("ch-f"):
+        pass
+    listener.close()
+    assert listener.connections == 1  # the one still in use
+    held.close()
+    assert listener.connections == 0
