@@ -138,7 +138,8 @@ class SenderSettings:
     @property
     def claim_idle_seconds(self) -> float:
         """How long an entry read and not acknowledged waits before another sender takes
-        it: twice the longest a delivery can take, so a live sender is never overtaken."""
+        it: twice the longest a delivery can take; a live sender also marks the entries it
+        holds as its own every quarter of this, however long they wait for a thread."""
         return max(5.0, 2 * (self.connect_timeout_seconds + self.read_timeout_seconds))
 
 
@@ -174,6 +175,11 @@ class Sender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._busy = threading.Semaphore(settings.threads * 2)
+        # Entries this sender read and has not finished with (queued for a thread, or
+        # being delivered): their idle time is reset every so often, so that another
+        # sender's takeover only ever finds the entries of a sender gone silent.
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
 
     def start(self) -> None:
         """Start reading the outbox in a daemon thread."""
@@ -187,12 +193,20 @@ class Sender:
             self._thread.join(5)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def _refresh_every(self) -> float:
+        """How often the entries this sender holds are marked as still its own."""
+        return self.settings.claim_idle_seconds / 4
+
     def _run(self) -> None:
-        last_claim = 0.0
+        last_claim = last_refresh = 0.0
         while not self._stop.is_set():
             try:
                 self._ensure_group()
                 self._move_due(keys=[LATER_KEY, OUTBOX_KEY], args=[int(time.time() * 1000), 100])
+                if time.monotonic() - last_refresh > self._refresh_every:
+                    self._refresh_held()
+                    last_refresh = time.monotonic()
                 if time.monotonic() - last_claim > self.settings.claim_idle_seconds / 2:
                     self._claim_abandoned()
                     last_claim = time.monotonic()
@@ -224,11 +238,31 @@ class Sender:
                 logger.info("Taking over an undelivered callback of a sender gone silent")
                 self._submit(entry_id, fields)
 
+    def _refresh_held(self) -> None:
+        """Reset the idle time of the entries this sender holds (a claim by itself)."""
+        with self._held_lock:
+            held = sorted(self._held)
+        if held:
+            self._redis.xclaim(
+                OUTBOX_KEY, GROUP, self._consumer, min_idle_time=0, message_ids=held, justid=True
+            )
+
     def _submit(self, entry_id: Any, fields: dict[Any, Any]) -> None:
         entry = {_text(k): _text(v) for k, v in fields.items()}
-        self._busy.acquire()
-        future = self._pool.submit(self._deliver, _text(entry_id), entry)
-        future.add_done_callback(lambda _: self._busy.release())
+        held = _text(entry_id)
+        with self._held_lock:
+            self._held.add(held)
+        # Every thread busy (a slow receiver): the entries waiting for one stay ours.
+        while not self._busy.acquire(timeout=self._refresh_every):
+            self._refresh_held()
+        future = self._pool.submit(self._deliver, held, entry)
+
+        def done(_: object) -> None:
+            with self._held_lock:
+                self._held.discard(held)
+            self._busy.release()
+
+        future.add_done_callback(done)
 
     def _deliver(self, entry_id: str, entry: dict[str, str]) -> None:
         attempts = int(entry.get("attempts", "0")) + 1
