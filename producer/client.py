@@ -132,7 +132,8 @@ class EksOps:
         self._enqueuer = Enqueuer(
             self.app, self.redis, record_ttl_seconds=self.queue.result_expires_seconds
         )
-        self._notifier: Notifier | None = None
+        #: This client's shared pub/sub listener (its thread starts on first use).
+        self.notifier = Notifier(self.redis)
         # The library's own waits: each waiting thread reads its wake-up itself.
         self._listener = Listener(self.redis, shared=self.notifier.subscribe)
         self.admission = Admission(
@@ -782,13 +783,6 @@ class EksOps:
 
     # --- Jobs, as the job tracker records them --------------------------------------
 
-    @property
-    def notifier(self) -> Notifier:
-        """Return this client's shared pub/sub listener (started on first use)."""
-        if self._notifier is None:
-            self._notifier = Notifier(self.redis)
-        return self._notifier
-
     def job(
         self, job_name: str, namespace: str = "default", *, cluster: ClusterRef | None = None
     ) -> JobRecord | None:
@@ -938,8 +932,7 @@ class EksOps:
 
     def close(self) -> None:
         """Release the Redis connections."""
-        if self._notifier is not None:
-            self._notifier.close()
+        self.notifier.close()
         self._listener.close()
         self.redis.close()
         self.app.close()

@@ -289,12 +289,12 @@ class OwnSubscription:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is None:
             return
+        usable = True
         try:
             pubsub.unsubscribe(self.channel)
         except (redis_lib.RedisError, OSError):
-            self._listener._give_back(pubsub, usable=False)
-            return
-        self._listener._give_back(pubsub, usable=True)
+            usable = False
+        self._listener._give_back(pubsub, usable=usable)
 
     def __enter__(self) -> OwnSubscription:
         return self

@@ -313,13 +313,12 @@ def take(client: Any, *, bulk: bool, unacked_index: str, unacked: str) -> Taken 
     ``bulk``: whether this worker may take a bulk message (its bulk share of threads
     is not full). None when no lane has a message for it.
     """
-    found = run_script(
-        client,
-        TAKE,
-        [*KEYS.as_list(), unacked_index, unacked],
-        [time.time(), "1" if bulk else "0"],
-    )
-    return taken(found)
+    keys = _take_keys(unacked_index, unacked)
+    return taken(run_script(client, TAKE, keys, [time.time(), "1" if bulk else "0"]))
+
+
+def _take_keys(unacked_index: str, unacked: str) -> list[str]:
+    return [*KEYS.as_list(), unacked_index, unacked]
 
 
 #: The digest :data:`TAKE` is known by once loaded (``EVALSHA``).
@@ -331,7 +330,7 @@ def take_command(*, bulk: bool, unacked_index: str, unacked: str) -> tuple[Any, 
     connection: Redis runs it the moment the wait ends (a blocked client's next command
     waits for it), so waking and taking cost one round trip. Read its reply with
     :func:`taken`; ``NOSCRIPT`` if Redis has not loaded the script yet (run :func:`take`)."""
-    keys = [*KEYS.as_list(), unacked_index, unacked]
+    keys = _take_keys(unacked_index, unacked)
     return ("EVALSHA", TAKE_SHA, len(keys), *keys, "", "1" if bulk else "0")
 
 
