@@ -118,15 +118,32 @@ def test_a_burst_with_failures_of_every_kind_is_followed_to_its_end(
         assert eksops.job_status(f"ok-{index}", namespace)["state"] == "completed"
     assert sim.admin.count("get", "jobs") == 0
 
-    # One signed callback per request and per Job.
-    wait_until(lambda: len(receiver.delivered("/burst")) >= 2 * TOTAL, timeout=120, interval=0.5)
-    posts = receiver.delivered("/burst")
-    kinds = Counter(post.payload["kind"] for post in posts)
+    # One signed delivery per request and per Job. Delivery is at least once: a POST the
+    # receiver was slow to answer (1 s here) is sent again under the same delivery ID, and
+    # only then; a sender never takes over the entries of another that is still alive.
+    def deliveries() -> dict[str, list[Any]]:
+        by_delivery: dict[str, list[Any]] = {}
+        for post in receiver.delivered("/burst"):
+            by_delivery.setdefault(post.headers[callbacks.DELIVERY_HEADER], []).append(post)
+        return by_delivery
+
+    wait_until(lambda: len(deliveries()) >= 2 * TOTAL, timeout=120, interval=0.5)
+    by_delivery = deliveries()
+    firsts = [posts[0] for posts in by_delivery.values()]
+    kinds = Counter(post.payload["kind"] for post in firsts)
     assert kinds == {"request": TOTAL, "job": TOTAL}
+    assert len({(p.payload["kind"], p.payload["request_id"]) for p in firsts}) == 2 * TOTAL
     job_ends = Counter(
-        post.payload["job"]["phase"] for post in posts if post.payload["kind"] == "job"
+        post.payload["job"]["phase"] for post in firsts if post.payload["kind"] == "job"
     )
     assert job_ends == {"succeeded": TOTAL - failed_count, "failed": failed_count}
+    for posts in by_delivery.values():
+        if len(posts) > 1:
+            first = posts[0].payload
+            assert all(p.payload["kind"] == first["kind"] for p in posts), posts
+            sent = eksops.status(first["request_id"])
+            assert sent is not None
+            assert sent.callbacks[first["kind"]].attempts >= len(posts), sent.callbacks
     for post in posts[:50]:
         signature = post.headers[callbacks.SIGNATURE_HEADER]
         assert callbacks.verify(CALLBACK_KEY.encode(), signature, post.body)
