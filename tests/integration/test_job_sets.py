@@ -137,13 +137,13 @@ def test_a_burst_with_failures_of_every_kind_is_followed_to_its_end(
         post.payload["job"]["phase"] for post in firsts if post.payload["kind"] == "job"
     )
     assert job_ends == {"succeeded": TOTAL - failed_count, "failed": failed_count}
-    for posts in by_delivery.values():
-        if len(posts) > 1:
-            first = posts[0].payload
-            assert all(p.payload["kind"] == first["kind"] for p in posts), posts
+    for repeats in by_delivery.values():
+        if len(repeats) > 1:
+            first = repeats[0].payload
+            assert all(p.payload["kind"] == first["kind"] for p in repeats), repeats
             sent = eksops.status(first["request_id"])
             assert sent is not None
-            assert sent.callbacks[first["kind"]].attempts >= len(posts), sent.callbacks
-    for post in posts[:50]:
+            assert sent.callbacks[first["kind"]].attempts >= len(repeats), sent.callbacks
+    for post in firsts[:50]:
         signature = post.headers[callbacks.SIGNATURE_HEADER]
         assert callbacks.verify(CALLBACK_KEY.encode(), signature, post.body)
