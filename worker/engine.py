@@ -33,14 +33,14 @@ from celery import states
 from pydantic import ValidationError
 
 from worker.catalog import Spec, spec_of
-from worker.contracts import ChunkItem, Operation
+from worker.contracts import ChunkItem, ClusterRef, Operation
 from worker.dispatch import Executed, execute
 from worker.errors import EksOpsError, InvalidName, InvalidRequest, TransientError
 from worker.executions import INFRASTRUCTURE_ERRORS, Execution, until_redis_answers
 from worker.logs import bound_request
 from worker.names import normalise_request_id
-from worker.operations.limiter import BULK_WORK
-from worker.records import Field, next_attempt
+from worker.operations.limiter import BULK_WORK, release_early
+from worker.records import Alongside, Field, next_attempt
 from worker.retries import log_failure, log_giving_up, log_retry
 from worker.runtime import Runtime
 from worker.validation import explain
@@ -286,6 +286,20 @@ class Engine:
         with bound_request(request_id), bulk_work(bulk):
             return until_redis_answers(run, doing="running the request")
 
+    def early_ask(self, arguments: dict[str, Any] | None) -> Alongside | None:
+        """Return how a request's start also asks for its first call's limiter slot.
+
+        Only for a cluster this process has a client for already: building one
+        (DescribeCluster) waits until the request is validated and in scope.
+        """
+        raw = (arguments or {}).get("cluster")
+        try:
+            ref = None if raw is None else ClusterRef.model_validate(raw)
+        except ValidationError:
+            return None  # the request fails validation later, with the reason
+        cluster = self.runtime.clusters.built(ref)
+        return None if cluster is None else cluster.limiter.ask_early
+
     # --- one request --------------------------------------------------------------
 
     def outcome(
@@ -348,14 +362,22 @@ class _RequestRun:
     prepared: Execution | None
 
     def __call__(self) -> Ended:
+        try:
+            return self._run()
+        finally:
+            release_early()  # a slot asked with the start and not used (it did not run)
+
+    def _run(self) -> Ended:
         executions = self.engine.runtime.executions
         execution, self.prepared = self.prepared, None  # a second try starts afresh
         if execution is None:
+            # Its first call's limiter slot is asked for in the same round trip.
             execution = executions.begin(
                 self.request.request_id,
                 operation=self.spec.task_name,
                 message_id=self.carrier.message_id,
                 holder=self.holder,
+                alongside=self.engine.early_ask(self.request.arguments),
             )
         if execution.foreign:
             logger.info("Request belongs to another message; leaving it to that one")

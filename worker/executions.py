@@ -25,7 +25,7 @@ from worker import callbacks, events
 from worker.delivery.results import set_result_meta
 from worker.errors import EksOpsError
 from worker.leases import LeaseKeeper
-from worker.records import Starter, lease_key, mark_retrying, record_key
+from worker.records import Alongside, Starter, lease_key, mark_retrying, record_key
 from worker.timestamps import now_iso
 
 logger = logging.getLogger(__name__)
@@ -94,16 +94,30 @@ class Executions:
         self._shared = shared_redis
         self._ttl = record_ttl_seconds
 
-    def begin(self, request_id: str, *, operation: str, message_id: str, holder: str) -> Execution:
+    def begin(
+        self,
+        request_id: str,
+        *,
+        operation: str,
+        message_id: str,
+        holder: str,
+        alongside: Alongside | None = None,
+    ) -> Execution:
         """Start running ``request_id`` for message ``message_id``, or say why not.
 
-        Waits while another live execution holds the lease.
+        Waits while another live execution holds the lease. ``alongside`` rides on the
+        first start's round trip (see ``Starter.start_many``).
         """
         waiting = False
         while True:
             (execution,) = self.begin_many(
-                [request_id], operation=operation, message_id=message_id, holder=holder
+                [request_id],
+                operation=operation,
+                message_id=message_id,
+                holder=holder,
+                alongside=alongside,
             )
+            alongside = None
             if execution is not None:
                 return execution
             if not waiting:
@@ -112,7 +126,13 @@ class Executions:
             time.sleep(_WAIT_SECONDS)
 
     def begin_many(
-        self, request_ids: list[str], *, operation: str, message_id: str, holder: str
+        self,
+        request_ids: list[str],
+        *,
+        operation: str,
+        message_id: str,
+        holder: str,
+        alongside: Alongside | None = None,
     ) -> list[Execution | None]:
         """:meth:`begin` for all the requests of one message, in one round trip.
 
@@ -131,6 +151,7 @@ class Executions:
             lease_ms=self.leases.ttl_ms,
             ttl_seconds=self._ttl,
             message_id=message_id,
+            alongside=alongside,
         )
         by_id: dict[str, Execution | None] = {
             rid: Execution(rid, outcome=meta) for rid, meta in ended.items()

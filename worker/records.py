@@ -31,11 +31,12 @@ import enum
 import hashlib
 import json
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from worker.events import EVENTS_MAX_LENGTH, STREAM_KEY
 from worker.timestamps import now_iso
@@ -229,10 +230,16 @@ class Start:
     callback: str | None = None
 
 
+#: Queues more commands on the pipeline of a start; returns what reads their reply (the
+#: limiter's early ask for the request's first call, ``RedisLimiter.ask_early``).
+Alongside = Callable[[Any], Callable[[Any], None] | None]
+
+
 class Starter:
     """Starts executions of requests: lease, attempt count and stored result, atomically."""
 
     def __init__(self, redis: Any) -> None:
+        self._redis = redis
         self._script = redis.register_script(_START)
 
     def start_many(
@@ -244,6 +251,7 @@ class Starter:
         lease_ms: int,
         ttl_seconds: int,
         message_id: str,
+        alongside: Alongside | None = None,
     ) -> list[Start]:
         """Take the lease of each request (ID, result key) of one message, in one trip.
 
@@ -251,22 +259,26 @@ class Starter:
         lease). ``message_id`` is the message being run: a request recorded as enqueued
         by another message is left to that one. With a result key (results in the same
         Redis) a stored final outcome is found in the same trip and nothing is counted.
+        ``alongside`` queues more commands in the same trip (its reader is given their
+        reply, or the error that came instead).
         """
         keys: list[Any] = []
         for request_id, result_key in requests:
             keys += [lease_key(request_id), record_key(request_id), result_key or ""]
-        replies = self._script(
-            keys=keys,
-            args=[
-                holder,
-                lease_ms,
-                now_iso(),
-                operation,
-                ttl_seconds,
-                message_id,
-                STREAM_KEY,
-                EVENTS_MAX_LENGTH,
-            ],
+        args = [
+            holder,
+            lease_ms,
+            now_iso(),
+            operation,
+            ttl_seconds,
+            message_id,
+            STREAM_KEY,
+            EVENTS_MAX_LENGTH,
+        ]
+        replies = (
+            self._script(keys=keys, args=args)
+            if alongside is None
+            else self._start_with(alongside, keys, args)
         )
         return [
             Start(
@@ -288,6 +300,25 @@ class Starter:
                 strict=True,
             )
         ]
+
+    def _start_with(self, alongside: Alongside, keys: list[Any], args: list[Any]) -> Any:
+        """Run the start script and what ``alongside`` queues, pipelined: one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        read = alongside(pipe)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            if read is not None:
+                read(exc)
+            raise
+        if read is not None:
+            read(replies[1])
+        if isinstance(replies[0], NoScriptError):  # Redis restarted: load it, run it alone
+            return self._script(keys=keys, args=args)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        return replies[0]
 
 
 def next_attempt(redis: Any, request_id: str) -> int:

@@ -12,7 +12,15 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.operations.limiter import _LINE_STEP_SECONDS, Limits, RedisLimiter
+from worker.operations.limiter import (
+    _ACQUIRE,
+    _LINE_STEP_SECONDS,
+    Limits,
+    RedisLimiter,
+    release_early,
+)
+
+IN_FLIGHT = "eksops:limit:prod@us-east-1:inflight"
 
 
 @pytest.fixture
@@ -233,3 +241,98 @@ def test_a_freed_slot_riding_on_an_acquire_during_a_pause_is_freed_all_the_same(
     assert client.zrange("eksops:limit:prod@us-east-1:inflight", 0, -1) == []
     asked.join(5)
     assert client.zrange("eksops:limit:prod@us-east-1:inflight", 0, -1) == [b"second"]
+
+
+# --- the early ask: a slot asked in the request's start trip ------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_early_slot_left() -> object:
+    yield
+    release_early()
+
+
+def ask_early(limiter_: RedisLimiter, client: fakeredis.FakeRedis) -> None:
+    """Send the early ask in a pipeline of its own, as a request's start sends it."""
+    pipe = client.pipeline(transaction=False)
+    read = limiter_.ask_early(pipe)
+    assert read is not None
+    (reply,) = pipe.execute(raise_on_error=False)
+    read(reply)
+
+
+def freed(client: fakeredis.FakeRedis) -> bool:
+    deadline = time.monotonic() + 2
+    while client.zcard(IN_FLIGHT) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return client.zcard(IN_FLIGHT) == 0
+
+
+def test_an_early_slot_is_the_next_calls_own_and_is_freed_after_it(
+    client: fakeredis.FakeRedis,
+) -> None:
+    one = limiter(client, max_in_flight=1)
+    client.script_load(_ACQUIRE)
+    ask_early(one, client)
+    (granted,) = client.zrange(IN_FLIGHT, 0, -1)
+    started = time.monotonic()
+    with one.slot():  # the only slot is the early one: asking again would wait
+        assert client.zrange(IN_FLIGHT, 0, -1) == [granted]
+    assert time.monotonic() - started < 0.5
+    assert freed(client)
+
+
+def test_an_early_ask_that_finds_no_slot_leaves_nothing_and_the_call_waits_its_turn(
+    client: fakeredis.FakeRedis,
+) -> None:
+    other = limiter(client, max_in_flight=1)
+    assert other._wait_for_slot("busy")
+    one = limiter(client, max_in_flight=1)
+    ask_early(one, client)
+    assert client.zrange(IN_FLIGHT, 0, -1) == [b"busy"]
+    assert client.zcard("eksops:limit:prod@us-east-1:line") == 0  # never joined the line
+    done = threading.Event()
+
+    def call() -> None:
+        with one.slot():
+            done.set()
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert not done.wait(0.2)  # it asks as usual, and waits for the slot
+    client.zrem(IN_FLIGHT, "busy")
+    assert done.wait(5)
+    caller.join(5)
+
+
+def test_an_early_slot_not_used_is_given_back(client: fakeredis.FakeRedis) -> None:
+    one = limiter(client, max_in_flight=1)
+    client.script_load(_ACQUIRE)
+    ask_early(one, client)
+    assert client.zcard(IN_FLIGHT) == 1
+    release_early()  # the request did not run
+    assert freed(client)
+    assert take(limiter(client, max_in_flight=1), 1) < 0.5
+
+
+def test_an_early_token_of_a_rate_only_limiter_is_the_calls_own(
+    client: fakeredis.FakeRedis,
+) -> None:
+    bucket = limiter(client, rate_per_second=0.01, burst=2)
+    client.script_load(_ACQUIRE)
+    ask_early(bucket, client)
+    with bucket.slot():
+        pass
+    tokens = float(client.hget("eksops:limit:prod@us-east-1:bucket", "tokens") or 0)
+    assert 0.9 < tokens < 1.1  # one call, one token
+
+
+def test_an_early_ask_after_a_script_flush_is_not_granted_and_the_call_asks_as_usual(
+    client: fakeredis.FakeRedis,
+) -> None:
+    one = limiter(client, max_in_flight=1)
+    client.script_flush()
+    ask_early(one, client)  # NOSCRIPT: read as "not granted"
+    assert client.zcard(IN_FLIGHT) == 0
+    with one.slot():  # loads the script and takes the slot
+        assert client.zcard(IN_FLIGHT) == 1

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import fakeredis
 import pytest
+import redis as redis_lib
 
-from worker.records import Field, RequestRecord, Start, Starter, lua, read_record, record_key
+from worker.records import (
+    Alongside,
+    Field,
+    RequestRecord,
+    Start,
+    Starter,
+    lua,
+    read_record,
+    record_key,
+)
 
 RID = "3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c"
 RESULT_KEY = f"celery-task-meta-{RID}"
@@ -18,7 +29,9 @@ def redis() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 
 
-def start(starter: Starter, *, holder: str = "h1", message: str = RID) -> Start:
+def start(
+    starter: Starter, *, holder: str = "h1", message: str = RID, alongside: Alongside | None = None
+) -> Start:
     (started,) = starter.start_many(
         [(RID, RESULT_KEY)],
         holder=holder,
@@ -26,8 +39,21 @@ def start(starter: Starter, *, holder: str = "h1", message: str = RID) -> Start:
         lease_ms=30_000,
         ttl_seconds=60,
         message_id=message,
+        alongside=alongside,
     )
     return started
+
+
+class Beside:
+    """Queues one more command on the start's pipeline and keeps the reply it gets."""
+
+    def __init__(self, *command: str) -> None:
+        self.command = command
+        self.replies: list[object] = []
+
+    def __call__(self, pipe: Any) -> Any:
+        pipe.execute_command(*self.command)
+        return self.replies.append
 
 
 def test_scripts_name_the_fields_as_the_readers_do() -> None:
@@ -49,6 +75,29 @@ def test_starting_counts_an_attempt_and_takes_the_lease(redis: fakeredis.FakeRed
     first = start(starter)
     assert (first.leased, first.attempt) == (True, 1)
     assert start(starter, holder="h2").leased is False
+
+
+def test_what_rides_on_the_start_is_sent_in_its_trip_and_told_its_reply(
+    redis: fakeredis.FakeRedis,
+) -> None:
+    starter = Starter(redis)
+    start(starter)  # loads the start script
+    beside = Beside("INCR", "beside")
+    again = start(starter, holder="h1", alongside=beside)
+    assert (again.leased, again.attempt) == (True, 2)
+    assert beside.replies == [1]
+
+
+def test_a_start_after_a_script_flush_loads_its_script_and_the_ride_along_sees_its_error(
+    redis: fakeredis.FakeRedis,
+) -> None:
+    starter = Starter(redis)
+    redis.script_flush()
+    beside = Beside("EVALSHA", "0" * 40, "0")
+    started = start(starter, alongside=beside)
+    assert (started.leased, started.attempt) == (True, 1)
+    (error,) = beside.replies
+    assert isinstance(error, redis_lib.exceptions.NoScriptError)
 
 
 def test_a_redelivery_of_an_ended_request_counts_no_attempt(redis: fakeredis.FakeRedis) -> None:

@@ -279,6 +279,10 @@ class Clusters:
                     logger.warning("Could not register cluster %s: %s", key[1].key, exc)
             return client
 
+    def built(self, ref: ClusterRef | None = None) -> ClusterClient | None:
+        """Return the client of ``ref`` if this process has built it already, else None."""
+        return self._clients.get((os.getpid(), self.target(ref)))
+
     def token_mints(self) -> int:
         """Return how many tokens this process has minted (for cost reporting)."""
         return sum(c.tokens.mint_count for c in self._clients.values() if c.tokens)

@@ -39,6 +39,15 @@ logger = logging.getLogger(__name__)
 #: the bulk lane): bulk work never takes the interactive reserve of the budget.
 BULK_WORK: contextvars.ContextVar[bool] = contextvars.ContextVar("eksops_bulk_work", default=False)
 
+#: A slot granted to this context ahead of its call (see :meth:`RedisLimiter.ask_early`):
+#: the limiter that granted it and the holder; the next ``slot()`` there uses it.
+_EARLY: contextvars.ContextVar[tuple[RedisLimiter, str] | None] = contextvars.ContextVar(
+    "eksops_early_slot", default=None
+)
+
+#: Reads the reply of an early ask queued on a pipeline (or the error it got instead).
+ReadReply = Callable[[Any], None]
+
 # After Redis failed, calls pass unthrottled for this long before asking it again.
 _BYPASS_SECONDS = 5.0
 
@@ -58,7 +67,7 @@ _FREE_AFTER_SECONDS = 0.002
 # heartbeats zset (holder -> ms), ticket counter, and the bulk line and its heartbeats.
 # ARGV: rate/s (0 = none), burst, max in flight (0 = none), lease ms, holder, '1' for
 # bulk work, the tokens and the in-flight slots bulk work must leave (the interactive
-# reserve).
+# reserve), '1' for a try that never joins the line (an early ask, see ask_early).
 # Then the holders of this process's slots whose calls have ended, freed first, whatever
 # the answer (their release rides on this call instead of a round trip of its own).
 # Returns 0 when the slot is granted; > 0, the milliseconds to wait before asking again
@@ -73,7 +82,7 @@ _FREE_AFTER_SECONDS = 0.002
 _ACQUIRE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-for i = 9, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
+for i = 10, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
 local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return paused end
 local limit = tonumber(ARGV[3])
@@ -98,6 +107,7 @@ if limit > 0 then
   local ahead = redis.call('ZRANK', line, holder)
   if not ahead then ahead = redis.call('ZCARD', line) end
   if ahead >= free then
+    if ARGV[9] == '1' then return -(math.max(0, ahead - free) + 1) end
     if not redis.call('ZSCORE', line, holder) then
       redis.call('ZADD', line, redis.call('INCR', KEYS[6]), holder)
     end
@@ -165,6 +175,9 @@ class Limiter(Protocol):
     def pause(self, seconds: float) -> None:
         """Stop every worker from calling this cluster for ``seconds``."""
 
+    def ask_early(self, pipe: Any) -> ReadReply | None:
+        """Queue on ``pipe`` a try for the next call's slot; None when nothing is asked."""
+
 
 class Unlimited:
     """A limiter that never waits (limits switched off)."""
@@ -176,6 +189,21 @@ class Unlimited:
 
     def pause(self, seconds: float) -> None:
         """Nothing to pause."""
+
+    def ask_early(self, pipe: Any) -> ReadReply | None:
+        """Nothing to ask: every call is granted at once."""
+        return None
+
+
+def release_early() -> None:
+    """Give back the early slot of this context if its call never came (the request
+    did not run, or failed before calling the cluster)."""
+    early = _EARLY.get()
+    if early is not None:
+        _EARLY.set(None)
+        limiter, holder = early
+        if limiter._limits.max_in_flight > 0:
+            limiter._end(holder)
 
 
 @dataclass(frozen=True)
@@ -244,20 +272,62 @@ class RedisLimiter:
         the caller's next write go first); the caller returns with the API's answer
         without one more round trip.
         """
-        holder = uuid.uuid4().hex
-        asked = time.monotonic()
-        granted = self._wait_for_slot(holder) and self._limits.max_in_flight > 0
-        metrics.LIMITER_WAIT.labels(metrics.lane(BULK_WORK.get())).observe(time.monotonic() - asked)
-        if granted:
-            self._hold(holder)
+        early = _EARLY.get()
+        if early is not None and early[0] is self:  # granted with the request's start
+            _EARLY.set(None)
+            holder, granted = early[1], self._limits.max_in_flight > 0
+            metrics.LIMITER_WAIT.labels(metrics.lane(BULK_WORK.get())).observe(0.0)
+        else:
+            holder = uuid.uuid4().hex
+            asked = time.monotonic()
+            granted = self._wait_for_slot(holder) and self._limits.max_in_flight > 0
+            waited = time.monotonic() - asked
+            metrics.LIMITER_WAIT.labels(metrics.lane(BULK_WORK.get())).observe(waited)
+            if granted:
+                self._hold(holder)
         try:
             yield
         finally:
             if granted:
-                with self._lock:
-                    self._held.discard(holder)
-                    self._ended.add(holder)
-                self._woken.set()
+                self._end(holder)
+
+    def ask_early(self, pipe: Any) -> ReadReply | None:
+        """Queue on ``pipe`` a try for the slot of this context's next call; return what
+        reads its reply.
+
+        The request's start sends it in the same round trip as its own script, so a
+        call granted at once costs no trip of its own. The try never joins the line: if
+        no slot is free (a pause, an empty bucket, callers waiting), it leaves nothing
+        in Redis, and the call asks as usual. A granted slot is held (renewed) until the
+        call uses it, or :func:`release_early` gives it back.
+        """
+        if time.monotonic() < self._bypass_until:
+            return None
+        holder = uuid.uuid4().hex
+        ended = self._take_ended()
+        keys = self._keys
+        pipe.execute_command(
+            "EVALSHA", self._acquire.sha, len(keys), *keys, *self._args(holder, "1"), *ended
+        )
+
+        def read(reply: Any) -> None:
+            if isinstance(reply, Exception):  # NOSCRIPT, or Redis failed: ask as usual
+                self._free_later(ended)
+                return
+            if int(reply) != 0:
+                return
+            if self._limits.max_in_flight > 0:
+                self._hold(holder)
+            _EARLY.set((self, holder))  # rate only: no slot to hold, the token is the call's
+
+        return read
+
+    def _end(self, holder: str) -> None:
+        """The call of slot ``holder`` ended: free it off the caller's path."""
+        with self._lock:
+            self._held.discard(holder)
+            self._ended.add(holder)
+        self._woken.set()
 
     def pause(self, seconds: float) -> None:
         """Pause every worker's calls to this cluster for ``seconds`` (a 429)."""
@@ -277,9 +347,9 @@ class RedisLimiter:
             ended, self._ended = sorted(self._ended), set()
         return ended
 
-    def _wait_for_slot(self, holder: str) -> bool:
+    def _args(self, holder: str, try_only: str) -> list[Any]:
         limits = self._limits
-        args: list[Any] = [
+        return [
             limits.rate_per_second,
             limits.burst,
             limits.max_in_flight,
@@ -288,7 +358,11 @@ class RedisLimiter:
             "1" if BULK_WORK.get() else "0",
             limits.reserved_tokens,
             limits.reserved_slots,
+            try_only,
         ]
+
+    def _wait_for_slot(self, holder: str) -> bool:
+        args = self._args(holder, "0")
         while True:
             if time.monotonic() < self._bypass_until:
                 return False
