@@ -41,6 +41,23 @@ def test_create_job_returns_the_seed_shape_and_labels_the_job(
     assert job["metadata"]["labels"][REQUEST_ID_LABEL] == request_id
 
 
+def test_the_manifest_labels_stay_beside_eksops_labels_and_the_manifest_is_not_changed(
+    cluster: ClusterClient, request_id: str
+) -> None:
+    manifest = named("labelled")
+    manifest["metadata"]["labels"] = {"team": "data"}
+    manifest["spec"]["template"]["metadata"] = {"labels": {"app": "etl"}}
+    sent = copy.deepcopy(manifest)
+    create_job(cluster=cluster, request_id=request_id, manifest=manifest, namespace="default")
+    assert manifest == sent  # a retry builds its body from the same manifest
+    (job,) = list_jobs(cluster, "default")
+    assert job["metadata"]["labels"]["team"] == "data"
+    assert job["metadata"]["labels"][REQUEST_ID_LABEL] == request_id
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["app"] == "etl"
+    assert pod_labels[REQUEST_ID_LABEL] == request_id
+
+
 def test_a_job_without_a_name_gets_one_derived_from_the_request(
     cluster: ClusterClient, request_id: str
 ) -> None:

@@ -8,7 +8,6 @@ the retry reports that Job instead of failing or creating a second one.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -48,18 +47,25 @@ def build_job_body(
     request_id: str,
     tenant: str | None = None,
 ) -> dict[str, Any]:
-    """Return the manifest with its final name, namespace and eksops labels (tenant's too)."""
-    body = copy.deepcopy(manifest)
-    metadata = body.setdefault("metadata", {})
-    metadata.pop("generateName", None)
-    metadata["name"] = name
-    metadata["namespace"] = namespace
+    """Return the manifest with its final name, namespace and eksops labels (tenant's too).
+
+    ``manifest`` is left as it is: only the mappings on the way to what changes are
+    copied (the containers and the rest are shared, and sent as they are).
+    """
     labels = managed_labels(request_id, tenant)
-    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+    metadata = dict(manifest.get("metadata") or {})
+    metadata.pop("generateName", None)
+    metadata.update(
+        name=name, namespace=namespace, labels={**(metadata.get("labels") or {}), **labels}
+    )
+    spec = dict(manifest["spec"])
+    template = dict(spec.get("template") or {})
+    pod_metadata = dict(template.get("metadata") or {})
     # The pods carry them too: the job tracker's one pod watch selects them by label.
-    template = body["spec"].setdefault("template", {}).setdefault("metadata", {})
-    template["labels"] = {**(template.get("labels") or {}), **labels}
-    return body
+    pod_metadata["labels"] = {**(pod_metadata.get("labels") or {}), **labels}
+    template["metadata"] = pod_metadata
+    spec["template"] = template
+    return {**manifest, "metadata": metadata, "spec": spec}
 
 
 def _is_missing_namespace(error: NotFound) -> bool:
