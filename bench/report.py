@@ -340,6 +340,15 @@ def _flow_rows(block: dict[str, Any] | None) -> list[Row]:
         ),
         Row(
             "Flow control",
+            "a single during the batch, p50 by stage",
+            " | ".join(
+                f"{name} {value:.1f}"
+                for name, value in block.get("during_burst_stages_p50_ms", {}).items()
+            )
+            + " ms",
+        ),
+        Row(
+            "Flow control",
             "a 50-job batch behind it: submit -> its first request started",
             f"{late:.2f}s ({block['large_batch_succeeded_when_late_started']:,} of the large "
             "batch done by then)",

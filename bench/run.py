@@ -481,6 +481,7 @@ class Run:
                 singles=plan.flow_singles,
                 burst_items=plan.flow_items,
                 rate_limit=plan.burst_qps,
+                created=self.kubesim.creates,
             )
         finally:
             eksops.close()
@@ -490,6 +491,7 @@ class Run:
             "direct_ms": result.stats(result.unloaded_direct_ms),
             "eksops_ms": result.stats(result.unloaded_eksops_ms),
             "eksops_stages_p50_ms": result.stage_p50(),
+            "during_burst_stages_p50_ms": result.stage_p50(during=True),
             "during_burst_ms": result.stats(result.during_burst_ms),
             "added_p50_ms": result.added_p50_ms,
             "interactive_bound_ms": result.interactive_bound_ms,
