@@ -18,10 +18,11 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from celery import Celery
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from producer.batches import batch_items_key
 from worker import metrics
@@ -204,6 +205,9 @@ class Enqueuer:
         self._redis = redis
         self._ttl = record_ttl_seconds
         self._sha = hashlib.sha1(_SUBMIT_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis's script ID
+        # Whether the submit script was loaded in this Redis by this enqueuer: a single
+        # part is then sent by digest alone (a NOSCRIPT, after a restart, loads it).
+        self._loaded = False
         self._fsync_supported: bool | None = None
         self._replicas = 0
         self._replicas_asked_at = float("-inf")
@@ -266,9 +270,15 @@ class Enqueuer:
         lane: Lane = INTERACTIVE,
         tenant: str = "",
     ) -> list[Accepted]:
-        """Enqueue ``items``; return, per item, whether it was new (see :data:`Accepted`)."""
-        parts = (items[start : start + PART] for start in range(0, len(items), PART))
-        return self.enqueue_parts(
+        """Enqueue ``items``; return, per item, whether it was new (see :data:`Accepted`).
+
+        Items that fit in one part (a single request, say) go out in one command once
+        the script is known to be loaded; a ``NOSCRIPT`` (Redis restarted, or its
+        scripts were flushed) ran nothing, so they are sent again behind a load.
+        """
+        parts = [items[start : start + PART] for start in range(0, len(items), PART)]
+        send = partial(
+            self.enqueue_parts,
             parts,
             submitted_at=submitted_at,
             batch_id=batch_id,
@@ -277,6 +287,16 @@ class Enqueuer:
             lane=lane,
             tenant=tenant,
         )
+        if len(parts) == 1 and self._loaded:
+            try:
+                return send(load=False)
+            except EnqueueInterrupted as exc:
+                if not isinstance(exc.cause, NoScriptError) or any(
+                    flag is not None for flag in exc.accepted
+                ):
+                    raise
+                self._loaded = False
+        return send()
 
     def enqueue_parts(
         self,
@@ -288,6 +308,7 @@ class Enqueuer:
         callback: str = "",
         lane: Lane = INTERACTIVE,
         tenant: str = "",
+        load: bool = True,
     ) -> list[Accepted]:
         """Enqueue parts as they come; return, per item in order, whether it was new.
 
@@ -306,7 +327,8 @@ class Enqueuer:
         operations: list[str] = []  # each part's operation, for the submitted counter
         try:
             try:
-                connection.send_command("SCRIPT", "LOAD", _SUBMIT_SCRIPT)
+                if load:
+                    connection.send_command("SCRIPT", "LOAD", _SUBMIT_SCRIPT)
                 for part in parts:
                     if part:
                         keys, args = self._prepare(
@@ -315,7 +337,9 @@ class Enqueuer:
                         connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
                         sizes.append(len(part))
                         operations.append(Operation.from_task_name(part[0].task_name).value)
-                connection.read_response()
+                if load:
+                    connection.read_response()
+                    self._loaded = True
             except (RedisError, OSError) as exc:
                 connection.disconnect()
                 raise EnqueueInterrupted([None] * sum(sizes), exc) from exc

@@ -261,6 +261,7 @@ class EnqueueInterrupted(QueueUnavailable):
 
     def __init__(self, accepted: list[Any], cause: BaseException) -> None:
         self.accepted = accepted
+        self.cause = cause
         self.enqueued = sum(1 for flag in accepted if flag is True)
         super().__init__(
             f"Redis failed during the enqueue ({self.enqueued} items enqueued): {cause}"

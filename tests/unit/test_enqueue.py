@@ -121,6 +121,19 @@ def test_a_request_id_is_enqueued_once_however_often_it_is_submitted(
     assert 0 < redis.ttl(f"eksops:request:{item.request_id}") <= 60
 
 
+def test_a_single_enqueue_after_the_scripts_were_flushed_loads_it_and_goes_in_once(
+    app: Celery, redis: fakeredis.FakeRedis
+) -> None:
+    enqueuer = Enqueuer(app, redis, record_ttl_seconds=60)
+    first = Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": "a"})
+    assert enqueuer.enqueue([first], submitted_at="t0") == [True]  # loads the script
+    redis.script_flush()  # a restarted Redis: the enqueuer still thinks it is loaded
+    second = Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": "b"})
+    assert enqueuer.enqueue([second], submitted_at="t1") == [True]
+    assert enqueuer.enqueue([second], submitted_at="t2") == [False]  # by digest again
+    assert lanes.waiting(redis).total == 2
+
+
 def test_a_bulk_enqueue_spans_chunks_and_reports_duplicates_per_item(
     app: Celery, redis: fakeredis.FakeRedis
 ) -> None:
