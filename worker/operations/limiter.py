@@ -10,6 +10,10 @@ standard control plane gives one client at the ``workload-low`` priority level (
 about 600 seats per API server, workload-low holds roughly 245; EKS runs at least two
 servers). In-flight slots are leases, renewed while held, that expire, so a killed
 worker cannot leak them; callers wait for a slot in line, first come first served.
+A request alone in its message asks for its first call's slot in the same round trip
+that starts it (:meth:`RedisLimiter.ask_early`, sent by ``worker.records.Starter``):
+granted, the call goes without asking; not (a pause, the bucket empty, callers in
+line), it asks as every call does, having left nothing in Redis.
 If Redis cannot be reached the limiter lets calls through and says so, and does not
 ask Redis again for a few seconds: the cluster work must not stop, or crawl, because
 its guard is unavailable.
