@@ -378,6 +378,9 @@ class _RequestRun:
                 message_id=self.carrier.message_id,
                 holder=self.holder,
                 alongside=self.engine.early_ask(self.request.arguments),
+                # A slot held through a wait for another worker's lease would keep it
+                # from the very execution that is waited for.
+                on_wait=release_early,
             )
         if execution.foreign:
             logger.info("Request belongs to another message; leaving it to that one")

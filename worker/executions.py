@@ -102,11 +102,13 @@ class Executions:
         message_id: str,
         holder: str,
         alongside: Alongside | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> Execution:
         """Start running ``request_id`` for message ``message_id``, or say why not.
 
         Waits while another live execution holds the lease. ``alongside`` rides on the
-        first start's round trip (see ``Starter.start_many``).
+        first start's round trip (see ``Starter.start_many``); ``on_wait`` is called
+        once, before the first wait (to give back what that trip took).
         """
         waiting = False
         while True:
@@ -123,6 +125,8 @@ class Executions:
             if not waiting:
                 logger.warning("Another worker is running this request; waiting for it to finish")
                 waiting = True
+                if on_wait is not None:
+                    on_wait()
             time.sleep(_WAIT_SECONDS)
 
     def begin_many(

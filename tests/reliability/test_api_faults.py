@@ -13,7 +13,7 @@ import pytest
 from tests.reliability.conftest import Stack, final, manifest
 from tests.support.waiting import wait_until
 from worker.contracts import RequestState
-from worker.records import read_record
+from worker.records import lease_key, read_record
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +148,26 @@ def test_client_errors_are_never_retried(make_stack: Callable[..., Stack], names
         assert status.error is not None
         assert status.error.http_status == code
         assert status.attempts == 1, code
+
+
+@pytest.mark.timeout(90)
+def test_a_request_waiting_for_another_workers_lease_holds_no_limiter_slot(
+    make_stack: Callable[..., Stack], namespace: str
+) -> None:
+    stack = make_stack()
+    stack.worker(K8S_RATE_LIMIT_QPS="100", K8S_RATE_LIMIT_BURST="100", K8S_MAX_IN_FLIGHT="1")
+    eksops = stack.client()
+    warm = eksops.get_job_status("absent", namespace)  # the worker builds its cluster client
+    assert final(eksops, warm.request_id).state is RequestState.FAILED
+    # A redelivery of a request still running elsewhere: its start finds the lease held.
+    running_elsewhere = str(uuid.uuid4())
+    stack.broker.client().set(lease_key(running_elsewhere), "another-worker", px=60_000)
+    eksops.get_job_status("absent", namespace, request_id=running_elsewhere)
+    wait_until(lambda: "waiting for it to finish" in stack.logs())
+    # The fleet's only in-flight slot is not kept by the one waiting: another request runs.
+    other = eksops.get_job_status("absent", namespace)
+    status = final(eksops, other.request_id, timeout=15)
+    assert status.error is not None
+    assert status.error.code == "NotFound"
+    stack.broker.client().delete(lease_key(running_elsewhere))
+    assert final(eksops, running_elsewhere).error is not None

@@ -127,6 +127,7 @@ def test_a_single_enqueue_after_the_scripts_were_flushed_loads_it_and_goes_in_on
     enqueuer = Enqueuer(app, redis, record_ttl_seconds=60)
     first = Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": "a"})
     assert enqueuer.enqueue([first], submitted_at="t0") == [True]  # loads the script
+    assert enqueuer._loaded  # the next single part goes by digest alone
     redis.script_flush()  # a restarted Redis: the enqueuer still thinks it is loaded
     second = Outgoing(str(uuid.uuid4()), "eksops.create_namespace", {"namespace_name": "b"})
     assert enqueuer.enqueue([second], submitted_at="t1") == [True]

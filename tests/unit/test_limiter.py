@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import fakeredis
 import pytest
@@ -14,6 +15,7 @@ from redis.retry import Retry
 
 from worker.operations.limiter import (
     _ACQUIRE,
+    _EARLY,
     _LINE_STEP_SECONDS,
     Limits,
     RedisLimiter,
@@ -247,9 +249,11 @@ def test_a_freed_slot_riding_on_an_acquire_during_a_pause_is_freed_all_the_same(
 
 
 @pytest.fixture(autouse=True)
-def _no_early_slot_left() -> object:
+def _no_early_slot_left() -> Iterator[None]:
     yield
+    early = _EARLY.get()
     release_early()
+    assert early is None, "an early slot was left to the next request of this thread"
 
 
 def ask_early(limiter_: RedisLimiter, client: fakeredis.FakeRedis) -> None:
@@ -268,6 +272,7 @@ def freed(client: fakeredis.FakeRedis) -> bool:
     return client.zcard(IN_FLIGHT) == 0
 
 
+@pytest.mark.timeout(10)
 def test_an_early_slot_is_the_next_calls_own_and_is_freed_after_it(
     client: fakeredis.FakeRedis,
 ) -> None:
@@ -313,6 +318,30 @@ def test_an_early_slot_not_used_is_given_back(client: fakeredis.FakeRedis) -> No
     release_early()  # the request did not run
     assert freed(client)
     assert take(limiter(client, max_in_flight=1), 1) < 0.5
+
+
+def test_the_token_of_an_early_slot_not_used_goes_back_to_the_bucket(
+    client: fakeredis.FakeRedis,
+) -> None:
+    bucket = limiter(client, rate_per_second=0.01, burst=2, max_in_flight=4)
+    client.script_load(_ACQUIRE)
+    ask_early(bucket, client)
+    release_early()
+    tokens = float(client.hget("eksops:limit:prod@us-east-1:bucket", "tokens") or 0)
+    assert tokens == pytest.approx(2, abs=0.1)  # back to the burst, and never above it
+    assert client.zcard(IN_FLIGHT) == 0
+
+
+def test_an_ask_sent_again_after_it_was_granted_is_still_granted(
+    client: fakeredis.FakeRedis,
+) -> None:
+    one = limiter(client, max_in_flight=1, rate_per_second=0.01, burst=5)
+    args = one._args("holder", "1")
+    assert one._acquire(keys=one._keys, args=args) == 0
+    assert one._acquire(keys=one._keys, args=args) == 0  # its reply was lost: sent again
+    assert client.zrange(IN_FLIGHT, 0, -1) == [b"holder"]
+    tokens = float(client.hget("eksops:limit:prod@us-east-1:bucket", "tokens") or 0)
+    assert tokens == pytest.approx(4, abs=0.1)  # one token, not two
 
 
 def test_an_early_token_of_a_rate_only_limiter_is_the_calls_own(

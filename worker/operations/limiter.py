@@ -87,6 +87,8 @@ _ACQUIRE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for i = 10, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
+-- Granted already (this ask sent again after its reply was lost): still granted.
+if redis.call('ZSCORE', KEYS[3], ARGV[5]) then return 0 end
 local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return paused end
 local limit = tonumber(ARGV[3])
@@ -148,6 +150,18 @@ end
 return 0
 """
 
+# KEYS: bucket hash, in-flight zset. ARGV: burst, the holder. An early slot whose call
+# never came: its token goes back to the bucket (never above the burst), its slot is
+# freed.
+_GIVE_BACK = """
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(tonumber(ARGV[1]), tokens + 1)))
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 0
+"""
+
 # KEYS: in-flight zset. ARGV: lease ms, then the holders to renew. Only slots still
 # held are extended: one that lapsed and was reaped is not taken back.
 _RENEW = """
@@ -201,13 +215,13 @@ class Unlimited:
 
 def release_early() -> None:
     """Give back the early slot of this context if its call never came (the request
-    did not run, or failed before calling the cluster)."""
+    did not run, waits for another worker's lease, or failed before calling the
+    cluster): its token and its in-flight slot."""
     early = _EARLY.get()
     if early is not None:
         _EARLY.set(None)
         limiter, holder = early
-        if limiter._limits.max_in_flight > 0:
-            limiter._end(holder)
+        limiter._unused(holder)
 
 
 @dataclass(frozen=True)
@@ -253,6 +267,7 @@ class RedisLimiter:
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
         self._renew = client.register_script(_RENEW)
+        self._give_back = client.register_script(_GIVE_BACK)
         self._sleep = sleep
         self._warned_at = 0.0
         self._bypass_until = 0.0
@@ -320,11 +335,26 @@ class RedisLimiter:
                 return
             if int(reply) != 0:
                 return
+            _EARLY.set((self, holder))  # rate only: no slot to hold, the token is the call's
             if self._limits.max_in_flight > 0:
                 self._hold(holder)
-            _EARLY.set((self, holder))  # rate only: no slot to hold, the token is the call's
 
         return read
+
+    def _unused(self, holder: str) -> None:
+        """Give back an early slot no call used: its token and its in-flight slot."""
+        with self._lock:
+            self._held.discard(holder)
+        if self._limits.rate_per_second <= 0:
+            if self._limits.max_in_flight > 0:
+                self._end(holder)
+            return
+        try:
+            self._give_back(keys=[self._keys[0], self._keys[2]], args=[self._limits.burst, holder])
+        except redis.RedisError as exc:  # its lease frees the slot; the token is spent
+            logger.debug("Could not give back an unused slot: %s", exc)
+            if self._limits.max_in_flight > 0:
+                self._free_later([holder])
 
     def _end(self, holder: str) -> None:
         """The call of slot ``holder`` ended: free it off the caller's path."""
