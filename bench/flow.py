@@ -191,10 +191,12 @@ def run_flow(
     # Singles while the large batch drains, until about half of it has run.
     while time.monotonic() < deadline:
         during.append(_single(eksops, namespace, during_stages))
+        # Jobs of the large batch: less the singles', and (once it runs) the late
+        # batch's, counted in full so as not to stop early.
         done_so_far = created() - created_before - len(during)
         if late_started is None and (late_started := _first_start(eksops, late_ids)):
             large_done_then = done_so_far
-        if done_so_far >= burst_items // 2:
+        if done_so_far - len(late_ids) >= burst_items // 2:
             break
         time.sleep(0.05)
     if late_started is None:
