@@ -262,9 +262,12 @@ class Clusters:
         region = (ref.region if ref else None) or self._settings.eks_region
         return ClusterTarget(name=name, region=region)
 
+    def _key(self, ref: ClusterRef | None) -> tuple[int, ClusterTarget]:
+        return os.getpid(), self.target(ref)
+
     def get(self, ref: ClusterRef | None = None) -> ClusterClient:
         """Return the client of ``ref`` (default: the configured cluster) for this process."""
-        key = (os.getpid(), self.target(ref))
+        key = self._key(ref)
         client = self._clients.get(key)
         if client is not None:
             return client
@@ -281,7 +284,7 @@ class Clusters:
 
     def built(self, ref: ClusterRef | None = None) -> ClusterClient | None:
         """Return the client of ``ref`` if this process has built it already, else None."""
-        return self._clients.get((os.getpid(), self.target(ref)))
+        return self._clients.get(self._key(ref))
 
     def token_mints(self) -> int:
         """Return how many tokens this process has minted (for cost reporting)."""

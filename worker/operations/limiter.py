@@ -343,12 +343,12 @@ class RedisLimiter:
 
     def _unused(self, holder: str) -> None:
         """Give back an early slot no call used: its token and its in-flight slot."""
-        with self._lock:
-            self._held.discard(holder)
-        if self._limits.rate_per_second <= 0:
+        if self._limits.rate_per_second <= 0:  # no token to give back: free the slot
             if self._limits.max_in_flight > 0:
                 self._end(holder)
             return
+        with self._lock:
+            self._held.discard(holder)
         try:
             self._give_back(keys=[self._keys[0], self._keys[2]], args=[self._limits.burst, holder])
         except redis.RedisError as exc:  # its lease frees the slot; the token is spent
