@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -40,7 +41,7 @@ from worker.executions import INFRASTRUCTURE_ERRORS, Execution, until_redis_answ
 from worker.logs import bound_request
 from worker.names import normalise_request_id
 from worker.operations.limiter import BULK_WORK, release_early
-from worker.records import Alongside, Field, next_attempt
+from worker.records import Alongside, Field, SentStart, next_attempt, unstart
 from worker.retries import log_failure, log_giving_up, log_retry
 from worker.runtime import Runtime
 from worker.validation import explain
@@ -187,6 +188,9 @@ class Engine:
     def __init__(self, runtime: Runtime, observer: Observer | None = None) -> None:
         self.runtime = runtime
         self.observer: Observer = observer or Silent()
+        # Starts sent ahead (:meth:`send_start`), by request ID, until their run reads them.
+        self._sent: dict[str, _Sent] = {}
+        self._sent_lock = threading.Lock()
 
     def requests(self, message_id: str, raw_items: Sequence[Any]) -> list[Request]:
         """Validate the items of a chunk one by one, each request ID once.
@@ -280,11 +284,118 @@ class Engine:
     ) -> Ended:
         """Run a request that came in its own message; return how it ended."""
         spec = spec_of(operation)
-        holder = self.runtime.leases.new_holder()
+        sent = self._sent_ahead(request_id)
+        holder = sent.holder if sent is not None else self.runtime.leases.new_holder()
         carrier = Carrier(request_id, chunk=False, bulk=bulk, enqueued_at=enqueued_at)
         run = _RequestRun(self, spec, carrier, Request(request_id, arguments), holder, None)
+        run.sent = sent.start if sent is not None else None
         with bound_request(request_id), bulk_work(bulk):
             return until_redis_answers(run, doing="running the request")
+
+    @contextlib.contextmanager
+    def sending_start(
+        self, request_id: str, operation: Operation, arguments: Any
+    ) -> Iterator[None]:
+        """Send the start of a request whose own message has just arrived, as the block
+        (the consumer handing the message to a pool thread) ends; :meth:`run_one` reads
+        its reply instead of starting the request itself.
+
+        The worker's consumer wraps its hand-over of the message in this: the thread
+        that runs the request wakes while the start is sent, and the round trip
+        overlaps with the thread's own way to :meth:`run_one` instead of following it.
+        A run that gets there first waits for the send (it is registered before the
+        hand-over). Nothing is sent when results live in a Redis of their own; a start
+        that could not be sent leaves the start to the run; one that no run reads in
+        time (its message was dropped before it ran) is read and given back.
+        """
+        if not self.runtime.executions.sends_ahead:
+            yield
+            return
+        self.drop_stale()
+        sent = _Sent(self.runtime.leases.new_holder(), time.monotonic())
+        with self._sent_lock:
+            replaced = self._sent.pop(request_id, None)
+            self._sent[request_id] = sent
+        if replaced is not None:  # the same message twice (a redelivery racing a run)
+            self._give_back(request_id, replaced)
+        try:
+            yield
+        finally:
+            start = self._send(request_id, sent.holder, operation, arguments)
+            with self._sent_lock:
+                sent.start = start
+                abandoned = sent.abandoned
+                sent.ready.set()
+            if abandoned and start is not None:
+                self._give_back(request_id, sent)
+
+    def _send(
+        self, request_id: str, holder: str, operation: Operation, arguments: Any
+    ) -> SentStart | None:
+        try:
+            return self.runtime.executions.send_begin(
+                request_id,
+                operation=spec_of(operation).task_name,
+                message_id=request_id,
+                holder=holder,
+                alongside=self.early_ask(arguments if isinstance(arguments, dict) else None),
+            )
+        except INFRASTRUCTURE_ERRORS as exc:
+            logger.debug("Could not send request %s's start ahead: %s", request_id, exc)
+            return None
+
+    def _sent_ahead(self, request_id: str) -> _Sent | None:
+        """The start sent ahead for ``request_id``, once sent; None: the run starts it."""
+        with self._sent_lock:
+            sent = self._sent.pop(request_id, None)
+        if sent is None:
+            return None
+        sent.ready.wait(SENT_WAIT_SECONDS)
+        with self._sent_lock:
+            if not sent.ready.is_set():  # the consumer is stuck: it gives the start back
+                sent.abandoned = True
+                return None
+        if sent.start is None:
+            return None
+        if sent.at < self._stale_before():  # its lease may be gone
+            self._give_back(request_id, sent)
+            return None
+        return sent
+
+    def drop_stale(self) -> None:
+        """Read and give back the starts sent ahead that no run took in time: their
+        message was dropped before it ran (revoked through Celery's own control)."""
+        horizon = self._stale_before()
+        with self._sent_lock:
+            stale = [
+                (rid, sent)
+                for rid, sent in self._sent.items()
+                if sent.at < horizon and sent.ready.is_set()
+            ]
+            for request_id, _ in stale:
+                del self._sent[request_id]
+        for request_id, sent in stale:
+            self._give_back(request_id, sent)
+
+    def _stale_before(self) -> float:
+        """Starts sent before this (monotonic) are stale: a third of the lease is gone."""
+        lease = self.runtime.leases.ttl_ms / 1000
+        return time.monotonic() - min(SENT_STALE_SECONDS, lease / 3)
+
+    def _give_back(self, request_id: str, sent: _Sent) -> None:
+        """Read a start no run will use; undo it (its lease, its attempt) and give back
+        its early limiter slot. An attempt left counted would tell the run that comes
+        later it is a retry (a delete finding nothing would then read as done)."""
+        if sent.start is None:
+            return
+        try:
+            start = sent.start.read()
+            if start.leased:
+                unstart(self.runtime.redis, request_id, sent.holder)
+        except INFRASTRUCTURE_ERRORS as exc:  # the lease and the slot expire by themselves
+            logger.debug("Could not give back request %s's start: %s", request_id, exc)
+        finally:
+            release_early()
 
     def early_ask(self, arguments: dict[str, Any] | None) -> Alongside | None:
         """Return how a request's start also asks for its first call's limiter slot.
@@ -360,6 +471,8 @@ class _RequestRun:
     request: Request
     holder: str
     prepared: Execution | None
+    # Its start, sent ahead by the consumer (``Engine.send_start``): read, not sent again.
+    sent: SentStart | None = None
 
     def __call__(self) -> Ended:
         try:
@@ -370,6 +483,7 @@ class _RequestRun:
     def _run(self) -> Ended:
         executions = self.engine.runtime.executions
         execution, self.prepared = self.prepared, None  # a second try starts afresh
+        sent, self.sent = self.sent, None
         if execution is None:
             # Its first call's limiter slot is asked for in the same round trip.
             execution = executions.begin(
@@ -377,10 +491,11 @@ class _RequestRun:
                 operation=self.spec.task_name,
                 message_id=self.carrier.message_id,
                 holder=self.holder,
-                alongside=self.engine.early_ask(self.request.arguments),
+                alongside=None if sent else self.engine.early_ask(self.request.arguments),
                 # A slot held through a wait for another worker's lease would keep it
                 # from the very execution that is waited for.
                 on_wait=release_early,
+                sent=sent,
             )
         if execution.foreign:
             logger.info("Request belongs to another message; leaving it to that one")
@@ -406,6 +521,26 @@ class _RequestRun:
             executions.done(execution)
         observer.ended(self.carrier, self.request.request_id, self.spec, state, outcome)
         return Ended(state, outcome, ran=True)
+
+
+#: A start sent ahead that no run has read after this long (or a third of the lease, if
+#: shorter) is given back; a run that finds it older starts afresh.
+SENT_STALE_SECONDS = 10.0
+
+
+#: How long a run waits for the consumer to send its start (it is sending it already).
+SENT_WAIT_SECONDS = 1.0
+
+
+@dataclass
+class _Sent:
+    """A start sent ahead: the execution's holder, when, and (once ``ready``) the start."""
+
+    holder: str
+    at: float
+    ready: threading.Event = field(default_factory=threading.Event)
+    start: SentStart | None = None  # None once ready: it could not be sent
+    abandoned: bool = False  # the run stopped waiting for it
 
 
 def _request_id_of(raw: Any) -> str | None:

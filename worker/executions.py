@@ -25,7 +25,15 @@ from worker import callbacks, events
 from worker.delivery.results import set_result_meta
 from worker.errors import EksOpsError
 from worker.leases import LeaseKeeper
-from worker.records import Alongside, Starter, lease_key, mark_retrying, record_key
+from worker.records import (
+    Alongside,
+    SentStart,
+    Start,
+    Starter,
+    lease_key,
+    mark_retrying,
+    record_key,
+)
 from worker.timestamps import now_iso
 
 logger = logging.getLogger(__name__)
@@ -84,6 +92,7 @@ class Executions:
         backend: Callable[[], Any],
         shared_redis: bool,
         record_ttl_seconds: int,
+        sender: Any = None,
     ) -> None:
         self.leases = leases
         self._redis = redis
@@ -93,6 +102,9 @@ class Executions:
         # Results in the broker's Redis: the start script reads them in the same trip.
         self._shared = shared_redis
         self._ttl = record_ttl_seconds
+        # A client of the same Redis whose connections carry starts sent ahead
+        # (:meth:`send_begin`): each is held from the send until its reply is read.
+        self._sender = sender
 
     def begin(
         self,
@@ -103,22 +115,29 @@ class Executions:
         holder: str,
         alongside: Alongside | None = None,
         on_wait: Callable[[], None] | None = None,
+        sent: SentStart | None = None,
     ) -> Execution:
         """Start running ``request_id`` for message ``message_id``, or say why not.
 
         Waits while another live execution holds the lease. ``alongside`` rides on the
         first start's round trip (see ``Starter.start_many``); ``on_wait`` is called
-        once, before the first wait (to give back what that trip took).
+        once, before the first wait (to give back what that trip took). ``sent``: the
+        first start was sent already (:meth:`send_begin`, same holder): its reply is
+        read instead.
         """
         waiting = False
         while True:
-            (execution,) = self.begin_many(
-                [request_id],
-                operation=operation,
-                message_id=message_id,
-                holder=holder,
-                alongside=alongside,
-            )
+            if sent is not None:
+                execution = self._execution(request_id, sent.read(), holder)
+                sent = None
+            else:
+                (execution,) = self.begin_many(
+                    [request_id],
+                    operation=operation,
+                    message_id=message_id,
+                    holder=holder,
+                    alongside=alongside,
+                )
             alongside = None
             if execution is not None:
                 return execution
@@ -128,6 +147,37 @@ class Executions:
                 if on_wait is not None:
                     on_wait()
             time.sleep(_WAIT_SECONDS)
+
+    @property
+    def sends_ahead(self) -> bool:
+        """Whether :meth:`send_begin` can be used: results live in the broker's Redis,
+        so a start's one trip finds a stored outcome too."""
+        return self._shared and self._sender is not None
+
+    def send_begin(
+        self,
+        request_id: str,
+        *,
+        operation: str,
+        message_id: str,
+        holder: str,
+        alongside: Alongside | None = None,
+    ) -> SentStart:
+        """Send the start :meth:`begin` makes first, without waiting for its reply; pass
+        what this returns to :meth:`begin` (with the same holder) to read it."""
+        if self._sender is None or not self._shared:
+            raise RuntimeError("starts are sent ahead only with results in the broker's Redis")
+        return self._starter.send(
+            self._sender,
+            request_id,
+            self.backend.get_key_for_task(request_id),
+            holder=holder,
+            operation=operation,
+            lease_ms=self.leases.ttl_ms,
+            ttl_seconds=self._ttl,
+            message_id=message_id,
+            alongside=alongside,
+        )
 
     def begin_many(
         self,
@@ -161,27 +211,31 @@ class Executions:
             rid: Execution(rid, outcome=meta) for rid, meta in ended.items()
         }
         for request_id, start in zip(pending, starts, strict=True):
-            meta = dict(self.backend.decode_result(start.stored)) if start.stored else {}
-            if start.foreign:
-                by_id[request_id] = Execution(request_id, foreign=True)
-            elif start.cancelled:  # its REVOKED outcome is (being) stored by the canceller
-                by_id[request_id] = Execution(request_id, outcome={"status": states.REVOKED})
-            elif start.ended or meta.get("status") in states.READY_STATES:
-                if start.leased:  # stored by an execution that just ended
-                    self.leases.release(lease_key(request_id), holder)
-                by_id[request_id] = Execution(request_id, outcome=meta)
-            elif start.leased:
-                self.leases.hold(lease_key(request_id), holder)
-                by_id[request_id] = Execution(
-                    request_id,
-                    attempt=start.attempt,
-                    holder=holder,
-                    batch_id=start.batch_id,
-                    callback=start.callback,
-                )
-            else:
-                by_id[request_id] = None
+            by_id[request_id] = self._execution(request_id, start, holder)
         return [by_id[rid] for rid in request_ids]
+
+    def _execution(self, request_id: str, start: Start, holder: str) -> Execution | None:
+        """What a start found: the right to run (lease held and renewed), why there is
+        nothing to run, or None while another live execution holds the lease."""
+        meta = dict(self.backend.decode_result(start.stored)) if start.stored else {}
+        if start.foreign:
+            return Execution(request_id, foreign=True)
+        if start.cancelled:  # its REVOKED outcome is (being) stored by the canceller
+            return Execution(request_id, outcome={"status": states.REVOKED})
+        if start.ended or meta.get("status") in states.READY_STATES:
+            if start.leased:  # stored by an execution that just ended
+                self.leases.release(lease_key(request_id), holder)
+            return Execution(request_id, outcome=meta)
+        if start.leased:
+            self.leases.hold(lease_key(request_id), holder)
+            return Execution(
+                request_id,
+                attempt=start.attempt,
+                holder=holder,
+                batch_id=start.batch_id,
+                callback=start.callback,
+            )
+        return None
 
     @property
     def backend(self) -> Any:

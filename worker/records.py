@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from worker.events import EVENTS_MAX_LENGTH, STREAM_KEY
 from worker.timestamps import now_iso
@@ -262,6 +262,90 @@ class Starter:
         ``alongside`` queues more commands in the same trip (its reader is given their
         reply, or the error that came instead).
         """
+        keys, args = self._call(
+            requests,
+            holder=holder,
+            operation=operation,
+            lease_ms=lease_ms,
+            ttl_seconds=ttl_seconds,
+            message_id=message_id,
+        )
+        if alongside is None:
+            return _starts(self._script(keys=keys, args=args))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        read = alongside(pipe)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            if read is not None:
+                read(exc)
+            raise
+        return self._started(keys, args, replies, read)
+
+    def send(
+        self,
+        client: Any,
+        request_id: str,
+        result_key: str,
+        *,
+        holder: str,
+        operation: str,
+        lease_ms: int,
+        ttl_seconds: int,
+        message_id: str,
+        alongside: Alongside | None = None,
+    ) -> SentStart:
+        """Send the start of one request on a connection of ``client``'s own; its reply is
+        read later, by :meth:`SentStart.read` (from any thread).
+
+        For a request whose message has just arrived: the trip then overlaps with the
+        worker handing the message to the thread that runs it. The same script as
+        :meth:`start_many`, with ``alongside`` in the same trip.
+        """
+        keys, args = self._call(
+            [(request_id, result_key)],
+            holder=holder,
+            operation=operation,
+            lease_ms=lease_ms,
+            ttl_seconds=ttl_seconds,
+            message_id=message_id,
+        )
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        read = alongside(pipe) if alongside is not None else None
+        commands = [command for command, _options in pipe.command_stack]
+        pool = client.connection_pool
+        try:
+            connection = pool.get_connection()
+        except Exception as exc:
+            if read is not None:
+                read(exc)
+            raise
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+        except Exception as exc:
+            connection.disconnect()
+            pool.release(connection)
+            if read is not None:
+                read(exc)
+            raise
+        return SentStart(
+            lambda: _replies(pool, connection, len(commands)),
+            lambda replies: self._started(keys, args, replies, read)[0],
+            lambda exc: read(exc) if read is not None else None,
+        )
+
+    def _call(
+        self,
+        requests: Sequence[tuple[str, bytes | str | None]],
+        *,
+        holder: str,
+        operation: str,
+        lease_ms: int,
+        ttl_seconds: int,
+        message_id: str,
+    ) -> tuple[list[Any], list[Any]]:
         keys: list[Any] = []
         for request_id, result_key in requests:
             keys += [lease_key(request_id), record_key(request_id), result_key or ""]
@@ -275,50 +359,107 @@ class Starter:
             STREAM_KEY,
             EVENTS_MAX_LENGTH,
         ]
-        replies = (
-            self._script(keys=keys, args=args)
-            if alongside is None
-            else self._start_with(alongside, keys, args)
-        )
-        return [
-            Start(
-                leased=code == 1,
-                attempt=int(attempt),
-                stored=stored or None,
-                foreign=code == 2,
-                ended=code == 3,
-                cancelled=code == 4,
-                batch_id=_text(batch) if batch else None,
-                callback=_text(callback) if callback else None,
-            )
-            for code, attempt, stored, batch, callback in zip(
-                replies[::5],
-                replies[1::5],
-                replies[2::5],
-                replies[3::5],
-                replies[4::5],
-                strict=True,
-            )
-        ]
+        return keys, args
 
-    def _start_with(self, alongside: Alongside, keys: list[Any], args: list[Any]) -> Any:
-        """Run the start script and what ``alongside`` queues, pipelined: one round trip."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
-        read = alongside(pipe)
-        try:
-            replies = pipe.execute(raise_on_error=False)
-        except Exception as exc:
-            if read is not None:
-                read(exc)
-            raise
+    def _started(
+        self,
+        keys: list[Any],
+        args: list[Any],
+        replies: list[Any],
+        read: Callable[[Any], None] | None,
+    ) -> list[Start]:
+        """The starts of a pipelined start script (``replies[0]``); what was alongside it
+        (``replies[1]``) goes to its reader."""
         if read is not None:
             read(replies[1])
         if isinstance(replies[0], NoScriptError):  # Redis restarted: load it, run it alone
-            return self._script(keys=keys, args=args)
+            return _starts(self._script(keys=keys, args=args))
         if isinstance(replies[0], Exception):
             raise replies[0]
-        return replies[0]
+        return _starts(replies[0])
+
+
+# KEYS: lease, record. ARGV: holder. Undoes a start no execution ran (see
+# :func:`unstart`): the lease deleted and the attempt uncounted, if the lease is still
+# the holder's. Returns 1 if it was, else 0.
+_UNSTART = lua(
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if tonumber(redis.call('HGET', KEYS[2], $attempts) or '0') > 0 then
+  redis.call('HINCRBY', KEYS[2], $attempts, -1)
+end
+return 1
+"""
+)
+
+
+def unstart(redis: Any, request_id: str, holder: str) -> bool:
+    """Undo a start that ``holder`` took but never ran (a start sent ahead of a message
+    that did not run): free the lease and uncount the attempt, so the execution that
+    runs the request later counts as the attempt it is. Whether the lease was held."""
+    keys = [lease_key(request_id), record_key(request_id)]
+    return bool(redis.register_script(_UNSTART)(keys=keys, args=[holder]))
+
+
+@dataclass
+class SentStart:
+    """A start sent ahead (:meth:`Starter.send`): read its outcome once, or abandon it."""
+
+    _replies: Callable[[], list[Any]]
+    _parse: Callable[[list[Any]], Start]
+    _failed: Callable[[BaseException], None]
+
+    def read(self) -> Start:
+        """Wait for the reply and return the start (raises what Redis raised)."""
+        try:
+            replies = self._replies()
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        return self._parse(replies)
+
+
+def _replies(pool: Any, connection: Any, count: int) -> list[Any]:
+    """Read ``count`` replies from ``connection`` (an error reply as its exception) and
+    give the connection back; one that failed midway is closed first."""
+    replies: list[Any] = []
+    try:
+        for _ in range(count):
+            try:
+                replies.append(connection.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    return replies
+
+
+def _starts(replies: Sequence[Any]) -> list[Start]:
+    """Parse the start script's reply: five values per request."""
+    return [
+        Start(
+            leased=code == 1,
+            attempt=int(attempt),
+            stored=stored or None,
+            foreign=code == 2,
+            ended=code == 3,
+            cancelled=code == 4,
+            batch_id=_text(batch) if batch else None,
+            callback=_text(callback) if callback else None,
+        )
+        for code, attempt, stored, batch, callback in zip(
+            replies[::5],
+            replies[1::5],
+            replies[2::5],
+            replies[3::5],
+            replies[4::5],
+            strict=True,
+        )
+    ]
 
 
 def next_attempt(redis: Any, request_id: str) -> int:

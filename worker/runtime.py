@@ -76,6 +76,9 @@ class Runtime:
                 backend=backend,
                 shared_redis=queue.broker_url == queue.result_backend,
                 record_ttl_seconds=queue.result_expires_seconds,
+                # Unbounded: a start sent ahead holds its connection for one trip, and
+                # at most one per prefetched message is out at a time.
+                sender=redis_client(str(queue.broker_url), queue),
             ),
             tenants=KeysFileWatch(queue.gateway_keys_file)
             if queue.signing and queue.gateway_keys_file is not None

@@ -15,26 +15,75 @@ either way: each request's outcome is already stored.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
 import celery
 from celery import states
+from celery.concurrency import thread
 from celery.exceptions import Ignore
+from celery.worker import state as worker_state
+from celery.worker import strategy
 from pydantic import ValidationError
 
 from worker.catalog import CATALOG, Spec
 from worker.celery_app import app, engine
-from worker.contracts import CHUNK_TASK, Chunk
+from worker.contracts import CHUNK_TASK, Chunk, Operation
 from worker.delivery import lanes
 from worker.delivery.envelope import ENQUEUED_AT
 from worker.errors import ChunkFailed, EksOpsError, InvalidRequest, PermanentError
 from worker.validation import explain
+
+logger = logging.getLogger(__name__)
+
+
+def sending_starts(task: Any, app: Any, consumer: Any, **options: Any) -> Any:
+    """Celery's default strategy for an operation task, which also sends the request's
+    start as it hands the message over (``Engine.sending_start``).
+
+    Only on the threads pool, for a message of the interactive lane that runs at once
+    (no ETA, no expiry, not revoked through Celery's control), on a worker that
+    prefetches one message per thread (so a message received has a thread to run it
+    now). Anything unexpected leaves the start to the run.
+    """
+    handle = strategy.default(task, app, consumer, **options)
+    operation = OPERATIONS[task.name]
+    # Its run reads it in this process: a pool thread (a prefork child has an engine of
+    # its own, and the solo pool runs the task inside the hand-over).
+    ahead = app.conf.worker_prefetch_multiplier == 1 and isinstance(consumer.pool, thread.TaskPool)
+
+    def on_message(message: Any, *args: Any, **kwargs: Any) -> Any:
+        with _sending_start(message, operation) if ahead else contextlib.nullcontext():
+            return handle(message, *args, **kwargs)
+
+    return on_message
+
+
+def _sending_start(message: Any, operation: Operation) -> contextlib.AbstractContextManager[None]:
+    headers = message.headers or {}
+    info = message.delivery_info or {}
+    if (
+        headers.get("eta")
+        or headers.get("expires")
+        or headers.get("id") in worker_state.revoked  # Celery drops it without running it
+        or lanes.group_of(str(info.get("routing_key") or "")) is not None
+    ):
+        return contextlib.nullcontext()
+    try:
+        payload = message.payload  # decoded once: Celery's handler reads it next
+        arguments = payload[1] if isinstance(payload, list | tuple) and len(payload) > 1 else None
+        return engine().sending_start(str(headers["id"]), operation, arguments)
+    except Exception as exc:  # the run starts it (and reports what is wrong)
+        logger.debug("Not sending a start ahead: %r", exc)
+        return contextlib.nullcontext()
 
 
 class RequestTask(celery.Task):  # type: ignore[type-arg]
     """Base of the operation tasks: the engine stores outcomes, Celery stores nothing."""
 
     abstract = True
+    Strategy = "worker.tasks:sending_starts"
     ignore_result = True  # the envelope says so too (``worker.delivery.envelope``)
     # An error raised past the engine (it stores every outcome it reaches) is still
     # stored, so the request reads as failed, not as running until it is lost.
@@ -82,6 +131,7 @@ def _operation_task(spec: Spec) -> Any:
 
 
 TASKS = {operation: _operation_task(spec) for operation, spec in CATALOG.items()}
+OPERATIONS = {spec.task_name: operation for operation, spec in CATALOG.items()}
 
 
 @app.task(name=CHUNK_TASK, bind=True, track_started=False, throws=(ChunkFailed,))

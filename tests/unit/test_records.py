@@ -18,6 +18,7 @@ from worker.records import (
     lua,
     read_record,
     record_key,
+    unstart,
 )
 
 RID = "3f2b8c1e-6d4a-4f1b-9c2e-7a5d8e9f0b1c"
@@ -124,3 +125,87 @@ def test_another_messages_request_is_left_to_it(redis: fakeredis.FakeRedis) -> N
     started = start(starter := Starter(redis))
     assert started.foreign
     assert start(starter, message="another-message").leased
+
+
+def send(
+    starter: Starter, redis: fakeredis.FakeRedis, *, alongside: Alongside | None = None
+) -> Start:
+    sent = starter.send(
+        redis,
+        RID,
+        RESULT_KEY,
+        holder="h1",
+        operation="eksops.create_job",
+        lease_ms=30_000,
+        ttl_seconds=60,
+        message_id=RID,
+        alongside=alongside,
+    )
+    return sent.read()
+
+
+def test_a_start_sent_ahead_reads_as_the_start_and_gives_its_connection_back(
+    redis: fakeredis.FakeRedis,
+) -> None:
+    starter = Starter(redis)
+    start(starter, holder="other")  # loads the script; then the lease is another's
+    redis.delete(f"eksops:request:{RID}:lease")
+    beside = Beside("INCR", "beside")
+    started = send(starter, redis, alongside=beside)
+    assert (started.leased, started.attempt) == (True, 2)
+    assert redis.get(f"eksops:request:{RID}:lease") == b"h1"
+    assert beside.replies == [1]
+    pool = redis.connection_pool
+    assert pool._in_use_connections == set()  # type: ignore[attr-defined]
+
+
+def test_a_start_sent_ahead_after_a_script_flush_still_starts(
+    redis: fakeredis.FakeRedis,
+) -> None:
+    starter = Starter(redis)
+    redis.script_flush()
+    beside = Beside("EVALSHA", "0" * 40, "0")
+    started = send(starter, redis, alongside=beside)
+    assert (started.leased, started.attempt) == (True, 1)
+    (error,) = beside.replies
+    assert isinstance(error, redis_lib.exceptions.NoScriptError)
+
+
+def test_a_start_sent_ahead_whose_reply_is_lost_tells_the_ride_along(
+    redis: fakeredis.FakeRedis,
+) -> None:
+    starter = Starter(redis)
+    start(starter)
+    beside = Beside("INCR", "beside")
+    sent = starter.send(
+        redis,
+        RID,
+        RESULT_KEY,
+        holder="h1",
+        operation="eksops.create_job",
+        lease_ms=30_000,
+        ttl_seconds=60,
+        message_id=RID,
+        alongside=beside,
+    )
+    (connection,) = redis.connection_pool._in_use_connections  # type: ignore[attr-defined]
+    connection.read_response = _lost
+    with pytest.raises(redis_lib.exceptions.ConnectionError):
+        sent.read()
+    (error,) = beside.replies
+    assert isinstance(error, redis_lib.exceptions.ConnectionError)
+    assert redis.connection_pool._in_use_connections == set()  # type: ignore[attr-defined]
+
+
+def _lost(*_: Any, **__: Any) -> Any:
+    raise redis_lib.exceptions.ConnectionError("connection lost")
+
+
+def test_a_start_never_run_is_undone_lease_and_attempt(redis: fakeredis.FakeRedis) -> None:
+    starter = Starter(redis)
+    assert start(starter, holder="ahead").attempt == 1
+    assert unstart(redis, RID, "someone else") is False  # not its lease: left alone
+    assert unstart(redis, RID, "ahead") is True
+    assert redis.get(f"eksops:request:{RID}:lease") is None
+    # The execution that runs it is the first attempt, not a retry.
+    assert start(starter, holder="run").attempt == 1
