@@ -13,6 +13,7 @@ from worker.records import (
     Alongside,
     Field,
     RequestRecord,
+    SentStart,
     Start,
     Starter,
     lua,
@@ -129,8 +130,8 @@ def test_another_messages_request_is_left_to_it(redis: fakeredis.FakeRedis) -> N
 
 def send(
     starter: Starter, redis: fakeredis.FakeRedis, *, alongside: Alongside | None = None
-) -> Start:
-    sent = starter.send(
+) -> SentStart:
+    return starter.send(
         redis,
         RID,
         RESULT_KEY,
@@ -141,7 +142,6 @@ def send(
         message_id=RID,
         alongside=alongside,
     )
-    return sent.read()
 
 
 def test_a_start_sent_ahead_reads_as_the_start_and_gives_its_connection_back(
@@ -151,7 +151,7 @@ def test_a_start_sent_ahead_reads_as_the_start_and_gives_its_connection_back(
     start(starter, holder="other")  # loads the script; then the lease is another's
     redis.delete(f"eksops:request:{RID}:lease")
     beside = Beside("INCR", "beside")
-    started = send(starter, redis, alongside=beside)
+    started = send(starter, redis, alongside=beside).read()
     assert (started.leased, started.attempt) == (True, 2)
     assert redis.get(f"eksops:request:{RID}:lease") == b"h1"
     assert beside.replies == [1]
@@ -165,7 +165,7 @@ def test_a_start_sent_ahead_after_a_script_flush_still_starts(
     starter = Starter(redis)
     redis.script_flush()
     beside = Beside("EVALSHA", "0" * 40, "0")
-    started = send(starter, redis, alongside=beside)
+    started = send(starter, redis, alongside=beside).read()
     assert (started.leased, started.attempt) == (True, 1)
     (error,) = beside.replies
     assert isinstance(error, redis_lib.exceptions.NoScriptError)
@@ -177,17 +177,7 @@ def test_a_start_sent_ahead_whose_reply_is_lost_tells_the_ride_along(
     starter = Starter(redis)
     start(starter)
     beside = Beside("INCR", "beside")
-    sent = starter.send(
-        redis,
-        RID,
-        RESULT_KEY,
-        holder="h1",
-        operation="eksops.create_job",
-        lease_ms=30_000,
-        ttl_seconds=60,
-        message_id=RID,
-        alongside=beside,
-    )
+    sent = send(starter, redis, alongside=beside)
     (connection,) = redis.connection_pool._in_use_connections  # type: ignore[attr-defined]
     connection.read_response = _lost
     with pytest.raises(redis_lib.exceptions.ConnectionError):

@@ -58,6 +58,21 @@ def _sent(engine: Engine) -> Any:
     return engine._sent_ahead(RID)
 
 
+def _handing_over(engine: Engine, operation: Operation) -> tuple[threading.Thread, threading.Event]:
+    """A consumer thread inside its hand-over of the message, until the event is set."""
+    inside, leave = threading.Event(), threading.Event()
+
+    def consumer() -> None:
+        with engine.sending_start(RID, operation, {}):
+            inside.set()
+            leave.wait(5)
+
+    thread = threading.Thread(target=consumer)
+    thread.start()
+    inside.wait(5)
+    return thread, leave
+
+
 def test_the_run_reads_the_start_the_consumer_sent(
     engine: Engine, redis: fakeredis.FakeRedis
 ) -> None:
@@ -73,16 +88,7 @@ def test_the_run_reads_the_start_the_consumer_sent(
 
 def test_a_run_that_gets_there_first_waits_for_the_send(engine: Engine) -> None:
     found: list[Any] = []
-    inside, leave = threading.Event(), threading.Event()
-
-    def consumer() -> None:
-        with engine.sending_start(RID, Operation.CREATE_JOB, {}):
-            inside.set()
-            leave.wait(5)
-
-    thread = threading.Thread(target=consumer)
-    thread.start()
-    inside.wait(5)
+    thread, leave = _handing_over(engine, Operation.CREATE_JOB)
     runner = threading.Thread(target=lambda: found.append(_sent(engine)))
     runner.start()
     time.sleep(0.1)
@@ -114,16 +120,7 @@ def test_a_run_that_gave_up_waiting_leaves_the_start_to_be_undone(
     engine: Engine, redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine_module, "SENT_WAIT_SECONDS", 0.05)
-    inside, leave = threading.Event(), threading.Event()
-
-    def consumer() -> None:
-        with engine.sending_start(RID, Operation.DELETE_JOB, {}):
-            inside.set()
-            leave.wait(5)
-
-    thread = threading.Thread(target=consumer)
-    thread.start()
-    inside.wait(5)
+    thread, leave = _handing_over(engine, Operation.DELETE_JOB)
     assert _sent(engine) is None  # gave up: the run starts the request itself
     leave.set()
     thread.join(5)
