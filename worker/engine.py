@@ -188,7 +188,7 @@ class Engine:
     def __init__(self, runtime: Runtime, observer: Observer | None = None) -> None:
         self.runtime = runtime
         self.observer: Observer = observer or Silent()
-        # Starts sent ahead (:meth:`send_start`), by request ID, until their run reads them.
+        # Starts sent ahead (:meth:`sending_start`), by request ID, until their run reads them.
         self._sent: dict[str, _Sent] = {}
         self._sent_lock = threading.Lock()
 
@@ -471,7 +471,7 @@ class _RequestRun:
     request: Request
     holder: str
     prepared: Execution | None
-    # Its start, sent ahead by the consumer (``Engine.send_start``): read, not sent again.
+    # Its start, sent ahead by the consumer (``Engine.sending_start``): read, not sent again.
     sent: SentStart | None = None
 
     def __call__(self) -> Ended:

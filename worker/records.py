@@ -272,9 +272,7 @@ class Starter:
         )
         if alongside is None:
             return _starts(self._script(keys=keys, args=args))
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
-        read = alongside(pipe)
+        pipe, read = self._pipeline(self._redis, keys, args, alongside)
         try:
             replies = pipe.execute(raise_on_error=False)
         except Exception as exc:
@@ -311,9 +309,7 @@ class Starter:
             ttl_seconds=ttl_seconds,
             message_id=message_id,
         )
-        pipe = client.pipeline(transaction=False)
-        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
-        read = alongside(pipe) if alongside is not None else None
+        pipe, read = self._pipeline(client, keys, args, alongside)
         commands = [command for command, _options in pipe.command_stack]
         pool = client.connection_pool
         try:
@@ -335,6 +331,15 @@ class Starter:
             lambda replies: self._started(keys, args, replies, read)[0],
             lambda exc: read(exc) if read is not None else None,
         )
+
+    def _pipeline(
+        self, client: Any, keys: list[Any], args: list[Any], alongside: Alongside | None
+    ) -> tuple[Any, Callable[[Any], None] | None]:
+        """A pipeline of ``client`` with the start script and what ``alongside`` queues;
+        and the reader of what it queued."""
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        return pipe, alongside(pipe) if alongside is not None else None
 
     def _call(
         self,
@@ -404,7 +409,7 @@ def unstart(redis: Any, request_id: str, holder: str) -> bool:
 
 @dataclass
 class SentStart:
-    """A start sent ahead (:meth:`Starter.send`): read its outcome once, or abandon it."""
+    """A start sent ahead (:meth:`Starter.send`), its reply read once by :meth:`read`."""
 
     _replies: Callable[[], list[Any]]
     _parse: Callable[[list[Any]], Start]

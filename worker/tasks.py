@@ -48,7 +48,7 @@ def sending_starts(task: Any, app: Any, consumer: Any, **options: Any) -> Any:
     now). Anything unexpected leaves the start to the run.
     """
     handle = strategy.default(task, app, consumer, **options)
-    operation = OPERATIONS[task.name]
+    operation = Operation.from_task_name(task.name)
     # Its run reads it in this process: a pool thread (a prefork child has an engine of
     # its own, and the solo pool runs the task inside the hand-over).
     ahead = app.conf.worker_prefetch_multiplier == 1 and isinstance(consumer.pool, thread.TaskPool)
@@ -67,7 +67,7 @@ def _sending_start(message: Any, operation: Operation) -> contextlib.AbstractCon
         headers.get("eta")
         or headers.get("expires")
         or headers.get("id") in worker_state.revoked  # Celery drops it without running it
-        or lanes.group_of(str(info.get("routing_key") or "")) is not None
+        or _bulk_lane(info)
     ):
         return contextlib.nullcontext()
     try:
@@ -97,8 +97,12 @@ class RequestTask(celery.Task):  # type: ignore[type-arg]
 
 def _from_bulk(task: Any) -> bool:
     """Whether the message being run came from the bulk lane (its routing key says so)."""
-    info = task.request.delivery_info or {}
-    return lanes.group_of(str(info.get("routing_key") or "")) is not None
+    return _bulk_lane(task.request.delivery_info or {})
+
+
+def _bulk_lane(delivery_info: dict[str, Any]) -> bool:
+    """Whether a message's delivery info names a bulk lane as its routing key."""
+    return lanes.group_of(str(delivery_info.get("routing_key") or "")) is not None
 
 
 def _enqueued_at(task: Any) -> float | None:
@@ -131,7 +135,6 @@ def _operation_task(spec: Spec) -> Any:
 
 
 TASKS = {operation: _operation_task(spec) for operation, spec in CATALOG.items()}
-OPERATIONS = {spec.task_name: operation for operation, spec in CATALOG.items()}
 
 
 @app.task(name=CHUNK_TASK, bind=True, track_started=False, throws=(ChunkFailed,))
