@@ -41,7 +41,7 @@ from worker.executions import INFRASTRUCTURE_ERRORS, Execution, until_redis_answ
 from worker.logs import bound_request
 from worker.names import normalise_request_id
 from worker.operations.limiter import BULK_WORK, release_early
-from worker.records import Alongside, Field, SentStart, next_attempt, unstart
+from worker.records import Alongside, Claim, Field, SentStart, next_attempt, unstart
 from worker.retries import log_failure, log_giving_up, log_retry
 from worker.runtime import Runtime
 from worker.validation import explain
@@ -253,9 +253,7 @@ class Engine:
             partial(
                 executions.begin_many,
                 [request.request_id for request in requests],
-                operation=spec.task_name,
-                message_id=message_id,
-                holder=holder,
+                Claim(holder, spec.task_name, message_id),
             ),
             doing="starting a message's requests",
         )
@@ -335,9 +333,7 @@ class Engine:
         try:
             return self.runtime.executions.send_begin(
                 request_id,
-                operation=spec_of(operation).task_name,
-                message_id=request_id,
-                holder=holder,
+                Claim(holder, spec_of(operation).task_name, request_id),
                 alongside=self.early_ask(arguments if isinstance(arguments, dict) else None),
             )
         except INFRASTRUCTURE_ERRORS as exc:
@@ -488,9 +484,7 @@ class _RequestRun:
             # Its first call's limiter slot is asked for in the same round trip.
             execution = executions.begin(
                 self.request.request_id,
-                operation=self.spec.task_name,
-                message_id=self.carrier.message_id,
-                holder=self.holder,
+                Claim(self.holder, self.spec.task_name, self.carrier.message_id),
                 alongside=None if sent else self.engine.early_ask(self.request.arguments),
                 # A slot held through a wait for another worker's lease would keep it
                 # from the very execution that is waited for.

@@ -27,6 +27,7 @@ from worker.errors import EksOpsError
 from worker.leases import LeaseKeeper
 from worker.records import (
     Alongside,
+    Claim,
     SentStart,
     Start,
     Starter,
@@ -91,7 +92,6 @@ class Executions:
         redis: Any,
         backend: Callable[[], Any],
         shared_redis: bool,
-        record_ttl_seconds: int,
         sender: Any = None,
     ) -> None:
         self.leases = leases
@@ -101,7 +101,6 @@ class Executions:
         self._starter = starter
         # Results in the broker's Redis: the start script reads them in the same trip.
         self._shared = shared_redis
-        self._ttl = record_ttl_seconds
         # A client of the same Redis whose connections carry starts sent ahead
         # (:meth:`send_begin`): each is held from the send until its reply is read.
         self._sender = sender
@@ -109,35 +108,27 @@ class Executions:
     def begin(
         self,
         request_id: str,
+        claim: Claim,
         *,
-        operation: str,
-        message_id: str,
-        holder: str,
         alongside: Alongside | None = None,
         on_wait: Callable[[], None] | None = None,
         sent: SentStart | None = None,
     ) -> Execution:
-        """Start running ``request_id`` for message ``message_id``, or say why not.
+        """Start running ``request_id`` as ``claim`` says, or say why not.
 
         Waits while another live execution holds the lease. ``alongside`` rides on the
         first start's round trip (see ``Starter.start_many``); ``on_wait`` is called
         once, before the first wait (to give back what that trip took). ``sent``: the
-        first start was sent already (:meth:`send_begin`, same holder): its reply is
+        first start was sent already (:meth:`send_begin`, same claim): its reply is
         read instead.
         """
         waiting = False
         while True:
             if sent is not None:
-                execution = self._execution(request_id, sent.read(), holder)
+                execution = self._execution(request_id, sent.read(), claim.holder)
                 sent = None
             else:
-                (execution,) = self.begin_many(
-                    [request_id],
-                    operation=operation,
-                    message_id=message_id,
-                    holder=holder,
-                    alongside=alongside,
-                )
+                (execution,) = self.begin_many([request_id], claim, alongside=alongside)
             alongside = None
             if execution is not None:
                 return execution
@@ -155,38 +146,22 @@ class Executions:
         return self._shared and self._sender is not None
 
     def send_begin(
-        self,
-        request_id: str,
-        *,
-        operation: str,
-        message_id: str,
-        holder: str,
-        alongside: Alongside | None = None,
+        self, request_id: str, claim: Claim, *, alongside: Alongside | None = None
     ) -> SentStart:
         """Send the start :meth:`begin` makes first, without waiting for its reply; pass
-        what this returns to :meth:`begin` (with the same holder) to read it."""
+        what this returns to :meth:`begin` (with the same claim) to read it."""
         if self._sender is None or not self._shared:
             raise RuntimeError("starts are sent ahead only with results in the broker's Redis")
         return self._starter.send(
             self._sender,
             request_id,
             self.backend.get_key_for_task(request_id),
-            holder=holder,
-            operation=operation,
-            lease_ms=self.leases.ttl_ms,
-            ttl_seconds=self._ttl,
-            message_id=message_id,
+            claim,
             alongside=alongside,
         )
 
     def begin_many(
-        self,
-        request_ids: list[str],
-        *,
-        operation: str,
-        message_id: str,
-        holder: str,
-        alongside: Alongside | None = None,
+        self, request_ids: list[str], claim: Claim, *, alongside: Alongside | None = None
     ) -> list[Execution | None]:
         """:meth:`begin` for all the requests of one message, in one round trip.
 
@@ -200,18 +175,14 @@ class Executions:
                 (rid, self.backend.get_key_for_task(rid) if self._shared else None)
                 for rid in pending
             ],
-            holder=holder,
-            operation=operation,
-            lease_ms=self.leases.ttl_ms,
-            ttl_seconds=self._ttl,
-            message_id=message_id,
+            claim,
             alongside=alongside,
         )
         by_id: dict[str, Execution | None] = {
             rid: Execution(rid, outcome=meta) for rid, meta in ended.items()
         }
         for request_id, start in zip(pending, starts, strict=True):
-            by_id[request_id] = self._execution(request_id, start, holder)
+            by_id[request_id] = self._execution(request_id, start, claim.holder)
         return [by_id[rid] for rid in request_ids]
 
     def _execution(self, request_id: str, start: Start, holder: str) -> Execution | None:

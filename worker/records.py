@@ -235,41 +235,44 @@ class Start:
 Alongside = Callable[[Any], Callable[[Any], None] | None]
 
 
-class Starter:
-    """Starts executions of requests: lease, attempt count and stored result, atomically."""
+@dataclass(frozen=True)
+class Claim:
+    """Who starts the requests of one message: the execution (``holder``; starting again
+    with the same holder keeps its lease), the operation they are, and the message being
+    run (a request recorded as enqueued by another message is left to that one)."""
 
-    def __init__(self, redis: Any) -> None:
+    holder: str
+    operation: str
+    message_id: str
+
+
+class Starter:
+    """Starts executions of requests: lease, attempt count and stored result, atomically.
+
+    ``lease_ms``: how long a lease lives unless renewed; ``ttl_seconds``: how long a
+    request's record lives.
+    """
+
+    def __init__(self, redis: Any, *, lease_ms: int, ttl_seconds: int) -> None:
         self._redis = redis
         self._script = redis.register_script(_START)
+        self._lease_ms = lease_ms
+        self._ttl_seconds = ttl_seconds
 
     def start_many(
         self,
         requests: Sequence[tuple[str, bytes | str | None]],
+        claim: Claim,
         *,
-        holder: str,
-        operation: str,
-        lease_ms: int,
-        ttl_seconds: int,
-        message_id: str,
         alongside: Alongside | None = None,
     ) -> list[Start]:
         """Take the lease of each request (ID, result key) of one message, in one trip.
 
-        ``holder`` names the execution (starting again with the same holder keeps its
-        lease). ``message_id`` is the message being run: a request recorded as enqueued
-        by another message is left to that one. With a result key (results in the same
-        Redis) a stored final outcome is found in the same trip and nothing is counted.
-        ``alongside`` queues more commands in the same trip (its reader is given their
-        reply, or the error that came instead).
+        With a result key (results in the same Redis) a stored final outcome is found in
+        the same trip and nothing is counted. ``alongside`` queues more commands in the
+        same trip (its reader is given their reply, or the error that came instead).
         """
-        keys, args = self._call(
-            requests,
-            holder=holder,
-            operation=operation,
-            lease_ms=lease_ms,
-            ttl_seconds=ttl_seconds,
-            message_id=message_id,
-        )
+        keys, args = self._call(requests, claim)
         if alongside is None:
             return _starts(self._script(keys=keys, args=args))
         pipe, read = self._pipeline(self._redis, keys, args, alongside)
@@ -286,12 +289,8 @@ class Starter:
         client: Any,
         request_id: str,
         result_key: str,
+        claim: Claim,
         *,
-        holder: str,
-        operation: str,
-        lease_ms: int,
-        ttl_seconds: int,
-        message_id: str,
         alongside: Alongside | None = None,
     ) -> SentStart:
         """Send the start of one request on a connection of ``client``'s own; its reply is
@@ -301,14 +300,7 @@ class Starter:
         worker handing the message to the thread that runs it. The same script as
         :meth:`start_many`, with ``alongside`` in the same trip.
         """
-        keys, args = self._call(
-            [(request_id, result_key)],
-            holder=holder,
-            operation=operation,
-            lease_ms=lease_ms,
-            ttl_seconds=ttl_seconds,
-            message_id=message_id,
-        )
+        keys, args = self._call([(request_id, result_key)], claim)
         pipe, read = self._pipeline(client, keys, args, alongside)
         commands = [command for command, _options in pipe.command_stack]
         pool = client.connection_pool
@@ -342,25 +334,18 @@ class Starter:
         return pipe, alongside(pipe) if alongside is not None else None
 
     def _call(
-        self,
-        requests: Sequence[tuple[str, bytes | str | None]],
-        *,
-        holder: str,
-        operation: str,
-        lease_ms: int,
-        ttl_seconds: int,
-        message_id: str,
+        self, requests: Sequence[tuple[str, bytes | str | None]], claim: Claim
     ) -> tuple[list[Any], list[Any]]:
         keys: list[Any] = []
         for request_id, result_key in requests:
             keys += [lease_key(request_id), record_key(request_id), result_key or ""]
         args = [
-            holder,
-            lease_ms,
+            claim.holder,
+            self._lease_ms,
             now_iso(),
-            operation,
-            ttl_seconds,
-            message_id,
+            claim.operation,
+            self._ttl_seconds,
+            claim.message_id,
             STREAM_KEY,
             EVENTS_MAX_LENGTH,
         ]

@@ -70,12 +70,13 @@ class Runtime:
             redis=client,
             leases=leases,
             executions=Executions(
-                starter=Starter(client),
+                starter=Starter(
+                    client, lease_ms=leases.ttl_ms, ttl_seconds=queue.result_expires_seconds
+                ),
                 leases=leases,
                 redis=client,
                 backend=backend,
                 shared_redis=queue.broker_url == queue.result_backend,
-                record_ttl_seconds=queue.result_expires_seconds,
                 # Unbounded: a start sent ahead holds its connection for one trip, and
                 # at most one per prefetched message is out at a time.
                 sender=redis_client(str(queue.broker_url), queue),

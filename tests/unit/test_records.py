@@ -11,6 +11,7 @@ import redis as redis_lib
 
 from worker.records import (
     Alongside,
+    Claim,
     Field,
     RequestRecord,
     SentStart,
@@ -31,17 +32,15 @@ def redis() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 
 
+def new_starter(redis: fakeredis.FakeRedis) -> Starter:
+    return Starter(redis, lease_ms=30_000, ttl_seconds=60)
+
+
 def start(
     starter: Starter, *, holder: str = "h1", message: str = RID, alongside: Alongside | None = None
 ) -> Start:
     (started,) = starter.start_many(
-        [(RID, RESULT_KEY)],
-        holder=holder,
-        operation="eksops.create_job",
-        lease_ms=30_000,
-        ttl_seconds=60,
-        message_id=message,
-        alongside=alongside,
+        [(RID, RESULT_KEY)], Claim(holder, "eksops.create_job", message), alongside=alongside
     )
     return started
 
@@ -73,7 +72,7 @@ def test_a_record_reads_back_typed_and_a_missing_one_as_none(redis: fakeredis.Fa
 
 
 def test_starting_counts_an_attempt_and_takes_the_lease(redis: fakeredis.FakeRedis) -> None:
-    starter = Starter(redis)
+    starter = new_starter(redis)
     first = start(starter)
     assert (first.leased, first.attempt) == (True, 1)
     assert start(starter, holder="h2").leased is False
@@ -82,7 +81,7 @@ def test_starting_counts_an_attempt_and_takes_the_lease(redis: fakeredis.FakeRed
 def test_what_rides_on_the_start_is_sent_in_its_trip_and_told_its_reply(
     redis: fakeredis.FakeRedis,
 ) -> None:
-    starter = Starter(redis)
+    starter = new_starter(redis)
     start(starter)  # loads the start script
     beside = Beside("INCR", "beside")
     again = start(starter, holder="h1", alongside=beside)
@@ -90,20 +89,8 @@ def test_what_rides_on_the_start_is_sent_in_its_trip_and_told_its_reply(
     assert beside.replies == [1]
 
 
-def test_a_start_after_a_script_flush_loads_its_script_and_the_ride_along_sees_its_error(
-    redis: fakeredis.FakeRedis,
-) -> None:
-    starter = Starter(redis)
-    redis.script_flush()
-    beside = Beside("EVALSHA", "0" * 40, "0")
-    started = start(starter, alongside=beside)
-    assert (started.leased, started.attempt) == (True, 1)
-    (error,) = beside.replies
-    assert isinstance(error, redis_lib.exceptions.NoScriptError)
-
-
 def test_a_redelivery_of_an_ended_request_counts_no_attempt(redis: fakeredis.FakeRedis) -> None:
-    starter = Starter(redis)
+    starter = new_starter(redis)
     start(starter)
     redis.set(RESULT_KEY, json.dumps({"status": "SUCCESS", "result": {}, "task_id": RID}))
     again = start(starter, holder="h2")
@@ -115,7 +102,7 @@ def test_a_redelivery_of_an_ended_request_counts_no_attempt(redis: fakeredis.Fak
 
 
 def test_a_request_waiting_to_retry_is_not_ended(redis: fakeredis.FakeRedis) -> None:
-    starter = Starter(redis)
+    starter = new_starter(redis)
     redis.set(RESULT_KEY, json.dumps({"status": "RETRY", "result": None, "task_id": RID}))
     started = start(starter)
     assert (started.leased, started.ended) == (True, False)
@@ -123,7 +110,7 @@ def test_a_request_waiting_to_retry_is_not_ended(redis: fakeredis.FakeRedis) -> 
 
 def test_another_messages_request_is_left_to_it(redis: fakeredis.FakeRedis) -> None:
     redis.hset(record_key(RID), Field.MESSAGE, "another-message")
-    started = start(starter := Starter(redis))
+    started = start(starter := new_starter(redis))
     assert started.foreign
     assert start(starter, message="another-message").leased
 
@@ -132,22 +119,14 @@ def send(
     starter: Starter, redis: fakeredis.FakeRedis, *, alongside: Alongside | None = None
 ) -> SentStart:
     return starter.send(
-        redis,
-        RID,
-        RESULT_KEY,
-        holder="h1",
-        operation="eksops.create_job",
-        lease_ms=30_000,
-        ttl_seconds=60,
-        message_id=RID,
-        alongside=alongside,
+        redis, RID, RESULT_KEY, Claim("h1", "eksops.create_job", RID), alongside=alongside
     )
 
 
 def test_a_start_sent_ahead_reads_as_the_start_and_gives_its_connection_back(
     redis: fakeredis.FakeRedis,
 ) -> None:
-    starter = Starter(redis)
+    starter = new_starter(redis)
     start(starter, holder="other")  # loads the script; then the lease is another's
     redis.delete(f"eksops:request:{RID}:lease")
     beside = Beside("INCR", "beside")
@@ -159,13 +138,17 @@ def test_a_start_sent_ahead_reads_as_the_start_and_gives_its_connection_back(
     assert pool._in_use_connections == set()  # type: ignore[attr-defined]
 
 
-def test_a_start_sent_ahead_after_a_script_flush_still_starts(
-    redis: fakeredis.FakeRedis,
+@pytest.mark.parametrize("sent_ahead", [False, True], ids=["in one trip", "sent ahead"])
+def test_a_start_after_a_script_flush_loads_its_script_and_the_ride_along_sees_its_error(
+    redis: fakeredis.FakeRedis, sent_ahead: bool
 ) -> None:
-    starter = Starter(redis)
+    starter = new_starter(redis)
     redis.script_flush()
     beside = Beside("EVALSHA", "0" * 40, "0")
-    started = send(starter, redis, alongside=beside).read()
+    if sent_ahead:
+        started = send(starter, redis, alongside=beside).read()
+    else:
+        started = start(starter, alongside=beside)
     assert (started.leased, started.attempt) == (True, 1)
     (error,) = beside.replies
     assert isinstance(error, redis_lib.exceptions.NoScriptError)
@@ -174,7 +157,7 @@ def test_a_start_sent_ahead_after_a_script_flush_still_starts(
 def test_a_start_sent_ahead_whose_reply_is_lost_tells_the_ride_along(
     redis: fakeredis.FakeRedis,
 ) -> None:
-    starter = Starter(redis)
+    starter = new_starter(redis)
     start(starter)
     beside = Beside("INCR", "beside")
     sent = send(starter, redis, alongside=beside)
@@ -192,7 +175,7 @@ def _lost(*_: Any, **__: Any) -> Any:
 
 
 def test_a_start_never_run_is_undone_lease_and_attempt(redis: fakeredis.FakeRedis) -> None:
-    starter = Starter(redis)
+    starter = new_starter(redis)
     assert start(starter, holder="ahead").attempt == 1
     assert unstart(redis, RID, "someone else") is False  # not its lease: left alone
     assert unstart(redis, RID, "ahead") is True

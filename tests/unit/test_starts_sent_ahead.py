@@ -36,12 +36,11 @@ def engine(redis: fakeredis.FakeRedis) -> Engine:
     backend.client = redis
     leases = LeaseKeeper(redis, ttl_seconds=30)
     executions = Executions(
-        starter=Starter(redis),
+        starter=Starter(redis, lease_ms=leases.ttl_ms, ttl_seconds=600),
         leases=leases,
         redis=redis,
         backend=lambda: backend,
         shared_redis=True,
-        record_ttl_seconds=600,
         sender=redis,
     )
     # The parts of a runtime a start touches: no cluster client is built yet.
