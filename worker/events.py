@@ -24,6 +24,17 @@ EVENTS_MAX_LENGTH = 100_000
 NOTIFY_REQUEST_PREFIX = "eksops:notify:request:"
 
 
+#: :func:`append_request` in Lua, for the scripts that record a request's transition in
+#: the step that makes it (its start, its end): ``request_event(stream, max_length,
+#: request_id, batch_id, state, at, ...)``, more field and value pairs after ``at``.
+REQUEST_EVENT_LUA = """
+local function request_event(stream, max_length, request_id, batch_id, state, at, ...)
+  redis.call('XADD', stream, 'MAXLEN', '~', max_length, '*', 'kind', 'request',
+    'request_id', request_id, 'batch_id', batch_id, 'state', state, 'at', at, ...)
+end
+"""
+
+
 def request_channel(request_id: str) -> str:
     """Return the pub/sub channel a request's end is published on."""
     return NOTIFY_REQUEST_PREFIX + request_id

@@ -10,6 +10,7 @@ result backend in one write. The engine (``worker.engine``) is the only caller.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from worker import callbacks, events
-from worker.delivery.results import set_result_meta
+from worker.delivery.results import result_write, set_result_meta
 from worker.errors import EksOpsError
 from worker.leases import LeaseKeeper
 from worker.records import (
@@ -68,6 +69,28 @@ def until_redis_answers(action: Callable[[], T], *, doing: str) -> T:
             delay = min(delay * 2, 5.0)
 
 
+# KEYS: the request's stored result, its record. ARGV: the encoded meta, its expiry in
+# seconds (0: none), the event stream, its length bound, the request ID, its batch ID
+# ('' if none), how it ended (succeeded | failed), when, its waiters' channel; then the
+# record's links, field and value pairs. The store of :meth:`Executions.store` as one
+# command: the meta as Celery's Redis backend writes it (SETEX, or SET, then PUBLISH on
+# its key), the links, the end on the event stream, the waiters' publish.
+_STORE = (
+    events.REQUEST_EVENT_LUA
+    + """
+if ARGV[2] ~= '0' then
+  redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+if #ARGV > 9 then redis.call('HSET', KEYS[2], unpack(ARGV, 10)) end
+request_event(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+redis.call('PUBLISH', ARGV[9], ARGV[7])
+"""
+)
+
+
 @dataclass
 class Execution:
     """The right to run a request (``holder`` set), or why there is nothing to run."""
@@ -101,6 +124,7 @@ class Executions:
         self._starter = starter
         # Results in the broker's Redis: the start script reads them in the same trip.
         self._shared = shared_redis
+        self._store_script = redis.register_script(_STORE)
         # A client of the same Redis whose connections carry starts sent ahead
         # (:meth:`send_begin`): each is held from the send until its reply is read.
         self._sender = sender
@@ -236,13 +260,34 @@ class Executions:
         *,
         links: Mapping[str, str] | None = None,
     ) -> None:
-        """Store a request's outcome, and say so: one pipeline when results share Redis.
+        """Store a request's outcome, and say so: in one step when results share Redis.
 
         Beside the outcome: ``links`` into the request record (its Job, say), the
-        request's end on the event stream, and a publish its waiters wake on.
+        request's end on the event stream, and a publish its waiters wake on. With
+        results in the broker's Redis, all of it is one script call (one reply to read,
+        where a pipeline in a transaction has seven); a request with a callback URL
+        queues its callback in the same transaction instead.
         """
         request_id = execution.request_id
         ended = "succeeded" if state == states.SUCCESS else "failed"
+        if self._shared and not execution.callback:
+            key, value, expires = result_write(self.backend, request_id, outcome, state)
+            self._store_script(
+                keys=[key, record_key(request_id)],
+                args=[
+                    value,
+                    expires,
+                    events.STREAM_KEY,
+                    events.EVENTS_MAX_LENGTH,
+                    request_id,
+                    execution.batch_id or "",
+                    ended,
+                    now_iso(),
+                    events.request_channel(request_id),
+                    *itertools.chain.from_iterable((links or {}).items()),
+                ],
+            )
+            return
 
         def also(pipe: Any) -> None:
             if links:

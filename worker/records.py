@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 from redis.exceptions import NoScriptError, ResponseError
 
-from worker.events import EVENTS_MAX_LENGTH, STREAM_KEY
+from worker.events import EVENTS_MAX_LENGTH, REQUEST_EVENT_LUA, STREAM_KEY
 from worker.timestamps import now_iso
 
 REQUEST_KEY_PREFIX = "eksops:request:"
@@ -162,7 +162,8 @@ _BATCH_AND_CALLBACK = """  local batch = redis.call('HGET', KEYS[i + 1], $batch_
 # false). An ended request counts no attempt:
 # ``attempts`` counts executions, not deliveries. A start is an event of the stream.
 _START = lua(
-    """
+    REQUEST_EVENT_LUA
+    + """
 local final = {SUCCESS = true, FAILURE = true, REVOKED = true}
 local prefix = string.len('"""
     + REQUEST_KEY_PREFIX
@@ -198,9 +199,8 @@ for i = 1, #KEYS, 3 do
 """
     + _BATCH_AND_CALLBACK
     + """  if code == 1 then
-    redis.call('XADD', ARGV[7], 'MAXLEN', '~', ARGV[8], '*', 'kind', 'request',
-      'request_id', string.sub(KEYS[i + 1], prefix), 'batch_id', batch or '',
-      'state', 'started', 'attempt', attempt, 'at', ARGV[3])
+    request_event(ARGV[7], ARGV[8], string.sub(KEYS[i + 1], prefix), batch or '', 'started',
+      ARGV[3], 'attempt', attempt)
   end
   out[#out + 1] = code
   out[#out + 1] = attempt

@@ -44,13 +44,21 @@ def set_result_meta(
 
 def queue_result_meta(pipe: Any, backend: Any, request_id: str, outcome: Any, state: str) -> None:
     """Queue on ``pipe`` (of a Redis result backend) the store :func:`set_result_meta` does."""
-    key, value = _encoded(backend, request_id, outcome, state)
-    expires = backend.failure_expires if state == states.FAILURE else backend.expires
+    key, value, expires = result_write(backend, request_id, outcome, state)
     if expires:
         pipe.setex(key, expires, value)
     else:
         pipe.set(key, value)
     pipe.publish(key, value)  # as Celery does, for its result consumers
+
+
+def result_write(backend: Any, request_id: str, outcome: Any, state: str) -> tuple[str, Any, int]:
+    """What a Redis result backend writes for ``outcome``: its key, the encoded meta, and
+    its expiry in seconds (0: none), to be written with ``SETEX`` (or ``SET``) and then
+    published on the key's own channel, as :func:`queue_result_meta` does."""
+    key, value = _encoded(backend, request_id, outcome, state)
+    expires = backend.failure_expires if state == states.FAILURE else backend.expires
+    return key, value, int(expires or 0)
 
 
 def decode_result_meta(backend: Any, raw: Any) -> dict[str, Any]:
