@@ -91,6 +91,23 @@ def test_a_message_taken_by_a_worker_is_held_until_acknowledged(
     assert backlog.oldest_held_seconds >= 0.2
 
 
+def test_an_acknowledged_message_is_held_no_more(
+    eksops: EksOps, redis: fakeredis.FakeRedis
+) -> None:
+    eksops.submit(Operation.CREATE_NAMESPACE, {"namespace_name": "a"})
+    taken = lanes.take(
+        redis, bulk=False, unacked_index=queues.UNACKED_INDEX, unacked=queues.UNACKED
+    )
+    assert taken is not None
+    assert taken.tag is not None
+    assert queues.read(redis).lane("interactive").held == 1
+
+    lanes.ack(redis, taken.tag, unacked_index=queues.UNACKED_INDEX, unacked=queues.UNACKED)
+
+    assert queues.read(redis).lane("interactive").held == 0
+    assert (redis.zcard(queues.UNACKED_INDEX), redis.hlen(queues.UNACKED)) == (0, 0)
+
+
 def test_a_message_without_an_enqueue_time_has_no_age(redis: fakeredis.FakeRedis) -> None:
     redis.lpush(QUEUE, orjson.dumps({"body": "", "properties": {}}))
     lane = queues.read(redis).lane("interactive")

@@ -215,6 +215,14 @@ return {{item, tag, group or false}}
 """
 )
 
+# KEYS: the unacknowledged index, the unacknowledged messages (as :data:`TAKE` records
+# them). ARGV: the delivery tag. Forgets a message that was acknowledged: kombu's own ack
+# (ZREM and HDEL in a transaction), as one command with one reply.
+ACK = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+"""
+
 # KEYS: :class:`Keys`. ARGV: the message, its group ('' for interactive), the group's
 # weight. Puts a message that came back at the head of its lane (taken next).
 REQUEUE = (
@@ -315,6 +323,11 @@ def take(client: Any, *, bulk: bool, unacked_index: str, unacked: str) -> Taken 
     """
     keys = _take_keys(unacked_index, unacked)
     return taken(run_script(client, TAKE, keys, [time.time(), "1" if bulk else "0"]))
+
+
+def ack(client: Any, tag: str, *, unacked_index: str, unacked: str) -> None:
+    """Forget the acknowledged message ``tag`` (what :func:`take` recorded of it)."""
+    run_script(client, ACK, [unacked_index, unacked], [tag])
 
 
 def _take_keys(unacked_index: str, unacked: str) -> list[str]:

@@ -118,7 +118,13 @@ class QoS(redis.QoS):
 
     def ack(self, delivery_tag: str) -> None:
         self._bulk_done(delivery_tag)
-        super().ack(delivery_tag)
+        # kombu's own ack, as one script call: the event loop waits for it, and a
+        # transaction of two commands costs redis-py four replies to read.
+        with kombu(self.channel).conn_or_acquire() as client:
+            lanes.ack(
+                client, delivery_tag, unacked_index=self.unacked_index_key, unacked=self.unacked_key
+            )
+        virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         self._bulk_done(delivery_tag)
