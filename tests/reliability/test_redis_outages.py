@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kombu import Connection, Queue
+from kombu.message import Message
 
 from tests.reliability.conftest import (
     Stack,
@@ -16,10 +19,12 @@ from tests.reliability.conftest import (
     manifest,
 )
 from tests.support.waiting import wait_until
-from worker.contracts import Operation, RequestState
-from worker.delivery.transport import Transport
+from worker.contracts import QUEUE, Operation, RequestState
+from worker.delivery import lanes
+from worker.delivery.transport import TAKER, Transport
 from worker.errors import Unavailable
 from worker.operations import ClusterClient
+from worker.queues import UNACKED, UNACKED_INDEX
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +139,77 @@ def test_a_message_popped_just_before_the_broker_goes_away_still_runs(
         stack.broker.stop()
         channel.qos.append(popped, popped.delivery_tag)  # must not raise: the message runs
         assert popped.delivery_tag in channel.qos._delivered
+
+
+def _lanes_consumer(connection: Connection, received: list[Message], *, ack: bool) -> Any:
+    """A consumer of the lanes as a worker's (this process the taker), filling ``received``."""
+
+    def on_message(_body: Any, message: Message) -> None:
+        received.append(message)
+        if ack:
+            message.ack()
+
+    return connection.Consumer(Queue(QUEUE), callbacks=[on_message], accept=["json"])
+
+
+def _connect(url: str) -> Connection:
+    options = {"priority_steps": [0], "visibility_timeout": 3600}
+    return Connection(url, transport=Transport, transport_options=options)
+
+
+def _drain(connection: Connection, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        connection.drain_events(timeout=timeout)
+
+
+@pytest.mark.timeout(60)
+def test_a_take_redis_ran_but_never_answered_is_returned_when_its_taker_reconnects(
+    make_stack: Callable[..., Stack],
+) -> None:
+    # Redis stopping right after a take (its last replies are never sent) leaves the
+    # message recorded as unacknowledged, as the taker's, and in no worker's hands:
+    # kombu would return it after the visibility timeout (an hour here).
+    stack = make_stack()
+    redis = stack.broker.client()
+    request = stack.client().submit(Operation.CREATE_NAMESPACE, {"namespace_name": "lost-reply"})
+    lost = lanes.take(
+        redis,
+        bulk=False,
+        unacked_index=UNACKED_INDEX,
+        unacked=UNACKED,
+        taker=TAKER.key,
+        taker_ttl=60,
+    )
+    assert lost is not None
+    assert redis.llen(QUEUE) == 0
+
+    received: list[Message] = []
+    with _connect(stack.broker.url) as connection, _lanes_consumer(connection, received, ack=True):
+        _drain(connection, timeout=5)
+
+    (again,) = received
+    assert again.headers["id"] == request.request_id
+    assert again.delivery_tag == lost.tag
+    assert (redis.zcard(UNACKED_INDEX), redis.hlen(UNACKED)) == (0, 0)
+    assert redis.scard(TAKER.key) == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_message_its_taker_is_still_running_stays_with_it_across_a_reconnect(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    redis = stack.broker.client()
+    stack.client().submit(Operation.CREATE_NAMESPACE, {"namespace_name": "running"})
+    running: list[Message] = []
+    with _connect(stack.broker.url) as first, _lanes_consumer(first, running, ack=False):
+        _drain(first, timeout=5)
+        assert len(running) == 1  # received, not acknowledged: still running
+        again: list[Message] = []
+        with _connect(stack.broker.url) as second, _lanes_consumer(second, again, ack=True):
+            _drain(second, timeout=1)  # the reconnected channel's first take
+        assert again == []
+        assert redis.hexists(UNACKED, running[0].delivery_tag)
+        assert redis.sismember(TAKER.key, running[0].delivery_tag)
+        running[0].ack()
+    assert (redis.hlen(UNACKED), redis.scard(TAKER.key)) == (0, 0)

@@ -49,7 +49,7 @@ def test_the_layer_uses_no_private_it_does_not_declare() -> None:
     own = {"_popping", "_inbox_off_until", "_sync_client", "_channel", "_transport"}
     own |= {"_take", "_refused", "_forget", "_return_item", "_taking", "_taking_bulk"}
     own |= {"_bulk_allowed", "_takes_lanes", "_waiting_without_bulk", "_own_bell", "_bulk_done"}
-    own |= {"_taken", "_take_now"}
+    own |= {"_taken", "_take_now", "_recovered", "_recover_unanswered_takes", "_taker_ttl"}
     used: set[str] = set()
     for module in (transport, results):
         for node in ast.walk(ast.parse(inspect.getsource(module))):

@@ -57,6 +57,8 @@ INTERACTIVE_BELL = f"{QUEUE}.bell"
 BULK_BELL = f"{QUEUE}.bulk.bell"
 #: A worker channel's own bell (``worker_bell``), rung when its bulk share frees.
 WORKER_BELL_PREFIX = f"{QUEUE}.bell."
+#: Per worker process, the messages it took and has not acknowledged (:func:`taken_key`).
+TAKEN_PREFIX = f"{QUEUE}.taken."
 #: Most tokens a bell holds: enough to wake every idle thread of a small fleet at once.
 BELL_TOKENS = 64
 #: While bulk waits, one bulk message is taken after this many interactive ones.
@@ -143,9 +145,10 @@ local function add_interactive(messages, leftmost)
 end
 """
 
-# KEYS: :class:`Keys`, then kombu's unacked index and unacked hash. ARGV: the time to
-# index the message at ('' for the server's clock: a take sent ahead, behind the wait
-# for a bell), '1' if bulk may be taken. Returns false when no lane has a
+# KEYS: :class:`Keys`, then kombu's unacked index and unacked hash, then the taker's set
+# (:func:`taken_key`; '' for none). ARGV: the time to index the message at ('' for the
+# server's clock: a take sent ahead, behind the wait for a bell), '1' if bulk may be
+# taken, how long the taker's set lives (seconds). Returns false when no lane has a
 # message for this worker, else {item, delivery tag or false, group or false}: the tag
 # when the item was recorded as unacknowledged, false when it does not have the shape
 # of a kombu envelope (the caller drops it); the group for a bulk message.
@@ -211,16 +214,22 @@ end
 redis.call('ZADD', KEYS[8], at, tag)
 redis.call('HSET', KEYS[9], tag,
   '[' .. item .. ',' .. cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key) .. ']')
+if KEYS[10] ~= '' then
+  redis.call('SADD', KEYS[10], tag)
+  redis.call('EXPIRE', KEYS[10], ARGV[3])
+end
 return {{item, tag, group or false}}
 """
 )
 
 # KEYS: the unacknowledged index, the unacknowledged messages (as :data:`TAKE` records
-# them). ARGV: the delivery tag. Forgets a message that was acknowledged: kombu's own ack
-# (ZREM and HDEL in a transaction), as one command with one reply.
+# them), the taker's set ('' for none). ARGV: the delivery tag. Forgets a message that
+# was acknowledged: kombu's own ack (ZREM and HDEL in a transaction), as one command
+# with one reply.
 ACK = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+if KEYS[3] ~= '' then redis.call('SREM', KEYS[3], ARGV[1]) end
 """
 
 # KEYS: :class:`Keys`. ARGV: the message, its group ('' for interactive), the group's
@@ -315,36 +324,59 @@ def run_script(client: Any, script: str, keys: list[str], args: list[Any]) -> An
     return runner(keys=keys, args=args, client=client)
 
 
-def take(client: Any, *, bulk: bool, unacked_index: str, unacked: str) -> Taken | None:
+def take(
+    client: Any,
+    *,
+    bulk: bool,
+    unacked_index: str,
+    unacked: str,
+    taker: str = "",
+    taker_ttl: int = 0,
+) -> Taken | None:
     """Take the next message for this worker and record it as unacknowledged, atomically.
 
     ``bulk``: whether this worker may take a bulk message (its bulk share of threads
-    is not full). None when no lane has a message for it.
+    is not full). ``taker``: the taking process's set (:func:`taken_key`), which records
+    the message too, for ``taker_ttl`` seconds. None when no lane has a message for it.
     """
-    keys = _take_keys(unacked_index, unacked)
-    return taken(run_script(client, TAKE, keys, [time.time(), "1" if bulk else "0"]))
+    keys = _take_keys(unacked_index, unacked, taker)
+    args = [time.time(), "1" if bulk else "0", taker_ttl]
+    return taken(run_script(client, TAKE, keys, args))
 
 
-def ack(client: Any, tag: str, *, unacked_index: str, unacked: str) -> None:
+def ack(client: Any, tag: str, *, unacked_index: str, unacked: str, taker: str = "") -> None:
     """Forget the acknowledged message ``tag`` (what :func:`take` recorded of it)."""
-    run_script(client, ACK, [unacked_index, unacked], [tag])
+    run_script(client, ACK, [unacked_index, unacked, taker], [tag])
 
 
-def _take_keys(unacked_index: str, unacked: str) -> list[str]:
-    return [*KEYS.as_list(), unacked_index, unacked]
+def taken_key(taker: str) -> str:
+    """Return the set of the messages the process named ``taker`` took and has not acked.
+
+    A take that Redis ran but never answered (it stopped right after) leaves its message
+    there and in the unacknowledged index, and in no worker's hands: the taking process
+    finds it there when it reconnects and returns it to its lane (``worker.delivery.
+    transport``), instead of it waiting for the visibility timeout.
+    """
+    return f"{TAKEN_PREFIX}{taker}"
+
+
+def _take_keys(unacked_index: str, unacked: str, taker: str = "") -> list[str]:
+    return [*KEYS.as_list(), unacked_index, unacked, taker]
 
 
 #: The digest :data:`TAKE` is known by once loaded (``EVALSHA``).
 TAKE_SHA = hashlib.sha1(TAKE.encode(), usedforsecurity=False).hexdigest()
 
 
-def take_command(*, bulk: bool, unacked_index: str, unacked: str) -> tuple[Any, ...]:
+def take_command(
+    *, bulk: bool, unacked_index: str, unacked: str, taker: str = "", taker_ttl: int = 0
+) -> tuple[Any, ...]:
     """Return :func:`take` as a command to send behind a wait for a bell, on the same
     connection: Redis runs it the moment the wait ends (a blocked client's next command
     waits for it), so waking and taking cost one round trip. Read its reply with
     :func:`taken`; ``NOSCRIPT`` if Redis has not loaded the script yet (run :func:`take`)."""
-    keys = _take_keys(unacked_index, unacked)
-    return ("EVALSHA", TAKE_SHA, len(keys), *keys, "", "1" if bulk else "0")
+    keys = _take_keys(unacked_index, unacked, taker)
+    return ("EVALSHA", TAKE_SHA, len(keys), *keys, "", "1" if bulk else "0", taker_ttl)
 
 
 def taken(found: Any) -> Taken | None:

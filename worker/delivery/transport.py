@@ -30,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from typing import Any
@@ -59,6 +61,27 @@ _INBOX_OFF_SECONDS = 30.0
 
 # What parsing a queue item can raise: not JSON, not text, or nested past Python's limit.
 _UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, RecursionError)
+
+
+class Taker:
+    """This process as a taker of messages: its set in Redis (``lanes.taken_key``), named
+    after its host and PID, and the tags of the messages it received and has not
+    acknowledged yet (process-wide: a reconnect replaces the channels, not the work)."""
+
+    def __init__(self) -> None:
+        self.key = lanes.taken_key(f"{socket.gethostname()}:{os.getpid()}")
+        self.received: set[str] = set()
+
+
+TAKER = Taker()
+
+
+def _new_taker_after_fork() -> None:
+    global TAKER  # noqa: PLW0603 - one per process, and a forked child is another
+    TAKER = Taker()
+
+
+os.register_at_fork(after_in_child=_new_taker_after_fork)
 
 
 def kombu(obj: object) -> Any:
@@ -105,7 +128,9 @@ class QoS(redis.QoS):
         if delivery_tag in claimed:  # recorded by the claim already
             claimed.discard(delivery_tag)
             virtual.QoS.append(self, message, delivery_tag)
+            TAKER.received.add(delivery_tag)
             return
+        TAKER.received.add(delivery_tag)
         try:
             super().append(message, delivery_tag)
         except (RedisError, OSError) as exc:
@@ -118,17 +143,25 @@ class QoS(redis.QoS):
 
     def ack(self, delivery_tag: str) -> None:
         self._bulk_done(delivery_tag)
+        TAKER.received.discard(delivery_tag)
         # kombu's own ack, as one script call: the event loop waits for it, and a
         # transaction of two commands costs redis-py four replies to read.
         with kombu(self.channel).conn_or_acquire() as client:
             lanes.ack(
-                client, delivery_tag, unacked_index=self.unacked_index_key, unacked=self.unacked_key
+                client,
+                delivery_tag,
+                unacked_index=self.unacked_index_key,
+                unacked=self.unacked_key,
+                taker=TAKER.key,
             )
         virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         self._bulk_done(delivery_tag)
+        TAKER.received.discard(delivery_tag)
         super().reject(delivery_tag, requeue)
+        with kombu(self.channel).conn_or_acquire() as client:
+            client.srem(TAKER.key, delivery_tag)
 
     def _bulk_done(self, delivery_tag: str) -> None:
         transport = self.channel.connection
@@ -164,7 +197,13 @@ class QoS(redis.QoS):
             delivered.clear()
             return
         self._transport.bulk.clear()
+        restored = list(self._delivered or {})
         super().restore_unacked(client)
+        for tag in restored:  # back in their lanes: neither received nor held any more
+            TAKER.received.discard(tag)
+        if restored:
+            with kombu(self.channel).conn_or_acquire(client) as redis_client:
+                redis_client.srem(TAKER.key, *restored)
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
         self._channel.sweep_inboxes()
@@ -192,6 +231,7 @@ class Channel(redis.Channel):
     _waiting_without_bulk = False
     _own_bell = ""
     _popping = False  # warned that this channel uses kombu's BRPOP
+    _recovered = False  # looked for this process's takes that were never answered
 
     _inbox_off_until = 0.0  # Redis refused a take (out of memory): kombu's BRPOP until then
 
@@ -257,6 +297,8 @@ class Channel(redis.Channel):
             self._taking = False
             super()._brpop_start(timeout)  # type: ignore[misc]
             return
+        if not self._recovered:
+            self._recover_unanswered_takes()
         self._taking_bulk = self._bulk_allowed()
         if not self._own_bell:
             self._own_bell = lanes.worker_bell(uuid.uuid4().hex)
@@ -272,7 +314,11 @@ class Channel(redis.Channel):
         # The take rides behind the wait: Redis runs it as soon as a bell rings (or the
         # wait times out), and both replies come back together.
         ahead = lanes.take_command(
-            bulk=self._taking_bulk, unacked_index=self.unacked_index_key, unacked=self.unacked_key
+            bulk=self._taking_bulk,
+            unacked_index=self.unacked_index_key,
+            unacked=self.unacked_key,
+            taker=TAKER.key,
+            taker_ttl=self._taker_ttl,
         )
         connection.send_packed_command(
             connection.pack_commands([("BRPOP", *bells, wait or 0), ahead])
@@ -344,7 +390,45 @@ class Channel(redis.Channel):
             bulk=bulk,
             unacked_index=self.unacked_index_key,
             unacked=self.unacked_key,
+            taker=TAKER.key,
+            taker_ttl=self._taker_ttl,
         )
+
+    @property
+    def _taker_ttl(self) -> int:
+        """How long this process's set of taken messages lives unless it takes again: a
+        message is held at most the visibility timeout, then kombu returns it."""
+        return max(60, 2 * int(kombu(self).visibility_timeout))
+
+    def _recover_unanswered_takes(self) -> None:
+        """Return to their lanes the messages this process took but never received.
+
+        Redis runs a take and records its message as this process's before it answers;
+        if it stops right then (a restart: the replies of its last moment are never
+        sent), the message is unacknowledged in Redis and in no worker's hands, and
+        kombu would return it only after the visibility timeout. A channel's first take
+        (at start, and after every reconnect) returns such messages first: those in this
+        process's set that it did not receive. One received and still running is left
+        alone; the request's lease would keep a second run of it from starting anyway.
+        """
+        client = self._create_client()
+        try:
+            held = [bytes_to_str(tag) for tag in client.smembers(TAKER.key)]
+            for tag in held:
+                if tag in TAKER.received or tag in self.claimed:
+                    continue
+                if client.hexists(self.unacked_key, tag):
+                    logger.warning(
+                        "Message %s was taken by this worker but the take was never "
+                        "answered (Redis stopped?); returning it to its lane",
+                        tag,
+                    )
+                    kombu(self.qos).restore_by_tag(tag, client)
+                client.srem(TAKER.key, tag)
+        except RedisError as exc:  # tried again at the next take
+            logger.debug("Could not look for unanswered takes: %s", exc)
+            return
+        self._recovered = True
 
     def _take(self, claimed: Taken, queue: str) -> None:
         """Deliver a claimed item, or drop it if it is not a message."""
@@ -398,7 +482,13 @@ class Channel(redis.Channel):
         if tag is not None:
             self.claimed.discard(tag)
             self._transport.bulk.discard(tag)
-            kombu(self.qos)._remove_from_indices(tag).execute()
+            lanes.ack(
+                self._create_client(),
+                tag,
+                unacked_index=self.unacked_index_key,
+                unacked=self.unacked_key,
+                taker=TAKER.key,
+            )
 
     def sweep_inboxes(self) -> None:
         """Return what earlier workers left in their inboxes to the lanes."""
