@@ -124,13 +124,12 @@ class QoS(redis.QoS):
     """
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        TAKER.received.add(delivery_tag)
         claimed = self._channel.claimed
         if delivery_tag in claimed:  # recorded by the claim already
             claimed.discard(delivery_tag)
             virtual.QoS.append(self, message, delivery_tag)
-            TAKER.received.add(delivery_tag)
             return
-        TAKER.received.add(delivery_tag)
         try:
             super().append(message, delivery_tag)
         except (RedisError, OSError) as exc:
@@ -144,8 +143,15 @@ class QoS(redis.QoS):
     def ack(self, delivery_tag: str) -> None:
         self._bulk_done(delivery_tag)
         TAKER.received.discard(delivery_tag)
-        # kombu's own ack, as one script call: the event loop waits for it, and a
-        # transaction of two commands costs redis-py four replies to read.
+        self.forget(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def forget(self, delivery_tag: str) -> None:
+        """Forget in Redis what the take recorded of a message done with (``lanes.ack``).
+
+        kombu's own ack as one script call: the event loop waits for it, and a
+        transaction of two commands costs redis-py four replies to read.
+        """
         with kombu(self.channel).conn_or_acquire() as client:
             lanes.ack(
                 client,
@@ -154,7 +160,6 @@ class QoS(redis.QoS):
                 unacked=self.unacked_key,
                 taker=TAKER.key,
             )
-        virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         self._bulk_done(delivery_tag)
@@ -482,13 +487,7 @@ class Channel(redis.Channel):
         if tag is not None:
             self.claimed.discard(tag)
             self._transport.bulk.discard(tag)
-            lanes.ack(
-                self._create_client(),
-                tag,
-                unacked_index=self.unacked_index_key,
-                unacked=self.unacked_key,
-                taker=TAKER.key,
-            )
+            kombu(self.qos).forget(tag)
 
     def sweep_inboxes(self) -> None:
         """Return what earlier workers left in their inboxes to the lanes."""
