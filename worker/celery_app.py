@@ -44,6 +44,8 @@ VERSION = "0.1.0"
 
 app = Celery("eksops", include=["worker.tasks"])
 app.config_from_object("celeryconfig:CONFIG")
+# Single requests run on threads that take them (worker/runners.py), beside the pool.
+app.steps["worker"].add("worker.runners:Runners")
 
 
 class _Process:

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -57,6 +57,13 @@ class Carrier:
     chunk: bool
     bulk: bool = False  # from the bulk lane
     enqueued_at: float | None = None  # when the producer enqueued it (epoch seconds)
+    runner: bool = False  # run by an interactive runner (``worker.runners``), not a task
+
+    @property
+    def celery_tells(self) -> bool:
+        """Whether Celery sends this request's task events itself: it is the task of its
+        own message. A chunk's items and what a runner runs are not Celery tasks."""
+        return not (self.chunk or self.runner)
 
 
 class Observer(Protocol):
@@ -279,16 +286,57 @@ class Engine:
         *,
         bulk: bool = False,
         enqueued_at: float | None = None,
+        runner: bool = False,
+        taken: TakeStart | None = None,
     ) -> Ended:
-        """Run a request that came in its own message; return how it ended."""
+        """Run a request that came in its own message; return how it ended.
+
+        ``runner``: an interactive runner took the message (no Celery task carries it):
+        the observers are told it was received too. ``taken``: its start was sent behind
+        the take of its message (:meth:`after_take`), and is read instead of sent.
+        """
         spec = spec_of(operation)
-        sent = self._sent_ahead(request_id)
-        holder = sent.holder if sent is not None else self.runtime.leases.new_holder()
-        carrier = Carrier(request_id, chunk=False, bulk=bulk, enqueued_at=enqueued_at)
-        run = _RequestRun(self, spec, carrier, Request(request_id, arguments), holder, None)
-        run.sent = sent.start if sent is not None else None
+        if taken is not None:
+            holder, start = taken.holder, taken.start
+            if start is None:  # it started nothing: the run asks for its slot again
+                release_early()
+        else:
+            sent = self._sent_ahead(request_id)
+            holder = sent.holder if sent is not None else self.runtime.leases.new_holder()
+            start = sent.start if sent is not None else None
+        carrier = Carrier(
+            request_id, chunk=False, bulk=bulk, enqueued_at=enqueued_at, runner=runner
+        )
+        request = Request(request_id, arguments)
+        if runner:
+            self.observer.received(carrier, spec, [request])
+        run = _RequestRun(self, spec, carrier, request, holder, None)
+        run.sent = start
         with bound_request(request_id), bulk_work(bulk):
             return until_redis_answers(run, doing="running the request")
+
+    def after_take(self, note: str, nonce: str) -> TakeStart | None:
+        """Return the start to send behind a runner's take, on the same connection: it
+        starts the request the take notes (``note``, this take's ``nonce``) and asks for
+        its first call's limiter slot (the default cluster's, when its client is built),
+        so that taking and starting cost one round trip. None when results live in a
+        Redis of their own (the start reads the stored outcome in the same trip)."""
+        executions = self.runtime.executions
+        if not executions.sends_ahead:
+            return None
+        holder = self.runtime.leases.new_holder()
+        commands = _Commands([executions.after_take(note, nonce, holder)])
+        cluster = self.runtime.clusters.built(None)
+        ask = cluster.limiter.ask_early(commands, only_if=note) if cluster else None
+        return TakeStart(holder, commands.sent, executions.taken_start, ask)
+
+    def give_back(self, request_id: str, taken: TakeStart) -> None:
+        """Undo a start sent behind a take whose message is not run here after all (it
+        was handed to Celery's consumer): its lease, its attempt, its early slot."""
+        if taken.start is None:
+            release_early()
+            return
+        self._give_back(request_id, _Sent(taken.holder, time.monotonic(), start=taken.start))
 
     @contextlib.contextmanager
     def sending_start(
@@ -515,6 +563,34 @@ class _RequestRun:
             executions.done(execution)
         observer.ended(self.carrier, self.request.request_id, self.spec, state, outcome)
         return Ended(state, outcome, ran=True)
+
+
+class _Commands:
+    """Collects the commands queued on it (as on a pipeline's ``execute_command``)."""
+
+    def __init__(self, commands: list[tuple[Any, ...]]) -> None:
+        self.sent = commands
+
+    def execute_command(self, *args: Any, **_options: Any) -> None:
+        self.sent.append(args)
+
+
+@dataclass
+class TakeStart:
+    """A request's start sent behind the take of its message (:meth:`Engine.after_take`):
+    its holder, its commands, and (once :meth:`read`) what it found."""
+
+    holder: str
+    commands: list[tuple[Any, ...]]
+    _start: Callable[[Any], SentStart | None]
+    _ask: Callable[[Any], None] | None
+    start: SentStart | None = None
+
+    def read(self, replies: Sequence[Any]) -> None:
+        """Read the replies of :attr:`commands`, in order (an error reply as itself)."""
+        self.start = self._start(replies[0])
+        if self._ask is not None:
+            self._ask(replies[1])
 
 
 #: A start sent ahead that no run has read after this long (or a third of the lease, if

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,22 +51,31 @@ T = TypeVar("T")
 INFRASTRUCTURE_ERRORS = (RedisError, OSError, OperationalError, BackendError)
 
 
-def until_redis_answers(action: Callable[[], T], *, doing: str) -> T:
+def until_redis_answers(
+    action: Callable[[], T], *, doing: str, stopping: threading.Event | None = None
+) -> T:
     """Run ``action``; while Redis is unreachable, wait and run it again.
 
     Everything an execution does is idempotent (lease re-entrant for its holder,
     outcome and ownership checked first), so starting over is safe, and it keeps an
     outage from being stored as a request's failure or acking a chunk half done.
+    ``stopping``: once set, the last error is raised instead of waiting again (a
+    thread that stops with the worker).
     """
     delay = 0.5
     while True:
         try:
             return action()
         except INFRASTRUCTURE_ERRORS as exc:
+            if stopping is not None and stopping.is_set():
+                raise
             logger.warning(
                 "Redis unreachable while %s (%s); trying again in %.1fs", doing, exc, delay
             )
-            time.sleep(delay)
+            if stopping is None:
+                time.sleep(delay)
+            else:
+                stopping.wait(delay)
             delay = min(delay * 2, 5.0)
 
 
@@ -183,6 +193,20 @@ class Executions:
             claim,
             alongside=alongside,
         )
+
+    def after_take(self, note: str, nonce: str, holder: str) -> tuple[Any, ...]:
+        """Return the start of the request a take notes (``lanes.TAKE``), as a command to
+        send behind the take (``Starter.after_take``); only when :attr:`sends_ahead`."""
+        key = self.backend.get_key_for_task("-")  # the prefix, then the ID
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        return self._starter.after_take(note, nonce, holder, key.removesuffix("-"))
+
+    def taken_start(self, reply: Any) -> SentStart | None:
+        """The reply of :meth:`after_take`'s command as a start :meth:`begin` reads."""
+        start = self._starter.taken_start(reply)
+        if start is None:
+            return None
+        return SentStart(list, lambda _replies: start, lambda _exc: None)
 
     def begin_many(
         self, request_ids: list[str], claim: Claim, *, alongside: Alongside | None = None

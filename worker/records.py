@@ -161,9 +161,9 @@ _BATCH_AND_CALLBACK = """  local batch = redis.call('HGET', KEYS[i + 1], $batch_
 # (or false); the batch ID (or false); the callback URL, its own or its batch's (or
 # false). An ended request counts no attempt:
 # ``attempts`` counts executions, not deliveries. A start is an event of the stream.
-_START = lua(
-    REQUEST_EVENT_LUA
-    + """
+_START_FUNCTION = lua(
+    """
+local function start(KEYS, ARGV)
 local final = {SUCCESS = true, FAILURE = true, REVOKED = true}
 local prefix = string.len('"""
     + REQUEST_KEY_PREFIX
@@ -209,8 +209,54 @@ for i = 1, #KEYS, 3 do
   out[#out + 1] = callback
 end
 return out
+end
 """
 )
+_START = REQUEST_EVENT_LUA + _START_FUNCTION + "\nreturn start(KEYS, ARGV)\n"
+
+# Lua: the server's clock as ``now_iso`` writes it (``2026-12-04T19:35:10.465884+00:00``).
+ISO_NOW_LUA = """
+local function iso_now()
+  local clock = redis.call('TIME')
+  local seconds, micros = tonumber(clock[1]), tonumber(clock[2])
+  local days, rest = math.floor(seconds / 86400), seconds % 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00', year, month, day,
+    math.floor(rest / 3600), math.floor(rest % 3600 / 60), rest % 60, micros)
+end
+"""
+
+# KEYS: the take's note (``lanes.TAKE``: a taker's last take, when a runner may run it).
+# ARGV: the note's nonce, holder, lease ms, record TTL s, event stream, its length
+# bound, the stored results' key prefix. The start of the request the take just took,
+# sent behind the take on the same connection (see ``Starter.after_take``): the note
+# names the request and its operation; the time is the server's. Returns the start
+# script's five values, or false when the take took nothing a runner may run.
+_START_TAKEN: str = (
+    REQUEST_EVENT_LUA
+    + ISO_NOW_LUA
+    + _START_FUNCTION
+    + f"""
+local note = redis.call('GET', KEYS[1])
+if not note then return false end
+local ok, taken = pcall(cjson.decode, note)
+if not ok or type(taken) ~= 'table' or taken[1] ~= ARGV[1] then return false end
+local rid, operation = taken[2], taken[3]
+local prefix = '{REQUEST_KEY_PREFIX}'
+return start({{prefix .. rid .. ':lease', prefix .. rid, ARGV[7] .. rid}},
+  {{ARGV[2], ARGV[3], iso_now(), operation, ARGV[4], rid, ARGV[5], ARGV[6]}})
+"""
+)
+_START_TAKEN_SHA = hashlib.sha1(_START_TAKEN.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -323,6 +369,27 @@ class Starter:
             lambda replies: self._started(keys, args, replies, read)[0],
             lambda exc: read(exc) if read is not None else None,
         )
+
+    def after_take(self, note: str, nonce: str, holder: str, result_prefix: str) -> tuple[Any, ...]:
+        """Return the start of the request a take is about to take, as a command to send
+        behind that take on the same connection (``worker.delivery.intake``): the take
+        leaves a ``note`` (with ``nonce``) naming the request when a runner may run it,
+        and this starts it in the same round trip. Read its reply with
+        :meth:`taken_start`."""
+        args = [nonce, holder, self._lease_ms, self._ttl_seconds, STREAM_KEY, EVENTS_MAX_LENGTH]
+        return ("EVALSHA", _START_TAKEN_SHA, 1, note, *args, result_prefix)
+
+    def taken_start(self, reply: Any) -> Start | None:
+        """The start :meth:`after_take` made; None if it made none: the take took nothing
+        a runner may run, or the script failed (Redis did not know it: loaded now). The
+        run then starts the request itself, with the same holder: a start that failed
+        midway left nothing another holder would wait for."""
+        if isinstance(reply, NoScriptError):
+            self._redis.script_load(_START_TAKEN)
+            return None
+        if isinstance(reply, Exception) or not reply:
+            return None
+        return _starts(reply)[0]
 
     def _pipeline(
         self, client: Any, keys: list[Any], args: list[Any], alongside: Alongside | None

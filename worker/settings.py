@@ -12,6 +12,7 @@ clients, no Celery.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -50,6 +51,10 @@ class QueueSettings(_Settings):
     # requests find a thread free during a burst (at least one thread takes bulk work).
     worker_interactive_share: float = Field(default=0.25, ge=0.0, lt=1.0)
     worker_pool: Literal["threads", "prefork", "solo", "gevent", "eventlet"] = "threads"
+    # Threads of their own that take single requests and run them at once, beside the
+    # pool (threads pool only; see worker/runners.py). Unset: the interactive share of
+    # the pool's threads, at least one; 0 turns them off.
+    worker_interactive_runners: int | None = Field(default=None, ge=0, le=64)
     # Must exceed the longest task plus the longest retry countdown, or Redis redelivers
     # a message that is still being worked on.
     visibility_timeout_seconds: int = Field(default=600, ge=3)
@@ -60,6 +65,17 @@ class QueueSettings(_Settings):
     message_signing_key: Path | None = None
     message_signing_certificate: Path | None = None
     message_signing_cert_store: str | None = None
+
+    @property
+    def interactive_runners(self) -> int:
+        """How many interactive runners each worker process starts (threads pool only)."""
+        if self.worker_pool != "threads":
+            return 0
+        if self.worker_interactive_runners is not None:
+            return self.worker_interactive_runners
+        if self.worker_interactive_share <= 0:
+            return 0
+        return max(1, math.ceil(self.worker_concurrency * self.worker_interactive_share))
 
     @model_validator(mode="after")
     def _signing_all_or_nothing(self) -> Self:

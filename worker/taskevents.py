@@ -1,12 +1,14 @@
 """Celery task events for the requests carried in chunks, so Flower shows every request.
 
-Celery sends a task's events itself for a request in its own message. A chunk
-(``eksops.chunk``) is one Celery task carrying many requests; without this module
-Flower would show the chunk and none of its requests. :class:`TaskEvents`, an observer
-of the engine (``worker.engine.Observer``), sends for each request of a chunk the
-events Celery would have sent had it come alone, under the request ID as ``uuid``:
+Celery sends a task's events itself for a request in its own message that its pool
+runs. A chunk (``eksops.chunk``) is one Celery task carrying many requests, and a
+request an interactive runner runs (``worker.runners``) is no Celery task at all;
+without this module Flower would show the chunk and none of its requests, and no
+single request a runner ran. :class:`TaskEvents`, an observer of the engine
+(``worker.engine.Observer``), sends for each of them the events Celery would have sent
+for a task of its own, under the request ID as ``uuid``:
 ``task-received`` (the operation's task name, e.g. ``eksops.create_job``, the same
-arguments summary single tasks carry, and the chunk as ``parent_id``),
+arguments summary single tasks carry, and a chunk item's chunk as ``parent_id``),
 ``task-started``, ``task-retried``, and ``task-succeeded`` or ``task-failed``. So
 Flower's task list, its search by request ID, its state filters and its counters count
 requests, with their true state.
@@ -84,8 +86,8 @@ class TaskEvents:
     # --- the observer --------------------------------------------------------------
 
     def received(self, carrier: Carrier, spec: Spec, requests: Sequence[Request]) -> None:
-        """Buffer one ``task-received`` per request of the chunk."""
-        if not carrier.chunk:
+        """Buffer one ``task-received`` per request of the chunk (or the runner's one)."""
+        if carrier.celery_tells:
             return
         for request in requests:
             arguments = request.arguments or {}
@@ -96,7 +98,7 @@ class TaskEvents:
                 args="()",
                 kwargs=summarise(arguments) or "{...}",
                 root_id=request.request_id,
-                parent_id=carrier.message_id,
+                parent_id=carrier.message_id if carrier.chunk else None,
                 retries=0,
                 eta=None,
                 expires=None,
@@ -104,7 +106,7 @@ class TaskEvents:
 
     def started(self, carrier: Carrier, request_id: str, spec: Spec, attempt: int) -> None:
         """Buffer ``task-started``."""
-        if carrier.chunk:
+        if not carrier.celery_tells:
             self._started[request_id] = time.monotonic()
             self._send("task-started", uuid=request_id)
 
@@ -112,14 +114,14 @@ class TaskEvents:
         self, carrier: Carrier, request_id: str, spec: Spec, exc: EksOpsError, countdown: float
     ) -> None:
         """Buffer ``task-retried``."""
-        if carrier.chunk:
+        if not carrier.celery_tells:
             self._send("task-retried", uuid=request_id, exception=exception_text(exc), traceback="")
 
     def ended(
         self, carrier: Carrier, request_id: str, spec: Spec, state: str, outcome: Any
     ) -> None:
         """Buffer ``task-succeeded`` or ``task-failed``."""
-        if not carrier.chunk:
+        if carrier.celery_tells:
             return
         started = self._started.pop(request_id, None)
         runtime = time.monotonic() - started if started is not None else 0.0

@@ -27,6 +27,7 @@ from producer.enqueue import INTERACTIVE, Enqueuer, Lane, Outgoing
 from producer.queue import make_app
 from producer.settings import ProducerSettings
 from tests.reliability.conftest import Stack, final, jobs_by_request, manifest
+from tests.support.monitor import connection_of, monitored
 from worker.contracts import QUEUE, Operation, RequestState
 from worker.delivery import lanes
 from worker.delivery.inbox import REGISTRY, return_items
@@ -126,33 +127,15 @@ def test_the_take_rides_behind_the_wait_on_its_connection(
 ) -> None:
     client = broker.broker.client()
     client.script_load(lanes.TAKE)  # as after a worker's first take
-    commands: list[dict[str, Any]] = []
-    listening = threading.Event()
-
-    def watch() -> None:
-        with client.monitor() as monitor:
-            listening.set()
-            for command in monitor.listen():
-                commands.append(command)
-                if command["command"] == "ECHO done":
-                    return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    listening.wait(5)
     taken: list[Message] = []
-    consumer = threading.Thread(target=lambda: taken.extend(consume(connection, expect=2)))
-    consumer.start()
-    time.sleep(0.3)  # the consumer waits on the bells, its take sent behind the wait
-    ids = submit(enqueuer, 2)
-    consumer.join(10)
-    broker.broker.client().echo("done")
-    watcher.join(5)
+    with monitored(client) as commands:
+        consumer = threading.Thread(target=lambda: taken.extend(consume(connection, expect=2)))
+        consumer.start()
+        time.sleep(0.3)  # the consumer waits on the bells, its take sent behind the wait
+        ids = submit(enqueuer, 2)
+        consumer.join(10)
     assert sorted(request_id(message) for message in taken) == sorted(ids)
-
-    def by(command: dict[str, Any]) -> tuple[str, int]:
-        return command["client_address"], command["client_port"]
-
+    by = connection_of
     waits = {by(c) for c in commands if c["command"].startswith("BRPOP eksops.bell ")}
     takes = [by(c) for c in commands if c["command"].startswith(f"EVALSHA {lanes.TAKE_SHA}")]
     assert len(takes) >= 2

@@ -65,6 +65,9 @@ BELL_TOKENS = 64
 BULK_AFTER = 4
 MAX_WEIGHT = 10
 
+# Which lanes a take may take from (its second argument).
+INTERACTIVE_ONLY, EITHER, BULK_ONLY = "0", "1", "2"
+
 
 def tenant_group(tenant: str) -> str:
     """Return the bulk group of a tenant's batches (never a batch ID: those are UUIDs)."""
@@ -146,12 +149,18 @@ end
 """
 
 # KEYS: :class:`Keys`, then kombu's unacked index and unacked hash, then the taker's set
-# (:func:`taken_key`; '' for none). ARGV: the time to index the message at ('' for the
-# server's clock: a take sent ahead, behind the wait for a bell), '1' if bulk may be
-# taken, how long the taker's set lives (seconds). Returns false when no lane has a
-# message for this worker, else {item, delivery tag or false, group or false}: the tag
-# when the item was recorded as unacknowledged, false when it does not have the shape
-# of a kombu envelope (the caller drops it); the group for a bulk message.
+# (:func:`taken_key`; '' for none), then the taker's note ('' for none). ARGV: the time
+# to index the message at ('' for the server's clock: a take sent ahead, behind the
+# wait for a bell), which lanes it may take from (:data:`INTERACTIVE_ONLY`,
+# :data:`EITHER`, :data:`BULK_ONLY`), how long the taker's set lives (seconds); with a
+# note, its nonce and the tasks a runner may run (space-separated). The note, replaced
+# by every take, names the message taken (nonce, delivery tag, task) when it is one a
+# runner may run (an interactive message of one of those tasks, its own request, no ETA
+# or expiry): a start sent behind the take reads it (``records.Starter.after_take``).
+# Returns false when no lane has a message for this worker, else {item, delivery tag or
+# false, group or false}: the tag when the item was recorded as unacknowledged, false
+# when it does not have the shape of a kombu envelope (the caller drops it); the group
+# for a bulk message.
 TAKE = (
     LUA_ENVELOPE
     + LUA_LANES
@@ -181,18 +190,21 @@ local function take_bulk()
   end
   return nil
 end
+if KEYS[11] ~= '' then redis.call('DEL', KEYS[11]) end
 -- First a write Redis refuses when out of memory, before anything is popped: a take
 -- that fails does so whole (a message popped and then not recorded would be lost).
 redis.call('SETNX', KEYS[5], 0)
-local bulk_ok = ARGV[2] == '1'
+local bulk_ok = ARGV[2] ~= '0'
+local interactive_ok = ARGV[2] ~= '2'
 local item, group = nil, nil
 local bulk_waits = bulk_ok and redis.call('LLEN', KEYS[2]) > 0
-if bulk_waits and tonumber(redis.call('GET', KEYS[5]) or '0') >= {BULK_AFTER} then
+if bulk_waits and (not interactive_ok
+    or tonumber(redis.call('GET', KEYS[5]) or '0') >= {BULK_AFTER}) then
   item, group = take_bulk()
 end
 if item then
   redis.call('SET', KEYS[5], 0)
-else
+elseif interactive_ok then
   item = redis.call('RPOP', KEYS[1])
   if item then
     if bulk_waits then redis.call('INCR', KEYS[5]) end
@@ -217,6 +229,15 @@ redis.call('HSET', KEYS[9], tag,
 if KEYS[10] ~= '' then
   redis.call('SADD', KEYS[10], tag)
   redis.call('EXPIRE', KEYS[10], ARGV[3])
+end
+if KEYS[11] ~= '' and not group then
+  local headers = message.headers
+  local function absent(value) return value == nil or value == cjson.null or value == '' end
+  if type(headers) == 'table' and headers.id == tag and type(headers.task) == 'string'
+      and absent(headers.eta) and absent(headers.expires)
+      and string.find(' ' .. ARGV[5] .. ' ', ' ' .. headers.task .. ' ', 1, true) then
+    redis.call('SET', KEYS[11], cjson.encode({{ARGV[4], tag, headers.task}}), 'PX', 60000)
+  end
 end
 return {{item, tag, group or false}}
 """
@@ -306,6 +327,16 @@ def waiting(redis: Any) -> Waiting:
 
 
 @dataclass(frozen=True)
+class Note:
+    """What a take notes of the message it took, for a start sent behind it (see
+    :data:`TAKE`): the note's key, this take's nonce, the tasks a runner may run."""
+
+    key: str
+    nonce: str
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Taken:
     """A message taken from a lane: its bytes, its delivery tag if it was recorded (an
     item without an envelope's shape is not), and its bulk group (None: interactive)."""
@@ -332,16 +363,27 @@ def take(
     unacked: str,
     taker: str = "",
     taker_ttl: int = 0,
+    interactive: bool = True,
 ) -> Taken | None:
     """Take the next message for this worker and record it as unacknowledged, atomically.
 
     ``bulk``: whether this worker may take a bulk message (its bulk share of threads
-    is not full). ``taker``: the taking process's set (:func:`taken_key`), which records
-    the message too, for ``taker_ttl`` seconds. None when no lane has a message for it.
+    is not full); ``interactive``: whether it may take an interactive one (not when its
+    process's interactive runners are free to). ``taker``: the taking process's set
+    (:func:`taken_key`), which records the message too, for ``taker_ttl`` seconds.
+    None when no lane has a message for it.
     """
     keys = _take_keys(unacked_index, unacked, taker)
-    args = [time.time(), "1" if bulk else "0", taker_ttl]
+    args = [time.time(), _lanes(bulk=bulk, interactive=interactive), taker_ttl]
     return taken(run_script(client, TAKE, keys, args))
+
+
+def _lanes(*, bulk: bool, interactive: bool) -> str:
+    """The lanes a take may take from; interactive alone when neither is allowed (a take
+    that may take nothing would only cost its round trip)."""
+    if bulk:
+        return EITHER if interactive else BULK_ONLY
+    return INTERACTIVE_ONLY
 
 
 def ack(client: Any, tag: str, *, unacked_index: str, unacked: str, taker: str = "") -> None:
@@ -360,8 +402,8 @@ def taken_key(taker: str) -> str:
     return f"{TAKEN_PREFIX}{taker}"
 
 
-def _take_keys(unacked_index: str, unacked: str, taker: str = "") -> list[str]:
-    return [*KEYS.as_list(), unacked_index, unacked, taker]
+def _take_keys(unacked_index: str, unacked: str, taker: str = "", note: str = "") -> list[str]:
+    return [*KEYS.as_list(), unacked_index, unacked, taker, note]
 
 
 #: The digest :data:`TAKE` is known by once loaded (``EVALSHA``).
@@ -369,14 +411,23 @@ TAKE_SHA = hashlib.sha1(TAKE.encode(), usedforsecurity=False).hexdigest()
 
 
 def take_command(
-    *, bulk: bool, unacked_index: str, unacked: str, taker: str = "", taker_ttl: int = 0
+    *,
+    bulk: bool,
+    unacked_index: str,
+    unacked: str,
+    taker: str = "",
+    taker_ttl: int = 0,
+    interactive: bool = True,
+    note: Note | None = None,
 ) -> tuple[Any, ...]:
     """Return :func:`take` as a command to send behind a wait for a bell, on the same
     connection: Redis runs it the moment the wait ends (a blocked client's next command
     waits for it), so waking and taking cost one round trip. Read its reply with
     :func:`taken`; ``NOSCRIPT`` if Redis has not loaded the script yet (run :func:`take`)."""
-    keys = _take_keys(unacked_index, unacked, taker)
-    return ("EVALSHA", TAKE_SHA, len(keys), *keys, "", "1" if bulk else "0", taker_ttl)
+    keys = _take_keys(unacked_index, unacked, taker, note.key if note else "")
+    mode = _lanes(bulk=bulk, interactive=interactive)
+    noted = [note.nonce, " ".join(note.tasks)] if note else []
+    return ("EVALSHA", TAKE_SHA, len(keys), *keys, "", mode, taker_ttl, *noted)
 
 
 def taken(found: Any) -> Taken | None:

@@ -27,13 +27,16 @@ Used by workers (``broker_transport`` in celeryconfig); the URL's ``redis://`` o
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from kombu.transport import redis, virtual
@@ -51,7 +54,7 @@ from worker.delivery.lanes import Taken, take
 logger = logging.getLogger(__name__)
 
 
-def _shows(item: object) -> str:
+def shows(item: object) -> str:
     text = repr(item)
     return text if len(text) <= 120 else text[:117] + "..."
 
@@ -60,7 +63,7 @@ def _shows(item: object) -> str:
 _INBOX_OFF_SECONDS = 30.0
 
 # What parsing a queue item can raise: not JSON, not text, or nested past Python's limit.
-_UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, RecursionError)
+UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, RecursionError)
 
 
 class Taker:
@@ -76,9 +79,77 @@ class Taker:
 TAKER = Taker()
 
 
+class Runners:
+    """This process's interactive runners (``worker.runners``), as its consumer sees them.
+
+    While a runner is free, the consumer's channel leaves the interactive lane to the
+    runners: it takes bulk work only and does not wait on the interactive bell. When the
+    last free runner starts a request, it rings the channel's own bell, and the channel
+    takes interactive work again (the overflow); when one is free again, it rings it
+    again, and the channel goes back to bulk work only. A process without runners has
+    none free: its channel takes both lanes.
+
+    A message a runner must not run is handed over (:meth:`hand_over`): the channel
+    delivers it to Celery's consumer at its next turn, woken by its own bell, as if it
+    had taken it itself.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.free = 0
+        self.handed: collections.deque[Taken] = collections.deque()
+        self.bell = ""  # the consumer channel's own bell, once it waits
+        self.watching = True  # the channel waits on the interactive bell
+
+    def free_one(self, client: Callable[[], Any]) -> None:
+        """A runner is free to take (it started, or its request ended). If the channel
+        waits on the interactive bell (every runner was busy), its bell is rung: it
+        waits without it again, and the next single request is the runner's."""
+        with self._lock:
+            self.free += 1
+            ring = self.free == 1 and self.watching and bool(self.bell)
+        if ring:
+            lanes.wake(client(), self.bell)
+
+    def busy(self, client: Callable[[], Any]) -> None:
+        """A runner starts a request (or stops); the channel takes interactive work when
+        none is left free. ``client``: a Redis client, to ring the channel's bell."""
+        with self._lock:
+            self.free = max(0, self.free - 1)
+            ring = self.free == 0 and not self.watching and bool(self.bell)
+        if ring:
+            lanes.wake(client(), self.bell)
+
+    def hand_over(self, client: Any, taken: Taken) -> None:
+        """Give a taken message to the consumer's channel, and wake it."""
+        self.handed.append(taken)
+        if self.bell:
+            lanes.wake(client, self.bell)
+
+    def take_handed(self) -> list[Taken]:
+        """What runners handed over since the last call (the channel delivers it)."""
+        items: list[Taken] = []
+        while True:
+            try:
+                items.append(self.handed.popleft())
+            except IndexError:
+                return items
+
+    def give_back(self, client: Any, qos: Any) -> None:
+        """Return to their lanes the messages handed over and never delivered (the
+        worker stops): they are recorded as unacknowledged, in no one's hands."""
+        for taken in self.take_handed():
+            if taken.tag is not None:
+                qos.restore_by_tag(taken.tag, client)
+
+
+RUNNERS = Runners()
+
+
 def _new_taker_after_fork() -> None:
-    global TAKER  # noqa: PLW0603 - one per process, and a forked child is another
+    global TAKER, RUNNERS  # noqa: PLW0603 - one per process, and a forked child is another
     TAKER = Taker()
+    RUNNERS = Runners()
 
 
 os.register_at_fork(after_in_child=_new_taker_after_fork)
@@ -89,7 +160,7 @@ def kombu(obj: object) -> Any:
     return obj
 
 
-def _dropped(why: str) -> None:
+def dropped(why: str) -> None:
     logger.error("Dropped an item of the task queue that is not a message (%s)", why)
 
 
@@ -101,6 +172,24 @@ def is_control_queue(name: str) -> bool:
     spun returning the same reply).
     """
     return name.endswith(".pidbox")
+
+
+def return_unanswered(
+    client: Any, qos: Any, *, taker: str, unacked: str, held: set[str] | frozenset[str]
+) -> None:
+    """Return to their lanes the messages in ``taker``'s set that are not ``held``: their
+    take ran in Redis and was never answered. Each leaves the set either way."""
+    for tag in [bytes_to_str(tag) for tag in client.smembers(taker)]:
+        if tag in held:
+            continue
+        if client.hexists(unacked, tag):
+            logger.warning(
+                "Message %s was taken by this worker but the take was never answered "
+                "(Redis stopped?); returning it to its lane",
+                tag,
+            )
+            qos.restore_by_tag(tag, client)
+        client.srem(taker, tag)
 
 
 class QoS(redis.QoS):
@@ -231,6 +320,7 @@ class Channel(redis.Channel):
     _sync_client: Any = None
     _taking = False  # the command in flight waits on the lanes' bells, not kombu's BRPOP
     _taking_bulk = False  # ...and this take may be a bulk message
+    _taking_interactive = True  # ...or an interactive one (no runner of this process is free)
     # The channel waits on the interactive bell only (its bulk share was full): a bulk
     # message acknowledged meanwhile wakes it through its own bell, not after a poll.
     _waiting_without_bulk = False
@@ -307,7 +397,14 @@ class Channel(redis.Channel):
         self._taking_bulk = self._bulk_allowed()
         if not self._own_bell:
             self._own_bell = lanes.worker_bell(uuid.uuid4().hex)
-        bells = [lanes.INTERACTIVE_BELL, self._own_bell]
+        # Interactive work is the runners' while one is free: said before it is looked
+        # at, so a runner that becomes the last busy one after the look rings the bell.
+        runners = RUNNERS
+        runners.bell, runners.watching = self._own_bell, False
+        self._taking_interactive = runners.watching = runners.free == 0
+        bells = [self._own_bell]
+        if self._taking_interactive:
+            bells.insert(0, lanes.INTERACTIVE_BELL)
         if self._taking_bulk:
             bells.append(lanes.BULK_BELL)
         self._waiting_without_bulk = not self._taking_bulk
@@ -320,6 +417,7 @@ class Channel(redis.Channel):
         # wait times out), and both replies come back together.
         ahead = lanes.take_command(
             bulk=self._taking_bulk,
+            interactive=self._taking_interactive,
             unacked_index=self.unacked_index_key,
             unacked=self.unacked_key,
             taker=TAKER.key,
@@ -333,8 +431,8 @@ class Channel(redis.Channel):
         if not self._taking:
             try:
                 return super()._brpop_read(**options)  # type: ignore[misc]
-            except _UNREADABLE as exc:
-                _dropped(f"not JSON: {exc!r}")
+            except UNREADABLE as exc:
+                dropped(f"not JSON: {exc!r}")
                 return True
         try:
             connection = self.client.connection
@@ -354,12 +452,19 @@ class Channel(redis.Channel):
                 connection.disconnect()  # reconnects on the next poll
                 raise
             self._waiting_without_bulk = False
+            handed = RUNNERS.take_handed()
+            for item in handed:  # what runners must not run, first: taken before
+                self._take(item, QUEUE)
             try:
                 taken = self._taken(found)
             except ResponseError as exc:  # the take writes: Redis out of memory refuses it
                 self._refused(exc)
+                if handed:
+                    return True
                 raise virtual.Empty() from exc
             if taken is None:
+                if handed:
+                    return True
                 raise virtual.Empty()
             self._take(taken, QUEUE)
             return True
@@ -393,6 +498,7 @@ class Channel(redis.Channel):
         return take(
             self._create_client(),
             bulk=bulk,
+            interactive=self._taking_interactive,
             unacked_index=self.unacked_index_key,
             unacked=self.unacked_key,
             taker=TAKER.key,
@@ -418,18 +524,13 @@ class Channel(redis.Channel):
         """
         client = self._create_client()
         try:
-            held = [bytes_to_str(tag) for tag in client.smembers(TAKER.key)]
-            for tag in held:
-                if tag in TAKER.received or tag in self.claimed:
-                    continue
-                if client.hexists(self.unacked_key, tag):
-                    logger.warning(
-                        "Message %s was taken by this worker but the take was never "
-                        "answered (Redis stopped?); returning it to its lane",
-                        tag,
-                    )
-                    kombu(self.qos).restore_by_tag(tag, client)
-                client.srem(TAKER.key, tag)
+            return_unanswered(
+                client,
+                kombu(self.qos),
+                taker=TAKER.key,
+                unacked=self.unacked_key,
+                held=TAKER.received | self.claimed,
+            )
         except RedisError as exc:  # tried again at the next take
             logger.debug("Could not look for unanswered takes: %s", exc)
             return
@@ -439,12 +540,12 @@ class Channel(redis.Channel):
         """Deliver a claimed item, or drop it if it is not a message."""
         try:
             message = loads(bytes_to_str(claimed.item))
-        except _UNREADABLE as exc:
-            _dropped(f"not JSON: {exc!r}")
+        except UNREADABLE as exc:
+            dropped(f"not JSON: {exc!r}")
             self._forget(claimed.tag)
             return
         if not is_envelope(message):
-            _dropped(f"not a message envelope: {_shows(message)}")
+            dropped(f"not a message envelope: {shows(message)}")
             self._forget(claimed.tag)
             return
         if claimed.tag is None:
@@ -460,7 +561,7 @@ class Channel(redis.Channel):
                 raise
             # kombu could not even build a message of it (a body that is not base64, say):
             # it would fail the same way on every redelivery, stopping a worker each time.
-            _dropped(f"kombu cannot read it: {exc!r}")
+            dropped(f"kombu cannot read it: {exc!r}")
             self._forget(claimed.tag)
             return
         except BaseException:
@@ -500,8 +601,8 @@ class Channel(redis.Channel):
             message = loads(bytes_to_str(item))
             info = message["properties"]["delivery_info"]
             exchange, routing_key = info["exchange"], info["routing_key"]
-        except (*_UNREADABLE, ValueError, TypeError, KeyError) as exc:
-            _dropped(f"not a message envelope ({exc!r}): {_shows(item)}")
+        except (*UNREADABLE, ValueError, TypeError, KeyError) as exc:
+            dropped(f"not a message envelope ({exc!r}): {shows(item)}")
             return
         self._do_restore_message(message, exchange, routing_key, pipe)
 
@@ -537,7 +638,7 @@ class Transport(redis.Transport):
 
     def _deliver(self, message: Any, queue: str | None) -> Any:
         if not is_envelope(message):
-            _dropped(f"not a message envelope: {_shows(message)}")
+            dropped(f"not a message envelope: {shows(message)}")
             return None
         return super()._deliver(message, queue)
 

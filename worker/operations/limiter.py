@@ -89,6 +89,8 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for i = 10, #ARGV do redis.call('ZREM', KEYS[3], ARGV[i]) end
 -- Granted already (this ask sent again after its reply was lost): still granted.
 if redis.call('ZSCORE', KEYS[3], ARGV[5]) then return 0 end
+-- An early ask that is only for a call to come if KEYS[9] exists (a take's note).
+if KEYS[9] and redis.call('EXISTS', KEYS[9]) == 0 then return 1 end
 local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return paused end
 local limit = tonumber(ARGV[3])
@@ -193,8 +195,9 @@ class Limiter(Protocol):
     def pause(self, seconds: float) -> None:
         """Stop every worker from calling this cluster for ``seconds``."""
 
-    def ask_early(self, pipe: Any) -> ReadReply | None:
-        """Queue on ``pipe`` a try for the next call's slot; None when nothing is asked."""
+    def ask_early(self, pipe: Any, *, only_if: str | None = None) -> ReadReply | None:
+        """Queue on ``pipe`` a try for the next call's slot; None when nothing is asked.
+        ``only_if``: a key; the try asks only if it exists when Redis runs it."""
 
 
 class Unlimited:
@@ -208,7 +211,7 @@ class Unlimited:
     def pause(self, seconds: float) -> None:
         """Nothing to pause."""
 
-    def ask_early(self, pipe: Any) -> ReadReply | None:
+    def ask_early(self, pipe: Any, *, only_if: str | None = None) -> ReadReply | None:
         """Nothing to ask: every call is granted at once."""
         return None
 
@@ -310,7 +313,7 @@ class RedisLimiter:
             if granted:
                 self._end(holder)
 
-    def ask_early(self, pipe: Any) -> ReadReply | None:
+    def ask_early(self, pipe: Any, *, only_if: str | None = None) -> ReadReply | None:
         """Queue on ``pipe`` a try for the slot of this context's next call; return what
         reads its reply.
 
@@ -318,13 +321,15 @@ class RedisLimiter:
         call granted at once costs no trip of its own. The try never joins the line: if
         no slot is free (a pause, an empty bucket, callers waiting), it leaves nothing
         in Redis, and the call asks as usual. A granted slot is held (renewed) until the
-        call uses it, or :func:`release_early` gives it back.
+        call uses it, or :func:`release_early` gives it back. ``only_if``: a key that
+        must exist when Redis runs the try (a take's note: the start sent behind a take
+        asks only if the take took a request to run), else it asks nothing.
         """
         if time.monotonic() < self._bypass_until:
             return None
         holder = uuid.uuid4().hex
         ended = self._take_ended()
-        keys = self._keys
+        keys = self._keys if only_if is None else [*self._keys, only_if]
         pipe.execute_command(
             "EVALSHA", self._acquire.sha, len(keys), *keys, *self._args(holder, "1"), *ended
         )
