@@ -190,11 +190,9 @@ class Intake:
             connection.send_packed_command(connection.pack_commands([wait_for, ahead, *behind]))
             # Every reply is read, whatever the first says: the take ran either way.
             replies: list[Any] = []
-            for index in range(2 + len(behind)):
+            for _ in range(2 + len(behind)):
                 try:
-                    replies.append(
-                        connection.read_response(timeout=wait + 10 if index == 0 else 10)
-                    )
+                    replies.append(connection.read_response())
                 except ResponseError as exc:
                     replies.append(exc)
         except BaseException:
