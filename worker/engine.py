@@ -330,6 +330,12 @@ class Engine:
         ask = cluster.limiter.ask_early(commands, only_if=note) if cluster else None
         return TakeStart(holder, commands.sent, executions.taken_start, ask)
 
+    def undo_start(self, request_id: str, holder: str) -> None:
+        """Undo the start ``holder`` made behind a take that was never answered (the
+        message goes back to its lane): its lease and its attempt, if still the
+        holder's, so whoever takes the message next starts it as the attempt it is."""
+        unstart(self.runtime.redis, request_id, holder)
+
     def give_back(self, request_id: str, taken: TakeStart) -> None:
         """Undo a start sent behind a take whose message is not run here after all (it
         was handed to Celery's consumer): its lease, its attempt, its early slot."""

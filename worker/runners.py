@@ -106,15 +106,25 @@ class Runner:
     def _turn(self) -> None:
         """Take one message (waiting up to WAIT_SECONDS) and run it, if it is to run here."""
         current = engine()
-        taken: list[TakeStart | None] = [None]
+        # The starts sent behind this turn's takes: the last one's replies are read; an
+        # earlier one's take was never answered (the connection failed), and what it
+        # started is undone before its message goes back to its lane.
+        sent: list[TakeStart] = []
 
         def behind(note: Note) -> list[tuple[Any, ...]]:
-            taken[0] = current.after_take(note.key, note.nonce)
-            return taken[0].commands if taken[0] is not None else []
+            start = current.after_take(note.key, note.nonce)
+            if start is None:
+                return []
+            sent.append(start)
+            return start.commands
+
+        def unanswered(tag: str) -> None:
+            for start in sent:
+                current.undo_start(tag, start.holder)
 
         try:
             took = until_redis_answers(
-                partial(self.intake.take, WAIT_SECONDS, behind),
+                partial(self.intake.take, WAIT_SECONDS, behind, unanswered=unanswered),
                 doing="taking an interactive message",
                 stopping=self._stopping,
             )
@@ -126,15 +136,13 @@ class Runner:
             return
         except INFRASTRUCTURE_ERRORS:
             raise _Stopped from None  # stopping: nothing was taken
-        start = taken[0]
-        if start is not None and took.behind:
+        start = sent[-1] if sent and took.behind else None
+        if start is not None:
             start.read(took.behind)
         delivery = took.delivery
-        if delivery is None or start is None or start.start is None:
-            if start is not None and start.start is not None and took.tag is not None:
-                current.give_back(took.tag, start)  # handed over: not this runner's run
-            start = None if delivery is None else start
         if delivery is None:
+            if start is not None:  # handed over, or nothing taken: not this runner's run
+                current.give_back(took.tag or "", start)
             return
         self.intake.busy()
         try:

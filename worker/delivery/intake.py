@@ -138,7 +138,13 @@ class Intake:
 
     # --- taking ----------------------------------------------------------------------
 
-    def take(self, wait: float, behind: Behind | None = None) -> Took:
+    def take(
+        self,
+        wait: float,
+        behind: Behind | None = None,
+        *,
+        unanswered: Callable[[str], None] | None = None,
+    ) -> Took:
         """Wait up to ``wait`` seconds for an interactive message; return what came.
 
         ``behind``: commands to send behind the take, on the same connection (Redis
@@ -146,11 +152,12 @@ class Intake:
         Note`, it returns them; their replies come back with the take. The delivery is
         None when nothing came, or what came was dropped or handed to Celery's consumer.
         Redis errors are raised; after one, the next take first returns to their lane
-        the messages an unanswered take of this intake recorded.
+        the messages an unanswered take of this intake recorded, calling
+        ``unanswered`` with each delivery tag before its message goes back.
         """
         client = self._client()
         if self._recover:
-            self._return_unanswered(client)
+            self._return_unanswered(client, unanswered)
         note = lanes.Note(self._note, uuid.uuid4().hex, self._tasks)
         commands = list(behind(note)) if behind is not None else []
         try:
@@ -218,13 +225,14 @@ class Intake:
     def _taker_ttl(self) -> int:
         return max(60, 2 * int(kombu(self.channel).visibility_timeout))
 
-    def _return_unanswered(self, client: Any) -> None:
+    def _return_unanswered(self, client: Any, unanswered: Callable[[str], None] | None) -> None:
         return_unanswered(
             client,
             kombu(self.channel.qos),
             taker=self.taker,
             unacked=self.channel.unacked_key,
             held=set(),  # between takes, a runner holds nothing
+            before_return=unanswered,
         )
         self._recover = False
 

@@ -175,10 +175,18 @@ def is_control_queue(name: str) -> bool:
 
 
 def return_unanswered(
-    client: Any, qos: Any, *, taker: str, unacked: str, held: set[str] | frozenset[str]
+    client: Any,
+    qos: Any,
+    *,
+    taker: str,
+    unacked: str,
+    held: set[str] | frozenset[str],
+    before_return: Callable[[str], None] | None = None,
 ) -> None:
     """Return to their lanes the messages in ``taker``'s set that are not ``held``: their
-    take ran in Redis and was never answered. Each leaves the set either way."""
+    take ran in Redis and was never answered. Each leaves the set either way.
+    ``before_return`` is called with each tag before its message goes back (to undo
+    what was sent behind the take that was never answered)."""
     for tag in [bytes_to_str(tag) for tag in client.smembers(taker)]:
         if tag in held:
             continue
@@ -188,6 +196,8 @@ def return_unanswered(
                 "(Redis stopped?); returning it to its lane",
                 tag,
             )
+            if before_return is not None:
+                before_return(tag)
             qos.restore_by_tag(tag, client)
         client.srem(taker, tag)
 
