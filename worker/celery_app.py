@@ -156,6 +156,7 @@ def _banner(**_: Any) -> None:
             f"  - Broker: {safe_url(queue.broker_url)}",
             f"  - Result backend: {safe_url(queue.result_backend)}",
             f"  - Pool: {queue.worker_pool} x {queue.worker_concurrency}",
+            f"  - Interactive runners: {queue.interactive_runners}",
             f"  - Log Level: {settings.log_level}",
         ],
     )

@@ -151,3 +151,27 @@ def test_a_worker_with_an_unusable_signing_key_refuses_to_start_with_one_line(
         "eksops worker: invalid configuration: message signing: Invalid private key: "
         "ValueError('Non-RSA keys are not supported.')"
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "runners"),
+    [
+        ({}, 2),  # the interactive share (0.25) of 8 threads
+        ({"worker_concurrency": 1}, 1),  # at least one
+        ({"worker_concurrency": 10}, 3),  # rounded up
+        ({"worker_interactive_share": 0.0}, 0),  # no share kept for singles: none
+        ({"worker_interactive_runners": 5}, 5),
+        ({"worker_interactive_runners": 0}, 0),  # off: the pool takes single requests
+        ({"worker_pool": "prefork", "worker_interactive_runners": 4}, 0),  # threads pool only
+    ],
+)
+def test_interactive_runners_follow_the_threads_interactive_share_unless_set(
+    values: dict[str, object], runners: int
+) -> None:
+    assert validate_settings(QueueSettings, **values).interactive_runners == runners
+
+
+def test_a_negative_number_of_runners_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ConfigurationInvalid) as caught:
+        validate_settings(QueueSettings, worker_interactive_runners=-1)
+    assert caught.value.message.startswith("WORKER_INTERACTIVE_RUNNERS:")
