@@ -298,7 +298,9 @@ class Engine:
         spec = spec_of(operation)
         if taken is not None:
             holder, start = taken.holder, taken.start
-            if start is None:  # it started nothing: the run asks for its slot again
+            if start is None or arguments.get("cluster") is not None:
+                # It started nothing (the run asks for its slot again), or the slot asked
+                # behind the take is the default cluster's and the request names one.
                 release_early()
         else:
             sent = self._sent_ahead(request_id)

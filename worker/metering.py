@@ -31,8 +31,9 @@ class Metering:
         self._started: dict[str, float] = {}
 
     def received(self, carrier: Carrier, spec: Spec, requests: Sequence[Request]) -> None:
-        """Observe a chunk's size."""
-        metrics.CHUNK_REQUESTS.labels(spec.operation.value).observe(len(requests))
+        """Observe a chunk's size (a runner's single request is no chunk)."""
+        if carrier.chunk:
+            metrics.CHUNK_REQUESTS.labels(spec.operation.value).observe(len(requests))
 
     def started(self, carrier: Carrier, request_id: str, spec: Spec, attempt: int) -> None:
         """Count the start; observe how long the request waited for it."""

@@ -27,6 +27,7 @@ request right now (see ``worker.leases``). Pure redis-py; shared by producers an
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import json
@@ -36,7 +37,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker.events import EVENTS_MAX_LENGTH, REQUEST_EVENT_LUA, STREAM_KEY
 from worker.timestamps import now_iso
@@ -365,7 +367,7 @@ class Starter:
                 read(exc)
             raise
         return SentStart(
-            lambda: _replies(pool, connection, len(commands)),
+            lambda: read_replies(pool, connection, len(commands)),
             lambda replies: self._started(keys, args, replies, read)[0],
             lambda exc: read(exc) if read is not None else None,
         )
@@ -385,7 +387,8 @@ class Starter:
         run then starts the request itself, with the same holder: a start that failed
         midway left nothing another holder would wait for."""
         if isinstance(reply, NoScriptError):
-            self._redis.script_load(_START_TAKEN)
+            with contextlib.suppress(RedisError):  # loaded by the next one otherwise
+                self._redis.script_load(_START_TAKEN)
             return None
         if isinstance(reply, Exception) or not reply:
             return None
@@ -477,12 +480,18 @@ class SentStart:
         return self._parse(replies)
 
 
-def _replies(pool: Any, connection: Any, count: int) -> list[Any]:
+def read_replies(
+    pool: Any, connection: Any, count: int, *, within: Sequence[float] = ()
+) -> list[Any]:
     """Read ``count`` replies from ``connection`` (an error reply as its exception) and
-    give the connection back; one that failed midway is closed first."""
+    give the connection back; one that failed midway is closed first. ``within``: how
+    long each of the first replies may take (a peer gone silent, as after a failover
+    without a reset, must not hold the reader until TCP keepalive notices)."""
     replies: list[Any] = []
     try:
-        for _ in range(count):
+        for index in range(count):
+            if index < len(within) and not connection.can_read(timeout=within[index]):
+                raise RedisTimeoutError("Redis did not answer in time")
             try:
                 replies.append(connection.read_response())
             except ResponseError as exc:

@@ -132,18 +132,34 @@ class Runner:
             logger.warning(
                 "Redis refused a take (%s); taking again in %.0fs", exc, REFUSED_PAUSE_SECONDS
             )
-            self._stopping.wait(REFUSED_PAUSE_SECONDS)
+            self.intake.busy()  # not free meanwhile: the pool takes single requests
+            try:
+                self._stopping.wait(REFUSED_PAUSE_SECONDS)
+            finally:
+                self.intake.free()
             return
         except INFRASTRUCTURE_ERRORS:
             raise _Stopped from None  # stopping: nothing was taken
         start = sent[-1] if sent and took.behind else None
-        if start is not None:
-            start.read(took.behind)
         delivery = took.delivery
-        if delivery is None:
-            if start is not None:  # handed over, or nothing taken: not this runner's run
-                current.give_back(took.tag or "", start)
-            return
+        try:
+            if start is not None:
+                start.read(took.behind)
+            if delivery is None or self._stopping.is_set():
+                # Not this runner's to run: nothing taken, a message to hand over, or
+                # the worker stops (it takes nothing more). What was started behind the
+                # take is given back first, then the message goes where it belongs.
+                if start is not None:
+                    current.give_back(took.tag or "", start)
+                if took.refused is not None:
+                    self.intake.hand_over(took.refused)
+                elif delivery is not None:
+                    self.intake.put_back(delivery.tag)
+                return
+        except Exception:
+            # The message is in this runner's set: the next take returns it to its lane.
+            self.intake.lost()
+            raise
         self.intake.busy()
         try:
             self._run(delivery, start)
@@ -158,15 +174,29 @@ class Runner:
             logger.info("Task %s[%s] received", delivery.task_name, request_id)
             began = time.monotonic()
             enqueued_at = delivery.properties.get(ENQUEUED_AT)
-            ended = engine().run_one(
-                request_id,
-                operation,
-                delivery.kwargs or {},
-                enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
-                runner=True,
-                taken=taken,
-            )
-            _log_end(delivery, ended.state, ended.outcome, time.monotonic() - began)
+            try:
+                ended = engine().run_one(
+                    request_id,
+                    operation,
+                    delivery.kwargs or {},
+                    enqueued_at=float(enqueued_at)
+                    if isinstance(enqueued_at, int | float)
+                    else None,
+                    runner=True,
+                    taken=taken,
+                )
+            except Exception as exc:
+                # Past the engine, which stores every outcome it reaches: stored as
+                # Celery stores a task's error (the pool path's store_errors_even_if_
+                # ignored), so the request reads as failed and its message is done.
+                logger.exception("Task %s[%s] raised unexpected", delivery.task_name, request_id)
+                until_redis_answers(
+                    partial(app.backend.mark_as_failure, request_id, exc),
+                    doing="storing a request's failure",
+                    stopping=self._stopping,
+                )
+            else:
+                _log_end(delivery, ended.state, ended.outcome, time.monotonic() - began)
         try:
             until_redis_answers(
                 partial(self.intake.ack, delivery),

@@ -51,16 +51,16 @@ class Runtime:
         """Connect to Redis and prepare the clusters; nothing is called yet."""
         queue.require_urls()
         # Blocking pool: threads wait for a connection rather than fail when all are busy.
-        client = redis_client(
-            str(queue.broker_url), queue, max_connections=queue.worker_concurrency + 4
-        )
+        # The pool's threads, the interactive runners beside them, and the background.
+        threads = queue.worker_concurrency + queue.interactive_runners
+        client = redis_client(str(queue.broker_url), queue, max_connections=threads + 4)
         leases = LeaseKeeper(client, ttl_seconds=settings.lease_seconds)
         return cls(
             settings=settings,
             queue=queue,
             clusters=Clusters(
                 settings,
-                pool_size=queue.worker_concurrency,
+                pool_size=threads,
                 limiter_for=limiter_factory(settings, client),
                 on_new=lambda target: register_cluster(
                     client, target.key, name=target.name, region=target.region

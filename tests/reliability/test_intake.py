@@ -181,6 +181,7 @@ def test_the_limiters_ask_behind_a_take_asks_only_when_the_take_noted_a_request(
     )
     with limiter.slot():  # an ordinary call: the limiter's script is loaded
         pass
+    wait_until(lambda: client.zcard("eksops:limit:c:inflight") == 0, timeout=5)  # freed
     calls: list[tuple[object, ...]] = []
 
     class Collect:
@@ -211,7 +212,10 @@ def test_what_a_runner_must_not_run_goes_to_the_consumer_which_runs_it(
     app.send_task(task, kwargs={"namespace_name": "later"}, task_id=rid, countdown=30)
     took = intake.take(1)
     assert took.delivery is None
+    assert took.refused is not None
     assert took.tag is not None  # kombu's own tag: a message kombu published
+    assert client.sismember(intake.taker, took.tag)  # the runner's, until it hands it over
+    intake.hand_over(took.refused)  # once the runner gave back what it started
     assert [t.tag for t in runners.handed] == [took.tag]
     assert client.hexists(UNACKED, took.tag)  # still recorded: handed, not lost
     assert not client.sismember(intake.taker, took.tag)  # not the intake's to return
@@ -290,3 +294,43 @@ def test_while_a_runner_is_free_the_consumer_leaves_single_requests_to_it(
         conn.drain_events(timeout=5)
         assert [m.headers["id"] for m in received] == [rid]
         received[0].ack()
+
+
+def test_a_message_taken_as_the_worker_stops_goes_back_to_its_lane_unrun(
+    broker: Stack, client: redis.Redis, intake: Intake
+) -> None:
+    rid = submit(broker, Operation.CREATE_NAMESPACE, {"namespace_name": "not-now"})
+    took = intake.take(1)
+    assert took.delivery is not None
+    intake.put_back(took.delivery.tag)
+    assert (client.hlen(UNACKED), client.scard(intake.taker)) == (0, 0)
+    again = intake.take(1)
+    assert again.delivery is not None
+    assert again.delivery.request_id == rid
+    intake.ack(again.delivery)
+
+
+def test_a_take_that_may_take_from_neither_lane_takes_nothing(
+    broker: Stack, client: redis.Redis
+) -> None:
+    # The consumer whose bulk share is full while a runner is free: it waits on its own
+    # bell only, and the take behind the wait leaves the single request to the runner.
+    submit(broker, Operation.CREATE_NAMESPACE, {"namespace_name": "for-a-runner"})
+    keys = {"unacked_index": UNACKED_INDEX, "unacked": UNACKED}
+    assert lanes.take(client, bulk=False, interactive=False, **keys) is None
+    assert client.llen(QUEUE) == 1
+    assert lanes.take(client, bulk=False, **keys) is not None
+
+
+def test_a_bell_that_cannot_be_rung_never_fails_the_runner(runners: Runners) -> None:
+    class Down:
+        def pipeline(self, **_: object) -> object:
+            raise redis.ConnectionError("Redis is down")
+
+    runners.bell = lanes.worker_bell("consumer")
+    runners.watching = False
+    runners.free_one(Down)
+    runners.busy(Down)  # the last free runner: rings, and the ring fails quietly
+    runners.watching = True
+    runners.free_one(Down)
+    assert runners.free == 1

@@ -50,7 +50,7 @@ def test_the_layer_uses_no_private_it_does_not_declare() -> None:
     own |= {"_take", "_refused", "_forget", "_return_item", "_taking", "_taking_bulk"}
     own |= {"_bulk_allowed", "_takes_lanes", "_waiting_without_bulk", "_own_bell", "_bulk_done"}
     own |= {"_taken", "_take_now", "_recovered", "_recover_unanswered_takes", "_taker_ttl"}
-    own |= {"_taking_interactive", "_lock"}  # the transport's, and its Runners'
+    own |= {"_taking_interactive", "_lock", "_ring"}  # the transport's, and its Runners'
     # The intake's own.
     own |= {"_accept", "_runnable", "_tasks", "_bell", "_note", "_recover", "_client"}
     own |= {"_wait_and_take", "_return_unanswered", "_delivered", "_hand_over", "_ack"}

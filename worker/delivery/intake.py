@@ -40,8 +40,12 @@ from worker.delivery import lanes, transport
 from worker.delivery.envelope import is_envelope
 from worker.delivery.lanes import Taken
 from worker.delivery.transport import UNREADABLE, Channel, dropped, kombu, return_unanswered, shows
+from worker.records import read_replies
 
 logger = logging.getLogger(__name__)
+
+#: How long a take's replies may take once the wait is over (a Redis under load).
+_REPLY_SECONDS = 10.0
 
 
 class TakeRefused(Exception):
@@ -55,11 +59,14 @@ Behind = Callable[[lanes.Note], Sequence[tuple[Any, ...]]]
 @dataclass(frozen=True)
 class Took:
     """What one take brought: the message to run (None: nothing, or not one to run
-    here), the delivery tag of whatever it took, and the replies of what was behind it."""
+    here), the delivery tag of whatever it took, the replies of what was behind it, and
+    a message a runner must not run, to give to Celery's consumer (:meth:`Intake.hand_over`)
+    once what was started behind the take is given back."""
 
     delivery: Delivery | None
     tag: str | None
     behind: list[Any]
+    refused: Taken | None = None
 
 
 @dataclass(frozen=True)
@@ -162,20 +169,25 @@ class Intake:
         commands = list(behind(note)) if behind is not None else []
         try:
             found, replies = self._wait_and_take(client, wait, note, commands)
+            if isinstance(found, NoScriptError):
+                # Redis did not know the take (it restarted): the commands behind it ran
+                # without a take before them, and found no note of this take.
+                taken = self._take_now(client)
+            elif isinstance(found, ResponseError):
+                raise TakeRefused(str(found))
+            else:
+                taken = lanes.taken(found)
+            if taken is None:
+                return Took(None, None, replies)
+            delivery, refused = self._delivered(client, taken)
+        except TakeRefused:
+            raise
         except BaseException:
+            # Whatever this take took is in this intake's set, in no one's hands: the
+            # next take returns it to its lane first.
             self._recover = True
             raise
-        if isinstance(found, NoScriptError):
-            # Redis did not know the take (it restarted): the commands behind it ran
-            # without a take before them, and found no note.
-            taken = self._take_now(client)
-        elif isinstance(found, ResponseError):
-            raise TakeRefused(str(found))
-        else:
-            taken = lanes.taken(found)
-        if taken is None:
-            return Took(None, None, replies)
-        return Took(self._delivered(client, taken), taken.tag, replies)
+        return Took(delivery, taken.tag, replies, refused=taken if refused else None)
 
     def _wait_and_take(
         self, client: Any, wait: float, note: lanes.Note, behind: list[tuple[Any, ...]]
@@ -195,18 +207,14 @@ class Intake:
         wait_for = ("BRPOP", lanes.INTERACTIVE_BELL, self._bell, max(1, round(wait)))
         try:
             connection.send_packed_command(connection.pack_commands([wait_for, ahead, *behind]))
-            # Every reply is read, whatever the first says: the take ran either way.
-            replies: list[Any] = []
-            for _ in range(2 + len(behind)):
-                try:
-                    replies.append(connection.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
         except BaseException:
             connection.disconnect()
             pool.release(connection)
             raise
-        pool.release(connection)
+        # Every reply is read, whatever the first says: the take ran either way.
+        count = 2 + len(behind)
+        within = [wait + _REPLY_SECONDS] + [_REPLY_SECONDS] * (count - 1)
+        replies = read_replies(pool, connection, count, within=within)
         if isinstance(replies[0], ResponseError):
             logger.warning("Waiting on the interactive bell failed: %s", replies[0])
         return replies[1], replies[2:]
@@ -236,18 +244,19 @@ class Intake:
         )
         self._recover = False
 
-    def _delivered(self, client: Any, taken: Taken) -> Delivery | None:
-        """The message to run, or None: dropped (not a message) or handed over."""
+    def _delivered(self, client: Any, taken: Taken) -> tuple[Delivery | None, bool]:
+        """The message to run, or None and whether it is one to hand to Celery's
+        consumer (else it was dropped: not a message)."""
         try:
             payload = loads(bytes_to_str(taken.item))
         except UNREADABLE as exc:
             dropped(f"not JSON: {exc!r}")
             self._forget(client, taken.tag)
-            return None
+            return None, False
         if taken.tag is None or not is_envelope(payload):
             dropped(f"not a message envelope: {shows(payload)}")
             self._forget(client, taken.tag)
-            return None
+            return None, False
         try:
             message = self.channel.Message(payload, channel=self.channel, accept=self._accept)
             delivery = Delivery(
@@ -258,18 +267,28 @@ class Intake:
             )
         except Exception as exc:  # Celery's consumer reports it (and rejects it) its way
             logger.debug("Handing message %s to Celery's consumer: %r", taken.tag, exc)
-            self._hand_over(client, taken)
-            return None
+            return None, True
         if not self._runnable(delivery):
-            self._hand_over(client, taken)
-            return None
-        return delivery
+            return None, True
+        return delivery, False
 
-    def _hand_over(self, client: Any, taken: Taken) -> None:
-        """Give a message to Celery's consumer: it is out of this intake's set (its
-        recovery must not return it) and still unacknowledged until Celery acks it."""
-        client.srem(self.taker, taken.tag)
-        transport.RUNNERS.hand_over(client, taken)
+    def hand_over(self, taken: Taken) -> None:
+        """Give a message a runner must not run to Celery's consumer: it leaves this
+        intake's set (its recovery must not return it) and stays unacknowledged until
+        Celery acks it."""
+        self._client().srem(self.taker, taken.tag)
+        transport.RUNNERS.hand_over(self._client, taken)
+
+    def lost(self) -> None:
+        """What this intake took was dropped on the runner's side (an error after the
+        take): its next take first returns the messages of its set to their lanes."""
+        self._recover = True
+
+    def put_back(self, tag: str) -> None:
+        """Return a message this intake took to its lane, unrun (the worker stops)."""
+        client = self._client()
+        kombu(self.channel.qos).restore_by_tag(tag, client)
+        client.srem(self.taker, tag)
 
     def _forget(self, client: Any, tag: str | None) -> None:
         if tag is not None:

@@ -66,7 +66,7 @@ BULK_AFTER = 4
 MAX_WEIGHT = 10
 
 # Which lanes a take may take from (its second argument).
-INTERACTIVE_ONLY, EITHER, BULK_ONLY = "0", "1", "2"
+INTERACTIVE_ONLY, EITHER, BULK_ONLY, NEITHER = "0", "1", "2", "3"
 
 
 def tenant_group(tenant: str) -> str:
@@ -152,15 +152,15 @@ end
 # (:func:`taken_key`; '' for none), then the taker's note ('' for none). ARGV: the time
 # to index the message at ('' for the server's clock: a take sent ahead, behind the
 # wait for a bell), which lanes it may take from (:data:`INTERACTIVE_ONLY`,
-# :data:`EITHER`, :data:`BULK_ONLY`), how long the taker's set lives (seconds); with a
-# note, its nonce and the tasks a runner may run (space-separated). The note, replaced
-# by every take, names the message taken (nonce, delivery tag, task) when it is one a
-# runner may run (an interactive message of one of those tasks, its own request, no ETA
-# or expiry): a start sent behind the take reads it (``records.Starter.after_take``).
-# Returns false when no lane has a message for this worker, else {item, delivery tag or
-# false, group or false}: the tag when the item was recorded as unacknowledged, false
-# when it does not have the shape of a kombu envelope (the caller drops it); the group
-# for a bulk message.
+# :data:`EITHER`, :data:`BULK_ONLY`, :data:`NEITHER`), how long the taker's set lives
+# (seconds); with a note, its nonce and the tasks a runner may run (space-separated).
+# The note, replaced by every take, names the message taken (nonce, delivery tag, task)
+# when it is one a runner may run (an interactive message of one of those tasks, its
+# own request, no ETA or expiry): a start sent behind the take reads it
+# (``records.Starter.after_take``). Returns false when no lane has a message for this
+# worker, else {item, delivery tag or false, group or false}: the tag when the item was
+# recorded as unacknowledged, false when it does not have the shape of a kombu
+# envelope (the caller drops it); the group for a bulk message.
 TAKE = (
     LUA_ENVELOPE
     + LUA_LANES
@@ -194,8 +194,8 @@ if KEYS[11] ~= '' then redis.call('DEL', KEYS[11]) end
 -- First a write Redis refuses when out of memory, before anything is popped: a take
 -- that fails does so whole (a message popped and then not recorded would be lost).
 redis.call('SETNX', KEYS[5], 0)
-local bulk_ok = ARGV[2] ~= '0'
-local interactive_ok = ARGV[2] ~= '2'
+local bulk_ok = ARGV[2] == '1' or ARGV[2] == '2'
+local interactive_ok = ARGV[2] == '0' or ARGV[2] == '1'
 local item, group = nil, nil
 local bulk_waits = bulk_ok and redis.call('LLEN', KEYS[2]) > 0
 if bulk_waits and (not interactive_ok
@@ -379,11 +379,11 @@ def take(
 
 
 def _lanes(*, bulk: bool, interactive: bool) -> str:
-    """The lanes a take may take from; interactive alone when neither is allowed (a take
-    that may take nothing would only cost its round trip)."""
+    """The lanes a take may take from (:data:`NEITHER`: a wait for the worker's own bell
+    only, the take behind it takes nothing)."""
     if bulk:
         return EITHER if interactive else BULK_ONLY
-    return INTERACTIVE_ONLY
+    return INTERACTIVE_ONLY if interactive else NEITHER
 
 
 def ack(client: Any, tag: str, *, unacked_index: str, unacked: str, taker: str = "") -> None:

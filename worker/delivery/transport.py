@@ -109,7 +109,15 @@ class Runners:
             self.free += 1
             ring = self.free == 1 and self.watching and bool(self.bell)
         if ring:
+            self._ring(client)
+
+    def _ring(self, client: Callable[[], Any]) -> None:
+        """Ring the channel's bell, best effort: a ring lost to a Redis error costs the
+        channel one poll interval, never the request the caller is about to run."""
+        try:
             lanes.wake(client(), self.bell)
+        except (RedisError, OSError) as exc:
+            logger.debug("Could not ring the consumer's bell: %s", exc)
 
     def busy(self, client: Callable[[], Any]) -> None:
         """A runner starts a request (or stops); the channel takes interactive work when
@@ -118,13 +126,13 @@ class Runners:
             self.free = max(0, self.free - 1)
             ring = self.free == 0 and not self.watching and bool(self.bell)
         if ring:
-            lanes.wake(client(), self.bell)
+            self._ring(client)
 
-    def hand_over(self, client: Any, taken: Taken) -> None:
+    def hand_over(self, client: Callable[[], Any], taken: Taken) -> None:
         """Give a taken message to the consumer's channel, and wake it."""
         self.handed.append(taken)
         if self.bell:
-            lanes.wake(client, self.bell)
+            self._ring(client)
 
     def take_handed(self) -> list[Taken]:
         """What runners handed over since the last call (the channel delivers it)."""
@@ -439,6 +447,8 @@ class Channel(redis.Channel):
 
     def _brpop_read(self, **options: Any) -> Any:
         if not self._taking:
+            for item in RUNNERS.take_handed():  # what runners must not run
+                self._take(item, QUEUE)
             try:
                 return super()._brpop_read(**options)  # type: ignore[misc]
             except UNREADABLE as exc:

@@ -328,7 +328,9 @@ class RedisLimiter:
         if time.monotonic() < self._bypass_until:
             return None
         holder = uuid.uuid4().hex
-        ended = self._take_ended()
+        # Slots ended are freed by the next acquire that runs now, not by one that may
+        # wait behind a take (``only_if``) for up to its poll interval.
+        ended = self._take_ended() if only_if is None else []
         keys = self._keys if only_if is None else [*self._keys, only_if]
         pipe.execute_command(
             "EVALSHA", self._acquire.sha, len(keys), *keys, *self._args(holder, "1"), *ended
@@ -340,6 +342,7 @@ class RedisLimiter:
                 return
             if int(reply) != 0:
                 return
+            release_early()  # one early slot per context: an earlier one unused goes back
             _EARLY.set((self, holder))  # rate only: no slot to hold, the token is the call's
             if self._limits.max_in_flight > 0:
                 self._hold(holder)
