@@ -328,9 +328,11 @@ class RedisLimiter:
         if time.monotonic() < self._bypass_until:
             return None
         holder = uuid.uuid4().hex
-        # Slots ended are freed by the next acquire that runs now, not by one that may
-        # wait behind a take (``only_if``) for up to its poll interval.
-        ended = self._take_ended() if only_if is None else []
+        # Slots ended ride on the ask (no trip of their own). Behind a runner's take
+        # (``only_if``) that is when the take's wait ends: at once when work waits; when
+        # none does, up to a poll interval later, the slot held from the fleet meanwhile
+        # (a trip of their own after each request measured slower: docs/performance.md).
+        ended = self._take_ended()
         keys = self._keys if only_if is None else [*self._keys, only_if]
         pipe.execute_command(
             "EVALSHA", self._acquire.sha, len(keys), *keys, *self._args(holder, "1"), *ended
