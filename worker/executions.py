@@ -206,7 +206,7 @@ class Executions:
         start = self._starter.taken_start(reply)
         if start is None:
             return None
-        return SentStart(list, lambda _replies: start, lambda _exc: None)
+        return SentStart(lambda: [], lambda _replies: start, lambda _exc: None)
 
     def begin_many(
         self, request_ids: list[str], claim: Claim, *, alongside: Alongside | None = None

@@ -243,7 +243,7 @@ end
 # sent behind the take on the same connection (see ``Starter.after_take``): the note
 # names the request and its operation; the time is the server's. Returns the start
 # script's five values, or false when the take took nothing a runner may run.
-_START_TAKEN: str = (
+_START_TAKEN = (
     REQUEST_EVENT_LUA
     + ISO_NOW_LUA
     + _START_FUNCTION

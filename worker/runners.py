@@ -43,7 +43,7 @@ from celery.worker import state as worker_state
 from worker.catalog import CATALOG
 from worker.celery_app import app, engine, queue_settings
 from worker.contracts import Operation
-from worker.delivery.envelope import ENQUEUED_AT
+from worker.delivery.envelope import enqueued_at
 from worker.delivery.intake import Delivery, Intake, TakeRefused
 from worker.delivery.lanes import Note
 from worker.engine import TakeStart
@@ -173,15 +173,12 @@ class Runner:
         with bound_request(request_id):
             logger.info("Task %s[%s] received", delivery.task_name, request_id)
             began = time.monotonic()
-            enqueued_at = delivery.properties.get(ENQUEUED_AT)
             try:
                 ended = engine().run_one(
                     request_id,
                     operation,
                     delivery.kwargs or {},
-                    enqueued_at=float(enqueued_at)
-                    if isinstance(enqueued_at, int | float)
-                    else None,
+                    enqueued_at=enqueued_at(delivery.properties),
                     runner=True,
                     taken=taken,
                 )

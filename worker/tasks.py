@@ -31,7 +31,7 @@ from worker.catalog import CATALOG, Spec
 from worker.celery_app import app, engine
 from worker.contracts import CHUNK_TASK, Chunk, Operation
 from worker.delivery import lanes
-from worker.delivery.envelope import ENQUEUED_AT
+from worker.delivery.envelope import enqueued_at
 from worker.errors import ChunkFailed, EksOpsError, InvalidRequest, PermanentError
 from worker.validation import explain
 
@@ -107,8 +107,7 @@ def _bulk_lane(delivery_info: dict[str, Any]) -> bool:
 
 def _enqueued_at(task: Any) -> float | None:
     """When the message being run was enqueued (its envelope says; None if it does not)."""
-    value = (task.request.properties or {}).get(ENQUEUED_AT)
-    return float(value) if isinstance(value, int | float) else None
+    return enqueued_at(task.request.properties)
 
 
 def _operation_task(spec: Spec) -> Any:

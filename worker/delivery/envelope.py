@@ -57,6 +57,12 @@ end
 """
 
 
+def enqueued_at(properties: Mapping[str, Any] | None) -> float | None:
+    """When a message was enqueued, from its properties (None if they do not say)."""
+    value = (properties or {}).get(ENQUEUED_AT)
+    return float(value) if isinstance(value, int | float) else None
+
+
 def is_envelope(message: object) -> bool:
     """Return whether ``message`` (decoded JSON) has the shape of a kombu envelope."""
     if not isinstance(message, dict) or "body" not in message:

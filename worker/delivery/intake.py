@@ -199,7 +199,7 @@ class Intake:
             unacked_index=self.channel.unacked_index_key,
             unacked=self.channel.unacked_key,
             taker=self.taker,
-            taker_ttl=self._taker_ttl,
+            taker_ttl=self.channel._taker_ttl,
             note=note,
         )
         pool = client.connection_pool
@@ -226,12 +226,8 @@ class Intake:
             unacked_index=self.channel.unacked_index_key,
             unacked=self.channel.unacked_key,
             taker=self.taker,
-            taker_ttl=self._taker_ttl,
+            taker_ttl=self.channel._taker_ttl,
         )
-
-    @property
-    def _taker_ttl(self) -> int:
-        return max(60, 2 * int(kombu(self.channel).visibility_timeout))
 
     def _return_unanswered(self, client: Any, unanswered: Callable[[str], None] | None) -> None:
         return_unanswered(
