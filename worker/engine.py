@@ -600,6 +600,12 @@ class TakeStart:
         if self._ask is not None:
             self._ask(replies[1])
 
+    def lost(self) -> None:
+        """Its replies never came (the take's connection failed): the limiter frees the
+        slot its ask may have been granted, and the ended slots the ask carried."""
+        if self._ask is not None:
+            self._ask(ConnectionError("the replies of a take never came"))
+
 
 #: A start sent ahead that no run has read after this long (or a third of the lease, if
 #: shorter) is given back; a run that finds it older starts afresh.

@@ -141,6 +141,9 @@ class Runner:
         except INFRASTRUCTURE_ERRORS:
             raise _Stopped from None  # stopping: nothing was taken
         start = sent[-1] if sent and took.behind else None
+        for unread in sent:
+            if unread is not start:  # a take of this turn whose replies never came
+                unread.lost()
         delivery = took.delivery
         try:
             if start is not None:

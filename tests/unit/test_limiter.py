@@ -337,6 +337,25 @@ def test_the_token_of_an_early_slot_not_used_goes_back_to_the_bucket(
     assert client.zcard(IN_FLIGHT) == 0
 
 
+@pytest.mark.timeout(10)
+def test_an_early_slot_whose_reply_was_lost_is_freed_for_the_next_call(
+    client: fakeredis.FakeRedis,
+) -> None:
+    one = limiter(client, max_in_flight=1, lease_seconds=60)
+    client.script_load(_ACQUIRE)
+    pipe = client.pipeline(transaction=False)
+    read = one.ask_early(pipe)
+    assert read is not None
+    pipe.execute(raise_on_error=False)  # granted in Redis...
+    assert client.zcard(IN_FLIGHT) == 1
+    read(ConnectionError("lost"))  # ...but the reply never came back
+    assert _EARLY.get() is None  # nothing held for a call
+    started = time.monotonic()
+    with one.slot():  # the only slot: freed by this ask, not after the 60 s lease
+        assert client.zcard(IN_FLIGHT) == 1
+    assert time.monotonic() - started < 0.5
+
+
 def test_an_ask_sent_again_after_it_was_granted_is_still_granted(
     client: fakeredis.FakeRedis,
 ) -> None:

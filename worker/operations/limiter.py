@@ -340,7 +340,11 @@ class RedisLimiter:
 
         def read(reply: Any) -> None:
             if isinstance(reply, Exception):  # NOSCRIPT, or Redis failed: ask as usual
-                self._free_later(ended)
+                # A reply lost with its connection may have granted the slot: freed too
+                # (freeing a slot never granted is a no-op); its token, if any, is spent.
+                lost = [holder] if self._limits.max_in_flight > 0 else []
+                self._free_later([*ended, *lost])
+                self._woken.set()
                 return
             if int(reply) != 0:
                 return
